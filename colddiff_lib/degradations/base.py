@@ -1,0 +1,194 @@
+"""The degradation interface: D(x0, t), a fixed operator with no learned parameters.
+
+A degradation plays the role a noise scheduler plays in diffusers: it is kept apart from the
+model, it owns the schedule, and everything the samplers need is ``D.T`` and ``D(x0, t)``.
+
+Conventions used by every degradation in this package:
+
+* images ``x0`` are float tensors ``[B, C, H, W]`` with values in ``[-1, 1]``;
+* ``t`` is an int or a ``LongTensor[B]`` with ``0 <= t <= T``; ``D(x0, 0) == x0`` exactly;
+* the output has the shape, dtype and device of ``x0``.
+
+To write a new degradation, subclass :class:`Degradation` and override :meth:`degrade`; the base
+class validates the input, turns ``t`` into a ``LongTensor[B]`` and keeps ``t = 0`` samples exact.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence, Union
+
+import torch
+
+TimeLike = Union[int, torch.Tensor]
+
+
+def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = None) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating tensor ``[B, C, H, W]`` (with ``channels`` C)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have rank 4 ([B, C, H, W]), got rank {x.dim()} with shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} has {x.shape[1]} channels but this degradation expects channels={channels}")
+
+
+def as_time_tensor(t: TimeLike, batch: int, T: int, device: torch.device, name: str = "t") -> torch.Tensor:
+    """Return ``t`` as a ``LongTensor[batch]`` on ``device``, checking ``0 <= t <= T``."""
+    if isinstance(t, bool):
+        raise ValueError(f"{name} must be an int or a LongTensor[B], got bool")
+    if isinstance(t, int):
+        t = torch.full((batch,), t, dtype=torch.long, device=device)
+    elif isinstance(t, torch.Tensor):
+        if t.is_floating_point() or t.is_complex():
+            raise ValueError(f"{name} must hold integers, got dtype {t.dtype}")
+        if t.dim() == 0:
+            t = t.reshape(1).expand(batch)
+        if t.dim() != 1 or t.shape[0] != batch:
+            raise ValueError(f"{name} must be an int or a LongTensor of shape [{batch}], got shape {tuple(t.shape)}")
+        t = t.to(device=device, dtype=torch.long)
+    else:
+        raise ValueError(f"{name} must be an int or a LongTensor[B], got {type(t).__name__}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) > T):
+        raise ValueError(f"{name} must lie in 0..T = 0..{T}, got values from {int(t.min())} to {int(t.max())}")
+    return t
+
+
+def draw(kind: str, shape, generator: Optional[torch.Generator], device) -> torch.Tensor:
+    """``torch.rand`` or ``torch.randn`` (``kind``) drawn on the generator's device, moved to ``device``.
+
+    Lets a CPU generator (reproducible everywhere) drive degradations of CUDA tensors.
+    """
+    fn = {"rand": torch.rand, "randn": torch.randn}[kind]
+    gen_device = generator.device if generator is not None else device
+    return fn(tuple(shape), generator=generator, device=gen_device).to(device)
+
+
+def per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Gather ``values[t]`` for a schedule ``values[T+1]`` and broadcast it to ``like`` ([B, 1, 1, 1])."""
+    return values.to(device=like.device, dtype=like.dtype)[t].view(-1, *([1] * (like.dim() - 1)))
+
+
+class Degradation:
+    """Base class of all degradations ``D(x0, t)``.
+
+    Attributes:
+        T: number of steps; ``t`` ranges over ``0..T``.
+        channels: number of image channels expected, or ``None`` for any.
+        linear: whether ``x -> D(x, t)`` is linear (``D(a x + b y, t) = a D(x, t) + b D(y, t)``).
+        compositional: whether :meth:`step` exists, with ``D(x0, t) = step(D(x0, t-1), t)``.
+        random: whether ``D`` draws random quantities (noise, mask centres, blend targets);
+            :meth:`freeze` fixes them for one batch.
+    """
+
+    linear: bool = False
+    compositional: bool = False
+    random: bool = False
+
+    def __init__(self, T: int, channels: Optional[int] = None):
+        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+            raise ValueError(f"T must be a positive int (number of steps), got {T!r}")
+        if channels is not None and (not isinstance(channels, int) or channels < 1):
+            raise ValueError(f"channels must be a positive int or None, got {channels!r}")
+        self.T = T
+        self.channels = channels
+
+    # --- what a subclass overrides --------------------------------------------------------------
+    def degrade(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Degrade validated images ``x0`` [B, C, H, W] to levels ``t`` (LongTensor[B], 0..T)."""
+        raise NotImplementedError(f"{type(self).__name__} must override degrade(x0, t)")
+
+    def step_op(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Apply the single step ``t`` (LongTensor[B], 1..T) to ``x`` = D(x0, t-1)."""
+        raise NotImplementedError(f"{type(self).__name__} is not compositional: it has no step()")
+
+    def freeze_state(self, like: torch.Tensor, generator: Optional[torch.Generator]) -> dict:
+        """Draw the random quantities for a batch shaped like ``like``; return them as attributes."""
+        return {}
+
+    def prior(self, n: int, shape: Sequence[int], generator: Optional[torch.Generator] = None,
+              device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+        """A starting point x_T [n, *shape] for generation, where the degradation has one."""
+        raise NotImplementedError(f"{type(self).__name__} has no generation prior")
+
+    # --- public API -----------------------------------------------------------------------------
+    def __call__(self, x0: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        """Return D(x0, t): ``x0`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] in 0..T."""
+        check_images(x0, "x0", self.channels)
+        t = as_time_tensor(t, x0.shape[0], self.T, x0.device)
+        self._check_frozen_batch(x0)
+        out = self.degrade(x0, t)
+        # t = 0 must return x0 bit for bit, whatever rounding the operator does.
+        keep = (t == 0).view(-1, *([1] * (x0.dim() - 1)))
+        return torch.where(keep, x0, out.to(x0.dtype))
+
+    def step(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
+        """Apply step ``t`` alone: ``D(x0, t) == D.step(D(x0, t - 1), t)`` (compositional only).
+
+        ``x`` is [B, C, H, W]; ``t`` an int or LongTensor[B] in 1..T.
+        """
+        if not self.compositional:
+            raise NotImplementedError(f"{type(self).__name__} is not compositional: it has no step()")
+        check_images(x, "x", self.channels)
+        t = as_time_tensor(t, x.shape[0], self.T, x.device)
+        if t.numel() and int(t.min()) < 1:
+            raise ValueError(f"t must lie in 1..T = 1..{self.T} for step(), got {int(t.min())}")
+        self._check_frozen_batch(x)
+        return self.step_op(x, t).to(x.dtype)
+
+    def freeze(self, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> "Degradation":
+        """Return a copy whose random quantities are drawn once for the batch ``like`` [B, C, H, W].
+
+        Samplers need this: Algorithm 2 compares D(x, s) and D(x, s-1) under the same noise,
+        mask centre or blend target. A deterministic degradation returns itself.
+        """
+        if not self.random:
+            return self
+        check_images(like, "like", self.channels)
+        frozen = copy.copy(self)
+        for key, value in self.freeze_state(like, generator).items():
+            setattr(frozen, key, value)
+        frozen._frozen_batch = like.shape[0]
+        return frozen
+
+    def freeze_to(self, x_T: torch.Tensor) -> "Degradation":
+        """A copy frozen so that D(x0, T) == x_T for every x0: the state a generation run starts from.
+
+        Deterministic degradations return themselves; random ones whose x_T carries their random
+        quantities (noise, blend target, fill colour) override this.
+        """
+        if self.random:
+            raise NotImplementedError(f"{type(self).__name__} cannot recover its random state from x_T")
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return getattr(self, "_frozen_batch", None) is not None
+
+    def _check_frozen_batch(self, x: torch.Tensor) -> None:
+        n = getattr(self, "_frozen_batch", None)
+        if n is not None and x.shape[0] != n:
+            raise ValueError(f"this degradation was frozen for a batch of {n} images, got a batch of {x.shape[0]}")
+
+    def config(self) -> dict:
+        """The constructor arguments, so that ``build(**D.config())`` rebuilds the degradation."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        try:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        except NotImplementedError:
+            args = f"T={self.T}"
+        return f"{type(self).__name__}({args})"
+
+
+def check_choice(value, name: str, choices: Sequence) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def check_positive(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")

@@ -1,0 +1,175 @@
+"""Inpainting: multiply by Gaussian masks of growing width.
+
+Step i multiplies by m_i = 1 - G_{sigma_i} / max G_{sigma_i}, a Gaussian hole of width
+sigma_i = std * (i - 1 + initial_mask) around a centre, so that x_t = x0 * prod_{i<=t} m_i and the
+hole grows with t. The cumulative products are precomputed, so every t costs one multiplication.
+Masked pixels go to 0, mid-grey in [-1, 1].
+
+:class:`InpaintingFill` is the generation variant: x_t = a_t x0 + (1 - a_t) c with a_t the cumulative
+mask and c a flat random colour, reaching x_T = c.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from .base import Degradation, check_positive, draw
+
+
+def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Masks 1 - G/max G on an H x W grid.
+
+    Args:
+        size: (H, W).
+        sigma: widths [S] in pixels.
+        centre: (row, col) centres [B, 2] in pixels.
+    Returns:
+        [B, S, H, W] with 0 at the centre and values in [0, 1).
+    """
+    H, W = size
+    rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H, 1)
+    cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, 1, W)
+    d2 = (rows - centre[:, 0].view(-1, 1, 1, 1)) ** 2 + (cols - centre[:, 1].view(-1, 1, 1, 1)) ** 2
+    return 1 - torch.exp(-d2 / (2 * sigma.view(1, -1, 1, 1) ** 2))
+
+
+class Inpainting(Degradation):
+    """Gaussian masks of growing width, multiplied: ``D(x0, t) = x0 * prod_{i<=t} m_i``.
+
+    Args:
+        T: number of steps.
+        std: growth of the mask width, sigma_i = std * (i - 1 + initial_mask) pixels.
+        initial_mask: offset of the width schedule (in steps).
+        random_centre: draw the centre uniformly per image (fixed for that image by :meth:`freeze`)
+            instead of the image centre.
+        channels: number of channels expected, or ``None``.
+
+    Images are [B, C, H, W] in [-1, 1]; linear and compositional.
+    """
+
+    linear = True
+    compositional = True
+
+    def __init__(self, T: int = 50, std: float = 0.1, initial_mask: float = 1.0, random_centre: bool = False,
+                 channels: Optional[int] = None):
+        super().__init__(T, channels)
+        check_positive(std, "std")
+        if isinstance(initial_mask, bool) or not isinstance(initial_mask, (int, float)) or initial_mask <= 0:
+            raise ValueError(f"initial_mask must be a positive number, got {initial_mask!r}")
+        self.std = float(std)
+        self.initial_mask = float(initial_mask)
+        self.random_centre = bool(random_centre)
+        self.random = self.random_centre
+        self.sigmas = torch.tensor([self.std * (i + self.initial_mask) for i in range(T)], dtype=torch.float64)
+        self.centres: Optional[torch.Tensor] = None  # [B, 2], set by freeze()
+
+    def config(self) -> dict:
+        return dict(name="inpaint", T=self.T, std=self.std, initial_mask=self.initial_mask,
+                    random_centre=self.random_centre, channels=self.channels)
+
+    def freeze_state(self, like, generator):
+        H, W = like.shape[-2:]
+        u = draw("rand", (like.shape[0], 2), generator, like.device)
+        return {"centres": u * torch.tensor([H - 1, W - 1], device=like.device, dtype=u.dtype)}
+
+    def _centres(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        if self.random_centre:
+            if self.centres is None:  # unfrozen: a fresh random centre per image and call
+                return self.freeze_state(x, None)["centres"]
+            return self.centres.to(x.device)
+        return torch.tensor([[(H - 1) / 2, (W - 1) / 2]], device=x.device).expand(x.shape[0], 2)
+
+    def step_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """m_1..m_T for the images ``x``: [B, T, H, W] (float64)."""
+        centres = self._centres(x).to(torch.float64)
+        return gaussian_hole(x.shape[-2:], self.sigmas.to(x.device), centres)
+
+    def cumulative_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """a_t = prod_{i<=t} m_i for t = 0..T: [B, T + 1, H, W] (float64, a_0 = 1)."""
+        m = self.step_masks(x)
+        ones = torch.ones_like(m[:, :1])
+        return torch.cumprod(torch.cat([ones, m], dim=1), dim=1)
+
+    def _mask_at(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not self.random_centre:  # one mask set for the whole batch: cache it per size and device
+            key = (tuple(x.shape[-2:]), x.device)
+            if getattr(self, "_cache_key", None) != key:
+                self._cache = self.cumulative_masks(x[:1])[0]
+                self._cache_key = key
+            return self._cache[t].unsqueeze(1)
+        a = self.cumulative_masks(x)
+        return a[torch.arange(x.shape[0], device=x.device), t].unsqueeze(1)
+
+    def degrade(self, x0, t):
+        return x0 * self._mask_at(x0, t).to(x0.dtype)
+
+    def step_op(self, x, t):
+        m = self.step_masks(x)
+        return x * m[torch.arange(x.shape[0], device=x.device), t - 1].unsqueeze(1).to(x.dtype)
+
+
+class InpaintingFill(Inpainting):
+    """Generation variant: ``D(x0, t) = a_t x0 + (1 - a_t) c`` with a flat random colour c.
+
+    a_t is the cumulative mask of :class:`Inpainting`, forced to 0 at t = T so that x_T = c exactly.
+    c is uniform in ``[-colour_range, colour_range]`` per channel and image, fixed by :meth:`freeze`.
+    Affine (not linear) because of c; not compositional.
+    """
+
+    linear = False
+    compositional = False
+    random = True
+
+    def __init__(self, T: int = 750, std: float = 0.05, initial_mask: float = 1.0, random_centre: bool = False,
+                 colour_range: float = 0.5, channels: Optional[int] = None):
+        super().__init__(T, std, initial_mask, random_centre, channels)
+        check_positive(colour_range, "colour_range")
+        self.random = True
+        self.colour_range = float(colour_range)
+        self.colours: Optional[torch.Tensor] = None  # [B, C], set by freeze()
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg.update(name="inpaint_fill", colour_range=self.colour_range)
+        return cfg
+
+    def freeze_state(self, like, generator):
+        state = super().freeze_state(like, generator) if self.random_centre else {}
+        u = draw("rand", like.shape[:2], generator, like.device)
+        state["colours"] = (u * 2 - 1) * self.colour_range
+        return state
+
+    def freeze_to(self, x_T):
+        """A copy whose fill colour is x_T's (flat) colour, so that D(x0, T) == x_T."""
+        frozen = self.freeze(x_T)
+        frozen.colours = x_T.mean(dim=(-2, -1))
+        return frozen
+
+    def cumulative_masks(self, x):
+        a = super().cumulative_masks(x)
+        a[:, -1] = 0
+        return a
+
+    def degrade(self, x0, t):
+        a = self._mask_at(x0, t).to(x0.dtype)
+        c = self.colours
+        if c is None:
+            c = self.freeze_state(x0, None)["colours"]
+        c = c.to(device=x0.device, dtype=x0.dtype).view(x0.shape[0], x0.shape[1], 1, 1)
+        return a * x0 + (1 - a) * c
+
+    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+        """Flat images of a random colour, uniform in ``[-colour_range, colour_range]``: [n, C, H, W]."""
+        C, H, W = shape
+        c = (draw("rand", (n, C, 1, 1), generator, device) * 2 - 1) * self.colour_range
+        return c.expand(n, C, H, W).contiguous()
+
+    def latent(self, x_T: torch.Tensor) -> torch.Tensor:
+        return x_T.mean(dim=(-2, -1))
+
+    def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        C, H, W = shape
+        return z.view(-1, C, 1, 1).expand(-1, C, H, W).contiguous()

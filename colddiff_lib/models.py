@@ -1,0 +1,197 @@
+"""The restoration network R_theta(x_t, t) ~ x0: a time-conditioned U-Net.
+
+A compact DDPM-style U-Net: sinusoidal time embedding, residual blocks with GroupNorm whose
+features are scaled and shifted by the time embedding, optional self-attention at low resolution,
+strided-convolution downsampling and nearest-neighbour upsampling with skip connections.
+Sizes come from presets: ``tiny`` trains on a CPU; ``paper`` is about the size the paper used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PRESETS = {
+    # name: dim, dim_mults, num_blocks, attention at the lowest resolution(s)
+    "tiny": dict(dim=16, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=()),
+    "small": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
+    "base": dict(dim=64, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
+    "paper": dict(dim=128, dim_mults=(1, 2, 2, 2), num_blocks=2, attn_levels=(1,)),
+}
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Embed levels ``t`` (LongTensor[B]) as [B, dim] sines and cosines of geometric frequencies."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+def _groups(channels: int, groups: int) -> int:
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv twice, the second normalisation modulated by the time embedding."""
+
+    def __init__(self, cin: int, cout: int, temb_dim: int, groups: int = 8, dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(cin, groups), cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.time = nn.Linear(temb_dim, 2 * cout)
+        self.norm2 = nn.GroupNorm(_groups(cout, groups), cout)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.time(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return h + self.skip(x)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the pixels of a low-resolution feature map."""
+
+    def __init__(self, channels: int, heads: int = 4, groups: int = 8):
+        super().__init__()
+        self.heads = heads if channels % heads == 0 else 1
+        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W).unbind(1)
+        h = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.out(h.transpose(-1, -2).reshape(B, C, H, W))
+
+
+class UNet(nn.Module):
+    """Time-conditioned U-Net: ``model(x_t, t) -> x0 estimate``.
+
+    Args:
+        channels: image channels C (input and output).
+        dim: feature width of the first level.
+        dim_mults: width multiplier of each level; images must be divisible by 2^(levels - 1).
+        num_blocks: residual blocks per level.
+        attn_levels: levels (0 = full resolution) that get self-attention; the middle always
+            does when any level does.
+        dropout: dropout rate inside the residual blocks.
+        groups: GroupNorm groups.
+
+    Forward: ``x`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] -> [B, C, H, W].
+    """
+
+    def __init__(self, channels: int = 1, dim: int = 32, dim_mults: Sequence[int] = (1, 2, 2), num_blocks: int = 2,
+                 attn_levels: Sequence[int] = (), dropout: float = 0.0, groups: int = 8):
+        super().__init__()
+        for name, value in (("channels", channels), ("dim", dim), ("num_blocks", num_blocks)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not dim_mults or any((not isinstance(m, int)) or m < 1 for m in dim_mults):
+            raise ValueError(f"dim_mults must be a non-empty sequence of positive ints, got {dim_mults!r}")
+        if any(level not in range(len(dim_mults)) for level in attn_levels):
+            raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
+        self._config = dict(channels=channels, dim=dim, dim_mults=tuple(dim_mults), num_blocks=num_blocks,
+                            attn_levels=tuple(attn_levels), dropout=dropout, groups=groups)
+        self.channels = channels
+        self.levels = len(dim_mults)
+        temb = 4 * dim
+        self.time_mlp = nn.Sequential(nn.Linear(dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.conv_in = nn.Conv2d(channels, dim, 3, padding=1)
+
+        widths = [dim * m for m in dim_mults]
+        self.down = nn.ModuleList()
+        skips = [dim]
+        cin = dim
+        for level, w in enumerate(widths):
+            blocks = nn.ModuleList()
+            for _ in range(num_blocks):
+                blocks.append(ResBlock(cin, w, temb, groups, dropout))
+                blocks.append(Attention(w, groups=groups) if level in attn_levels else nn.Identity())
+                cin = w
+                skips.append(w)
+            down = nn.Conv2d(w, w, 3, stride=2, padding=1) if level < self.levels - 1 else nn.Identity()
+            if level < self.levels - 1:
+                skips.append(w)
+            self.down.append(nn.ModuleDict(dict(blocks=blocks, down=down)))
+
+        self.mid1 = ResBlock(cin, cin, temb, groups, dropout)
+        self.mid_attn = Attention(cin, groups=groups) if attn_levels else nn.Identity()
+        self.mid2 = ResBlock(cin, cin, temb, groups, dropout)
+
+        self.up = nn.ModuleList()
+        for level, w in reversed(list(enumerate(widths))):
+            blocks = nn.ModuleList()
+            for _ in range(num_blocks + 1):
+                blocks.append(ResBlock(cin + skips.pop(), w, temb, groups, dropout))
+                blocks.append(Attention(w, groups=groups) if level in attn_levels else nn.Identity())
+                cin = w
+            up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, w, 3, padding=1)) \
+                if level > 0 else nn.Identity()
+            self.up.append(nn.ModuleDict(dict(blocks=blocks, up=up)))
+
+        self.norm_out = nn.GroupNorm(_groups(cin, groups), cin)
+        self.conv_out = nn.Conv2d(cin, channels, 3, padding=1)
+
+    @classmethod
+    def from_preset(cls, name: str, channels: int = 1, **overrides) -> "UNet":
+        """Build a preset (``tiny``, ``small``, ``base``, ``paper``), optionally overriding arguments."""
+        if name not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {name!r}")
+        return cls(channels=channels, **{**PRESETS[name], **overrides})
+
+    def config(self) -> dict:
+        """The constructor arguments: ``UNet(**model.config())`` rebuilds the architecture."""
+        return dict(self._config)
+
+    def _check(self, x: torch.Tensor, t) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f"x must be a tensor [B, C, H, W], got shape {tuple(getattr(x, 'shape', ()))}")
+        if x.shape[1] != self.channels:
+            raise ValueError(f"x has {x.shape[1]} channels but the model was built with channels={self.channels}")
+        f = 2 ** (self.levels - 1)
+        if x.shape[-2] % f or x.shape[-1] % f:
+            raise ValueError(f"image height and width must be divisible by {f} for {self.levels} levels, "
+                             f"got {tuple(x.shape[-2:])}")
+        if isinstance(t, int):
+            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
+            raise ValueError(f"t must be an int or a LongTensor of shape [{x.shape[0]}], got {t!r}")
+        return t.to(x.device)
+
+    def forward(self, x: torch.Tensor, t) -> torch.Tensor:
+        t = self._check(x, t)
+        temb = self.time_mlp(sinusoidal_embedding(t, self.conv_in.out_channels).to(x.dtype))
+        h = self.conv_in(x)
+        hs = [h]
+        for stage in self.down:
+            for i in range(0, len(stage["blocks"]), 2):
+                h = stage["blocks"][i + 1](stage["blocks"][i](h, temb))
+                hs.append(h)
+            if not isinstance(stage["down"], nn.Identity):
+                h = stage["down"](h)
+                hs.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
+        for stage in self.up:
+            for i in range(0, len(stage["blocks"]), 2):
+                h = stage["blocks"][i + 1](stage["blocks"][i](torch.cat([h, hs.pop()], dim=1), temb))
+            h = stage["up"](h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

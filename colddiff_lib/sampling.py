@@ -1,0 +1,115 @@
+"""Inverting a degradation: one call of R, and the paper's Algorithms 1 and 2.
+
+Samplers are plain functions (as in k-diffusion). They take any callable ``R(x, t) -> x0 estimate``
+and any degradation with ``T`` and ``__call__(x0, t)``, and they report progress through an
+optional ``callback`` that sees every x_s and every x0 estimate.
+
+* Algorithm 1 (naive):     x_{s-1} = D(R(x_s, s), s - 1)
+* Algorithm 2 (improved):  x_{s-1} = x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)
+
+For D(x, s) = x + s e (the first-order Taylor picture) Algorithm 2 returns D(x0, s - 1) exactly,
+whatever R is, because the x0 estimate cancels; Algorithm 1 only does if R is exact.
+A full run costs T calls of R and O(T) calls of D (each O(1) in s for this library's operators).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .degradations.base import TimeLike, as_time_tensor, check_images
+
+ALGORITHMS = ("improved", "naive")
+
+
+def _time(t: TimeLike, x: torch.Tensor, T: int) -> torch.Tensor:
+    return as_time_tensor(t, x.shape[0], T, x.device)
+
+
+def _check_frozen(D) -> None:
+    if getattr(D, "random", False) and not getattr(D, "frozen", True):
+        raise ValueError("D draws random quantities (noise, mask centres, targets, snow): pass the frozen "
+                         "degradation that made x_t, D.freeze(x0), or D.freeze_to(x_T) for generation")
+
+
+@torch.no_grad()
+def direct(R: Callable, x_t: torch.Tensor, t: TimeLike, T: Optional[int] = None) -> torch.Tensor:
+    """One call of the restoration network: the direct estimate R(x_t, t) of x0.
+
+    Args:
+        R: callable ``R(x [B, C, H, W], t LongTensor[B]) -> [B, C, H, W]``.
+        x_t: degraded images [B, C, H, W] in [-1, 1].
+        t: their levels, int or LongTensor[B].
+        T: the largest allowed level, when known (for validation).
+    Returns:
+        [B, C, H, W], the x0 estimate.
+    """
+    check_images(x_t, "x_t")
+    t = _time(t, x_t, T if T is not None else 10 ** 9)
+    return R(x_t, t)
+
+
+@torch.no_grad()
+def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
+           callback: Optional[Callable[[dict], None]] = None, clip_x0: bool = True) -> torch.Tensor:
+    """Run Algorithm 1 or 2 from level ``t`` down to 0 and return the final x_0.
+
+    Args:
+        R: callable ``R(x, t) -> x0 estimate`` on [B, C, H, W] and LongTensor[B].
+        D: degradation with ``T`` and ``D(x0, t)``; a random one must be frozen
+            (``D.freeze(x0)`` or ``D.freeze_to(x_T)``) so that every call uses the same noise.
+        x_t: starting images [B, C, H, W] (degraded images, or a generation prior).
+        t: starting level, int or LongTensor[B] (each image stops at 0 after its own t steps).
+        algorithm: ``"improved"`` (Algorithm 2) or ``"naive"`` (Algorithm 1).
+        callback: called once per step with a dict ``{"s", "x", "x0_hat", "x_next"}``: the level s,
+            x_s [B, C, H, W], the estimate R(x_s, s), and x_{s-1}.
+        clip_x0: clamp R's estimates to [-1, 1].
+    Returns:
+        [B, C, H, W], the restored images (the level-0 iterate).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
+    check_images(x_t, "x_t", getattr(D, "channels", None))
+    _check_frozen(D)
+    levels = _time(t, x_t, D.T)
+    x = x_t
+    start = int(levels.max()) if levels.numel() else 0
+    for s in range(start, 0, -1):
+        active = (levels >= s).view(-1, 1, 1, 1)
+        s_vec = torch.full_like(levels, s)
+        x0_hat = R(x, s_vec)
+        if clip_x0:
+            x0_hat = x0_hat.clamp(-1, 1)
+        if algorithm == "naive":
+            x_next = D(x0_hat, s - 1)
+        else:
+            x_next = x - D(x0_hat, s) + D(x0_hat, s - 1)
+        x_next = torch.where(active, x_next, x)
+        if callback is not None:
+            callback({"s": s, "x": x, "x0_hat": x0_hat, "x_next": x_next})
+        x = x_next
+    return x
+
+
+def trajectory(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
+               clip_x0: bool = True, every: int = 1):
+    """Run :func:`sample` and keep the iterates: returns (x_0, xs, x0_hats, levels).
+
+    ``xs`` and ``x0_hats`` are [K, B, C, H, W] on the CPU for the recorded levels (every ``every``-th
+    step, the first and last always), ``levels`` the list of those s.
+    """
+    xs, hats, levels = [], [], []
+    start = int(_time(t, x_t, D.T).max())
+
+    def keep(info):
+        s = info["s"]
+        if (start - s) % every == 0 or s == 1:
+            xs.append(info["x"].detach().cpu())
+            hats.append(info["x0_hat"].detach().cpu())
+            levels.append(s)
+
+    out = sample(R, D, x_t, t, algorithm=algorithm, callback=keep, clip_x0=clip_x0)
+    xs.append(out.detach().cpu())
+    levels.append(0)
+    return out, torch.stack(xs), torch.stack(hats) if hats else torch.empty(0), levels

@@ -1,0 +1,323 @@
+"""Training the restoration network with the l1 objective E || R(D(x0, t), t) - x0 ||_1.
+
+One function, :func:`train`, in the nanoGPT spirit: flat, readable, a tiny CPU preset and the same
+code on a GPU. Each step draws a batch, levels t uniform in 1..T and the degradation's random
+quantities from a generator seeded by (seed, rank, step), so that a run resumed from a checkpoint
+repeats exactly the steps it would have taken. Under ``torchrun`` it trains data-parallel (gloo on
+the CPU, nccl on CUDA); rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import load_checkpoint, save_atomic
+from .degradations.base import check_images
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`. The paper's: Adam, lr 2e-5, batch 32 x 2 accumulation, EMA 0.995
+    every 10 steps from step 2000, l1, 700k steps; these defaults suit the small models of this book."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    loss: str = "l1"  # "l1" or "l2"
+    grad_accum: int = 1
+    grad_clip: float = 1.0  # 0 disables clipping
+    ema_decay: float = 0.999
+    ema_every: int = 1
+    ema_start: int = 0
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
+    bf16: bool = True  # autocast to bfloat16 on CUDA
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    augment_shift: int = 0  # random translation by up to this many pixels
+    hflip: bool = False  # random horizontal flips
+    checkpoint_dir: Optional[str] = None
+    checkpoint_every: int = 500
+    resume: bool = False
+    eval_every: int = 0  # held-out loss every N steps (0: never)
+    log_every: int = 50
+    progress: bool = True  # tqdm bar
+    num_workers: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("warmup_steps", "ema_start", "eval_every", "augment_shift", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model, its EMA copy (sample with this), the history."""
+
+    model: nn.Module
+    ema: nn.Module
+    step: int
+    history: dict = field(default_factory=dict)
+    checkpoint: Optional[str] = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> cuda if available, else mps, else cpu; anything else as given."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def step_generator(seed: int, rank: int, step: int, micro: int = 0) -> torch.Generator:
+    """The CPU generator of one (micro-)step: independent of what ran before, so resuming is exact."""
+    state = np.random.SeedSequence([seed, rank, step, micro]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image of ``x`` [B, C, H, W] by up to ``max_shift`` pixels (edges replicated)."""
+    if max_shift == 0:
+        return x
+    B, C, H, W = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offset = torch.randint(0, 2 * max_shift + 1, (B, 2), generator=generator).to(x.device)
+    rows = (torch.arange(H, device=x.device)[None] + offset[:, :1])[:, None, :, None].expand(B, C, H, W + 2 * max_shift)
+    out = padded.gather(2, rows)
+    cols = (torch.arange(W, device=x.device)[None] + offset[:, 1:])[:, None, None, :].expand(B, C, H, W)
+    return out.gather(3, cols)
+
+
+def _batch(data, idx: torch.Tensor) -> torch.Tensor:
+    images = getattr(data, "images", data if isinstance(data, torch.Tensor) else None)
+    if images is not None:
+        return images[idx]
+    return torch.stack([data[int(i)] for i in idx])
+
+
+def _distributed() -> Tuple[int, int, bool]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and torch.distributed.is_available():
+        if not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
+    return 0, 1, False
+
+
+def degradation_loss(model: nn.Module, D, x0: torch.Tensor, t: torch.Tensor, generator, loss: str = "l1",
+                     autocast=None):
+    """The training objective on one batch: mean |R(D(x0, t), t) - x0| (or squared for ``l2``).
+
+    D runs in full precision; only the model runs under ``autocast`` (a context manager) if given.
+    """
+    x_t = D.freeze(x0, generator)(x0, t)
+    if autocast is None:
+        pred = model(x_t, t)
+    else:
+        with autocast:
+            pred = model(x_t, t)
+    diff = pred.float() - x0.float()
+    return diff.abs().mean() if loss == "l1" else diff.pow(2).mean()
+
+
+@torch.no_grad()
+def heldout_loss(model: nn.Module, D, images: torch.Tensor, loss: str = "l1", batch_size: int = 250,
+                 seed: int = 1234) -> float:
+    """Mean loss on held-out images with levels and randomness fixed by ``seed`` (comparable across calls)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, n = 0.0, 0
+    for i, chunk in enumerate(images.split(batch_size)):
+        g = step_generator(seed, 0, i)
+        t = torch.randint(1, D.T + 1, (len(chunk),), generator=g).to(device)
+        total += float(degradation_loss(model, D, chunk.to(device), t, g, loss)) * len(chunk)
+        n += len(chunk)
+    model.train(was_training)
+    return total / n
+
+
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach().to(e.dtype), 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_data: Optional[torch.Tensor] = None,
+          callback: Optional[Callable[[dict], None]] = None, extra: Optional[dict] = None) -> TrainResult:
+    """Train ``model`` to invert ``D`` on ``data`` with the l1 (or l2) objective.
+
+    Args:
+        model: restoration network ``model(x_t, t) -> x0`` (e.g. :class:`~colddiff_lib.models.UNet`).
+        D: the degradation (its ``T``; random ones are frozen per batch from the step's generator).
+        data: training images, a Tensor [N, C, H, W] in [-1, 1], or a Dataset of [C, H, W] images
+            (one with an ``images`` tensor attribute is indexed directly).
+        config: :class:`TrainConfig`.
+        val_data: held-out images [M, C, H, W]; with ``config.eval_every`` the EMA model's held-out
+            loss is recorded and the best EMA weights kept (``best.pt`` when checkpointing).
+        callback: called every ``log_every`` steps with ``{"step", "loss", "lr", "elapsed"}``.
+        extra: stored in every checkpoint (e.g. where the data came from).
+    Returns:
+        :class:`TrainResult` with the model, the EMA model, the step reached and the history
+        (``step``, ``loss`` every ``log_every`` steps; ``val_step``, ``val_loss``).
+    Raises:
+        FloatingPointError: on a non-finite loss, naming the step; checkpoints on disk are untouched.
+    """
+    config = config or TrainConfig()
+    rank, world, distributed = _distributed()
+    device = resolve_device(config.device)
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    n_data = len(data)
+    if n_data == 0:
+        raise ValueError("data must hold at least one image")
+    first = _batch(data, torch.zeros(1, dtype=torch.long))
+    check_images(first, "data", getattr(D, "channels", None))
+    if getattr(model, "channels", first.shape[1]) != first.shape[1]:
+        raise ValueError(f"data has {first.shape[1]} channels but the model expects {model.channels}")
+
+    torch.manual_seed(config.seed)
+    model.to(device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    use_cuda = device.type == "cuda"
+    if use_cuda and config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "elapsed": []}
+    step, best_val = 0, math.inf
+    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    last_path = ckpt_dir / "last.pt" if ckpt_dir else None
+    elapsed_before = 0.0
+
+    if config.resume and last_path is not None and last_path.exists():
+        ckpt = load_checkpoint(last_path, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, history = ckpt["step"], ckpt["history"]
+        best_val = ckpt.get("best_val", math.inf)
+        elapsed_before = history["elapsed"][-1] if history["elapsed"] else 0.0
+        torch.set_rng_state(ckpt["rng"]["torch"])
+
+    net = model
+    if distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+    if config.compile:
+        net = torch.compile(net)
+
+    def lr_at(s: int) -> float:
+        return config.lr * min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+
+    def checkpoint(path: Path) -> None:
+        save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                     "step": step, "history": history, "best_val": best_val, "config": asdict(config),
+                     "model_config": model.config() if hasattr(model, "config") else None,
+                     "degradation": D.config() if hasattr(D, "config") else None,
+                     "rng": {"torch": torch.get_rng_state()}, **(extra or {})}, path)
+
+    bar = None
+    if config.progress and rank == 0 and step < config.steps:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and config.bf16)
+    start = time.perf_counter()
+    model.train()
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(config.grad_accum):
+            g = step_generator(config.seed, rank, step, micro)
+            idx = torch.randint(0, n_data, (config.batch_size,), generator=g)
+            x0 = _batch(data, idx).to(device, non_blocking=True)
+            if config.hflip:
+                flip = (torch.rand(len(x0), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
+                x0 = torch.where(flip, x0.flip(-1), x0)
+            x0 = random_shift(x0, config.augment_shift, g)
+            if use_cuda and config.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+            t = torch.randint(1, D.T + 1, (len(x0),), generator=g).to(device)
+            loss = degradation_loss(net, D, x0, t, g, config.loss, autocast) / config.grad_accum
+            loss.backward()
+            step_loss += float(loss.detach())
+        if not math.isfinite(step_loss):
+            if bar is not None:
+                bar.close()
+            kept = f"; the last good checkpoint {last_path} was left as it was" if last_path and last_path.exists() else ""
+            raise FloatingPointError(f"non-finite loss ({step_loss}) at step {step + 1}{kept}")
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        if step % config.ema_every == 0:
+            n_updates = (step - config.ema_start) // config.ema_every
+            # Before ema_start the EMA copies the model; after, its decay warms up to ema_decay
+            # so that short runs are not dominated by the random initial weights.
+            decay = 0.0 if n_updates <= 0 else min(config.ema_decay, (1 + n_updates) / (10 + n_updates))
+            _update_ema(ema, model, decay)
+        elapsed = elapsed_before + time.perf_counter() - start
+        if step % config.log_every == 0 or step == config.steps:
+            history["step"].append(step)
+            history["loss"].append(step_loss)
+            history["elapsed"].append(elapsed)
+            if callback is not None and rank == 0:
+                callback({"step": step, "loss": step_loss, "lr": lr_at(step - 1), "elapsed": elapsed})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4f}")
+        if val_data is not None and config.eval_every and (step % config.eval_every == 0 or step == config.steps):
+            val = heldout_loss(ema, D, val_data, config.loss)
+            history["val_step"].append(step)
+            history["val_loss"].append(val)
+            if val < best_val:
+                best_val = val
+                if ckpt_dir is not None and rank == 0:
+                    checkpoint(ckpt_dir / "best.pt")
+        if ckpt_dir is not None and rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+            checkpoint(last_path)
+    if bar is not None:
+        bar.close()
+    if distributed:
+        torch.distributed.barrier()
+    return TrainResult(model=model, ema=ema, step=step, history=history,
+                       checkpoint=str(last_path) if last_path else None)
