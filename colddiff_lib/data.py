@@ -501,3 +501,22 @@ def lfw_faces(image_size: int = 32, n: Optional[int] = None) -> Tensor:
     x = torch.from_numpy(faces.copy()).unsqueeze(1)
     x = _resize(x, image_size)
     return from_unit(x).clamp_(-1.0, 1.0).contiguous()
+
+
+BLEND_SOURCES = ("lfw",)
+
+
+def blend_targets(source: str = "lfw", image_size: int = 32, channels: int = 1) -> Tensor:
+    """The second image set that :class:`~colddiff_lib.degradations.Blend` mixes toward.
+
+    Args:
+        source: ``"lfw"`` (the 200 offline faces of :func:`lfw_faces`; the book's stand-in for the
+            paper's animal faces).
+        image_size: output height and width.
+        channels: 1 (grey) or 3 (grey repeated).
+    Returns:
+        float32 Tensor [M, channels, image_size, image_size] in [-1, 1].
+    """
+    if source not in BLEND_SOURCES:
+        raise ValueError(f"`source` must be one of {list(BLEND_SOURCES)}, got {source!r}")
+    return _match_channels(lfw_faces(image_size), _check_channels(channels))

@@ -178,7 +178,7 @@ class Degradation:
 
     def __repr__(self) -> str:
         try:
-            args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+            args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         except NotImplementedError:
             args = f"T={self.T}"
         return f"{type(self).__name__}({args})"

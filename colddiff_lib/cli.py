@@ -1,0 +1,250 @@
+"""Command line: ``python -m colddiff_lib train|sample|evaluate``.
+
+A run is described by a TOML file (``configs/*.toml``) with four tables, each optional::
+
+    [data]        dataset = "mnist5k", image_size = 32
+    [degradation] name = "blur", T = 20, kernel_size = 11, std = 7.0
+    [model]       preset = "base"           # plus any UNet argument to override
+    [train]       steps = 4000, batch_size = 256, ...   # any TrainConfig field
+
+Command-line flags override the file. ``train`` writes into ``--out``: ``last.pt`` (and ``best.pt``
+with held-out evaluation), ``run.json`` (the resolved config and the command), ``history.json``,
+``loss.png`` and ``samples.png``. Training resumes from ``last.pt`` with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from . import degradations as dg
+from .checkpoint import load_checkpoint, restore, write_json_atomic, write_text_atomic
+
+
+def _load_config(path: Optional[str]) -> dict:
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: --config file not found: {p}")
+    with open(p, "rb") as f:
+        cfg = tomllib.load(f)
+    unknown = sorted(set(cfg) - {"data", "degradation", "model", "train", "generation"})
+    if unknown:
+        raise SystemExit(f"error: unknown tables {unknown} in {p}; expected data, degradation, model, train, generation")
+    return cfg
+
+
+def _build_degradation(cfg: dict, channels: int, image_size: int):
+    cfg = dict(cfg)
+    name = cfg.pop("name", "blur")
+    cfg.setdefault("channels", channels)
+    if name == "blend":
+        from .data import blend_targets
+
+        cfg["targets"] = blend_targets(cfg.pop("targets", "lfw"), image_size=image_size, channels=channels)
+    return dg.build(name, **cfg)
+
+
+def _parse_overrides(pairs: List[str]) -> dict:
+    """``key=value`` strings -> dict, values parsed as JSON when they parse (numbers, true, lists)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"error: expected key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args) -> int:
+    from .data import load_dataset
+    from .models import UNet, count_parameters
+    from .plotting import plot_history, save_figure, save_grid
+    from .training import TrainConfig, resolve_device, train
+
+    cfg = _load_config(args.config)
+    data_cfg = {"dataset": "mnist5k", "image_size": 32, **cfg.get("data", {})}
+    if args.dataset:
+        data_cfg["dataset"] = args.dataset
+    if args.image_size:
+        data_cfg["image_size"] = args.image_size
+    deg_cfg = {**cfg.get("degradation", {}), **_parse_overrides(args.deg)}
+    if args.degradation:
+        deg_cfg["name"] = args.degradation
+    model_cfg = {"preset": "tiny", **cfg.get("model", {}), **_parse_overrides(args.model)}
+    if args.preset:
+        model_cfg["preset"] = args.preset
+    train_cfg = dict(cfg.get("train", {}))
+    for key in ("steps", "batch_size", "lr", "device", "seed", "eval_every", "checkpoint_every"):
+        value = getattr(args, key)
+        if value is not None:
+            train_cfg[key] = value
+    if args.resume:
+        train_cfg["resume"] = True
+    if args.no_progress:
+        train_cfg["progress"] = False
+    out = Path(args.out)
+    train_cfg["checkpoint_dir"] = str(out)
+    config = TrainConfig.from_dict(train_cfg)
+
+    train_set = load_dataset(data_cfg["dataset"], split="train", image_size=data_cfg["image_size"])
+    test_set = load_dataset(data_cfg["dataset"], split="test", image_size=data_cfg["image_size"])
+    first = train_set[0]
+    channels = first.shape[0]
+    D = _build_degradation(deg_cfg, channels, data_cfg["image_size"])
+    preset = model_cfg.pop("preset")
+    model = UNet.from_preset(preset, channels=channels, **model_cfg)
+    val = getattr(test_set, "images", None)
+    if val is not None:
+        val = val[: args.val_images]
+    command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
+    device = resolve_device(config.device)
+    run = {"data": data_cfg, "degradation": D.config(), "model": {"preset": preset, **model.config()},
+           "train": {k: v for k, v in vars(config).items()}, "parameters": count_parameters(model),
+           "command": command, "device": str(device),
+           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+           "torch": torch.__version__}
+    if deg_cfg.get("name") == "blend":
+        run["degradation"]["targets"] = deg_cfg.get("targets", "lfw")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run, out / "run.json")
+    print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
+          f"to invert {D} on {device}", flush=True)
+    extra = {"data": data_cfg, "blend_targets": {"source": deg_cfg.get("targets", "lfw"),
+                                                 "image_size": data_cfg["image_size"], "channels": channels}
+             if deg_cfg.get("name") == "blend" else {}}
+    start = time.perf_counter()
+    result = train(model, D, train_set, config, val_data=val, extra=extra)
+    seconds = time.perf_counter() - start
+    write_json_atomic({**result.history, "seconds_this_session": seconds}, out / "history.json")
+    save_figure(plot_history(result.history).figure, out / "loss.png")
+    # A sample grid: test images, degraded, direct, Algorithm 2 (or generated images).
+    R = result.ema.eval()
+    x0 = torch.stack([test_set[i] for i in range(8)]).to(next(R.parameters()).device)
+    try:
+        from .evaluation import reconstruct
+
+        rec = reconstruct(R, D, x0, methods=("degraded", "direct", "improved"))
+        save_grid(torch.cat([x0.cpu(), rec["degraded"], rec["direct"], rec["improved"]]), out / "samples.png", nrow=8)
+    except NotImplementedError:
+        pass
+    print(f"done: step {result.step}, last loss {result.history['loss'][-1]:.4f}, {seconds:.0f} s; wrote {out}")
+    return 0
+
+
+def _load_model(args):
+    from .training import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    R, D = restore(ckpt, use_ema=not args.raw_weights, device=device)
+    return R, D, ckpt, device
+
+
+def cmd_sample(args) -> int:
+    from .data import load_dataset
+    from .generation import GaussianPrior, generate
+    from .plotting import save_grid
+    from .sampling import sample
+
+    R, D, ckpt, device = _load_model(args)
+    data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
+    g = torch.Generator().manual_seed(args.seed)
+    if args.mode == "generate":
+        images = load_dataset(data_cfg["dataset"], "train", data_cfg["image_size"]).images
+        prior = GaussianPrior(D, images) if hasattr(D, "latent") and not args.uniform_prior else None
+        x, _ = generate(R, D, args.n, tuple(images.shape[1:]), prior=prior, noise_std=args.noise_std,
+                        algorithm=args.algorithm, generator=g, device=device)
+    else:
+        test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
+        x0 = torch.stack([test[i] for i in range(args.n)]).to(device)
+        Df = D.freeze(x0, g)
+        t = args.t if args.t is not None else D.T
+        x = sample(R, Df, Df(x0, t), t, algorithm=args.algorithm)
+    save_grid(x.cpu(), args.out, nrow=int(max(1, round(args.n ** 0.5))))
+    print(f"wrote {args.n} images to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_dataset
+    from .evaluation import evaluate_reconstruction, format_table
+
+    R, D, ckpt, device = _load_model(args)
+    data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
+    test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
+    x0 = test.images[: args.n]
+    rows = evaluate_reconstruction(R, D, x0.to(device), seed=args.seed)
+    print(f"{args.checkpoint}: {D} on {len(x0)} held-out images (RMSE and SSIM on [0, 1], PSNR in dB)")
+    print(format_table(rows))
+    if args.json:
+        write_json_atomic({"checkpoint": str(args.checkpoint), "n": len(x0), "rows": rows}, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m colddiff_lib", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a restoration network and write checkpoints and a sample grid")
+    p.add_argument("--config", help="TOML file with [data], [degradation], [model], [train] tables")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, run.json, history, figures)")
+    p.add_argument("--dataset", help="mnist5k (offline default), mnist, fashion_mnist, cifar10, celeba, or a folder")
+    p.add_argument("--image-size", type=int, dest="image_size")
+    p.add_argument("--degradation", choices=sorted(dg.REGISTRY), help="degradation name")
+    p.add_argument("--deg", nargs="*", default=[], metavar="KEY=VALUE", help="degradation arguments, e.g. T=20 std=7")
+    p.add_argument("--preset", choices=["tiny", "small", "base", "paper"], help="U-Net size")
+    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="UNet arguments to override")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int, dest="eval_every", help="held-out loss every N steps; keeps best.pt")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--val-images", type=int, default=1000, dest="val_images")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    for name, func, text in (("sample", cmd_sample, "restore or generate images from a checkpoint"),
+                             ("evaluate", cmd_evaluate, "print RMSE/SSIM/PSNR of degraded, direct, Algorithms 1, 2")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--checkpoint", required=True, help="a last.pt or best.pt written by train")
+        p.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of images")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", help="auto (default), cpu, cuda")
+        p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
+        if name == "sample":
+            p.add_argument("--mode", choices=["reconstruct", "generate"], default="reconstruct")
+            p.add_argument("--algorithm", choices=["improved", "naive"], default="improved")
+            p.add_argument("--t", type=int, help="starting level for reconstruction (default T)")
+            p.add_argument("--noise-std", type=float, default=0.002, dest="noise_std",
+                           help="symmetry-breaking noise added to x_T when generating (0: perfect symmetry)")
+            p.add_argument("--uniform-prior", action="store_true", help="draw x_T from D.prior, not a fitted Gaussian")
+            p.add_argument("--out", default="samples.png", help="PNG grid to write")
+        else:
+            p.add_argument("--json", help="also write the table as JSON here")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
+        raise SystemExit("error: --n must be a positive int")
+    return args.func(args)
