@@ -1,0 +1,180 @@
+"""Algorithms 1 and 2: the paper's claim that Algorithm 2 tolerates any R when D(x, s) = x + s e."""
+
+import pytest
+import torch
+
+from colddiff_lib import degradations as dg
+from colddiff_lib.generation import GaussianPrior, generate
+from colddiff_lib.models import UNet
+from colddiff_lib.sampling import direct, sample, trajectory
+
+
+class Shift:
+    """The Taylor picture made exact: D(x, s) = x + s e, with a fixed image e."""
+
+    def __init__(self, e: torch.Tensor, T: int):
+        self.e, self.T = e, T
+
+    def __call__(self, x0, t):
+        t = torch.as_tensor(t).reshape(-1, 1, 1, 1).to(x0.dtype)
+        return x0 + t * self.e
+
+
+def arbitrary_restorers():
+    torch.manual_seed(0)
+    net = UNet.from_preset("tiny", channels=1).eval()  # random weights
+    return {
+        "random-weights U-Net": lambda x, t: net(x, t),
+        "constant": lambda x, t: torch.full_like(x, 0.3),
+        "noise": lambda x, t: torch.randn_like(x),
+        "identity": lambda x, t: x,
+    }
+
+
+@pytest.fixture
+def x0():
+    return torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.mark.parametrize("name", list(arbitrary_restorers()))
+def test_improved_lands_on_the_degradation_path_for_any_R(name, x0):
+    R = arbitrary_restorers()[name]
+    e = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.05
+    D = Shift(e, T=10)
+    steps = []
+    sample(R, D, D(x0, D.T), D.T, algorithm="improved", clip_x0=False,
+           callback=lambda info: steps.append((info["s"], info["x_next"])))
+    assert [s for s, _ in steps] == list(range(10, 0, -1))
+    for s, x_next in steps:
+        torch.testing.assert_close(x_next, D(x0, s - 1), atol=1e-5, rtol=0)
+    naive = sample(R, D, D(x0, D.T), D.T, algorithm="naive", clip_x0=False)
+    assert (naive - x0).abs().max() > 0.05, "Algorithm 1 only recovers x0 when R is exact"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from colddiff_lib.data import load_dataset
+
+    return load_dataset("mnist5k", split="test").images[:6]  # [6, 1, 32, 32]
+
+
+@pytest.mark.parametrize("name", list(arbitrary_restorers()))
+def test_improved_error_on_the_blur_is_a_difference_of_blurs(name, digits):
+    """The blur is linear but not a shift, so the claim is not exact there: one step of Algorithm 2 from
+    x_s = D(x0, s) misses D(x0, s-1) by D(e, s-1) - D(e, s), with e = R(x_s) - x0, while Algorithm 1
+    misses by D(e, s-1). Past the first kernels one more blur changes an already blurred error
+    little, so Algorithm 2's miss is a fraction of Algorithm 1's, whatever R is."""
+    R = arbitrary_restorers()[name]
+    x0 = digits
+    D = dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=1)
+    total_improved = total_naive = 0.0
+    for s in range(1, D.T + 1):
+        x_s = D(x0, s)
+        with torch.no_grad():
+            x0_hat = R(x_s, torch.full((len(x0),), s)).clamp(-1, 1)
+        err = x0_hat - x0
+        improved = x_s - D(x0_hat, s) + D(x0_hat, s - 1)
+        naive = D(x0_hat, s - 1)
+        torch.testing.assert_close(improved - D(x0, s - 1), D(err, s - 1) - D(err, s), atol=1e-5, rtol=0)
+        torch.testing.assert_close(naive - D(x0, s - 1), D(err, s - 1), atol=1e-5, rtol=0)
+        miss_improved = float((improved - D(x0, s - 1)).norm())
+        miss_naive = float((naive - D(x0, s - 1)).norm())
+        if s >= 3:
+            assert miss_improved < 0.5 * miss_naive, f"step {s}"
+        total_improved += miss_improved
+        total_naive += miss_naive
+    assert total_improved < 0.6 * total_naive
+
+
+def test_exact_R_makes_both_algorithms_exact(x0):
+    D = dg.GaussianBlur(T=8, kernel_size=5, std=1.0)
+    R = lambda x, t: x0  # noqa: E731 - an oracle
+    for algorithm in ("naive", "improved"):
+        torch.testing.assert_close(sample(R, D, D(x0, 8), 8, algorithm=algorithm), x0, atol=1e-5, rtol=0)
+
+
+class CountingBlur(dg.GaussianBlur):
+    calls = 0
+
+    def degrade(self, x0, t):
+        CountingBlur.calls += 1
+        return super().degrade(x0, t)
+
+
+@pytest.mark.parametrize("algorithm, per_step", [("naive", 1), ("improved", 2)])
+def test_a_full_run_costs_O_T_evaluations(algorithm, per_step, x0):
+    D = CountingBlur(T=12, kernel_size=5, std=1.0)
+    R = lambda x, t: x  # noqa: E731
+    CountingBlur.calls = 0
+    sample(R, D, D(x0, 12), 12, algorithm=algorithm)
+    assert CountingBlur.calls == per_step * 12 + 1  # + the D(x0, 12) that made the start
+
+
+def test_per_sample_start_levels_equal_separate_runs(x0):
+    torch.manual_seed(0)
+    net = UNet.from_preset("tiny", channels=1).eval()
+    D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0)
+    t = torch.tensor([6, 0, 3])
+    together = sample(net, D, D(x0, t), t)
+    for i in range(3):
+        alone = sample(net, D, D(x0[i:i + 1], int(t[i])), int(t[i]))
+        torch.testing.assert_close(together[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+    assert torch.equal(together[1], x0[1])
+
+
+def test_random_degradations_must_be_frozen(x0):
+    D = dg.GaussianNoise(T=5)
+    with pytest.raises(ValueError, match="freeze"):
+        sample(lambda x, t: x, D, x0, 5)
+    Df = D.freeze(x0, torch.Generator().manual_seed(0))
+    out = sample(lambda x, t: x0, Df, Df(x0, 5), 5)
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+
+
+def test_argument_checks(x0):
+    D = dg.GaussianBlur(T=4, kernel_size=3, std=1.0, channels=1)
+    with pytest.raises(ValueError, match="algorithm"):
+        sample(lambda x, t: x, D, x0, 4, algorithm="ddim")
+    with pytest.raises(ValueError, match=r"0\.\.T"):
+        sample(lambda x, t: x, D, x0, 5)
+    with pytest.raises(ValueError, match="channels=1"):
+        sample(lambda x, t: x, D, x0.repeat(1, 3, 1, 1), 4)
+    with pytest.raises(ValueError, match="rank 4"):
+        direct(lambda x, t: x, x0[0], 1)
+
+
+def test_trajectory_records_every_iterate(x0):
+    D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0)
+    out, xs, hats, levels = trajectory(lambda x, t: x, D, D(x0, 6), 6, every=2)
+    assert levels == [6, 4, 2, 1, 0]
+    assert xs.shape == (5, 3, 1, 16, 16) and hats.shape == (4, 3, 1, 16, 16)
+    assert torch.equal(xs[-1], out)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dg.GaussianBlur(T=5, kernel_size=5, std=2.0, collapse_at_T=True),
+    lambda: dg.InpaintingFill(T=20, std=0.3),
+    lambda: dg.SuperResolution(T=2),
+    lambda: dg.GaussianNoise(T=10),
+    lambda: dg.Blend(torch.rand(4, 1, 16, 16) * 2 - 1, T=10),
+])
+def test_generate_starts_from_the_prior(make):
+    D = make()
+    seen = []
+    out, x_T = generate(lambda x, t: x.clamp(-1, 1), D, 4, (1, 16, 16), generator=torch.Generator().manual_seed(0),
+                        callback=lambda info: seen.append(info["s"]))
+    assert out.shape == x_T.shape == (4, 1, 16, 16)
+    assert seen == list(range(D.T, 0, -1))
+
+
+def test_gaussian_prior_matches_the_data_colours():
+    g = torch.Generator().manual_seed(0)
+    colours = torch.rand(500, 3, 1, 1, generator=g) * 0.4 + torch.tensor([0.2, -0.5, 0.0]).view(1, 3, 1, 1)
+    images = colours.expand(500, 3, 8, 8) + 0.05 * torch.randn(500, 3, 8, 8, generator=g)
+    D = dg.GaussianBlur(T=4, kernel_size=3, std=1.0, collapse_at_T=True)
+    prior = GaussianPrior(D, images)
+    x_T = prior(2000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(x_T, x_T.mean(dim=(-2, -1), keepdim=True)), "flat images"
+    torch.testing.assert_close(x_T.mean(dim=(0, 2, 3)), colours.mean(dim=(0, 2, 3)), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="latent"):
+        GaussianPrior(dg.Snow(T=3), images)
