@@ -43,3 +43,43 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
 def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
     """``{"rmse", "ssim", "psnr"}`` of images ``x`` against ``reference`` (both [B, C, H, W] in [-1, 1])."""
     return {"rmse": rmse(x, reference), "ssim": ssim(x, reference), "psnr": psnr(x, reference)}
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor, backend: str = "classifier", classifier=None,
+        batch_size: int = 500) -> float:
+    """Frechet distance between Gaussians fitted to features of ``real`` and ``fake`` images.
+
+    Args:
+        real, fake: images [N, C, H, W] in [-1, 1] (N of a few hundred at least; 1,000 in the tables).
+        backend: ``"classifier"`` (offline: the penultimate features of the project's digit
+            classifier, for 1 x 32 x 32 digits; values are NOT comparable with Inception FID) or
+            ``"inception"`` (torchmetrics' InceptionV3, 2048 features; needs ``torch-fidelity`` and a
+            weight download, so online only).
+        classifier: a :class:`~colddiff_lib.classifier.DigitClassifier` (default: the shipped one).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    check_images(real, "real")
+    check_images(fake, "fake")
+    if backend == "classifier":
+        from .classifier import UnitFeatures
+
+        if classifier is None:
+            from .zoo import load_classifier
+
+            classifier = load_classifier()
+        metric = FrechetInceptionDistance(feature=UnitFeatures(classifier), normalize=True)
+        device = next(classifier.parameters()).device
+    elif backend == "inception":
+        metric = FrechetInceptionDistance(feature=2048, normalize=True)
+        device = torch.device("cpu")
+    else:
+        raise ValueError(f"backend must be 'classifier' or 'inception', got {backend!r}")
+    metric = metric.to(device)
+    for images, is_real in ((real, True), (fake, False)):
+        for chunk in images.split(batch_size):
+            chunk = ((chunk.float() + 1) / 2).clamp(0, 1).to(device)
+            if backend == "inception" and chunk.shape[1] == 1:
+                chunk = chunk.repeat(1, 3, 1, 1)
+            metric.update(chunk, real=is_real)
+    return float(metric.compute())

@@ -1,0 +1,118 @@
+"""Pretrained models shipped inside the package: load one in a line, offline.
+
+Each model is a pair of files in this folder: ``weights/<name>.safetensors`` (fp16 weights of the
+EMA network) and ``cards/<name>.json`` (how it was made: the config file, the command, the machine,
+the steps and time, the held-out loss curve, and the metrics measured on the held-out digits).
+
+    >>> from colddiff_lib import zoo
+    >>> R, D = zoo.load_pretrained("mnist-blur")     # a UNet in eval mode and its degradation
+    >>> sorted(zoo.available())                       # names -> cards
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+
+HERE = Path(__file__).parent
+WEIGHTS = HERE / "weights"
+CARDS = HERE / "cards"
+CLASSIFIER = "mnist-classifier"
+
+
+def available() -> Dict[str, dict]:
+    """``{name: card}`` for every shipped model (the classifier included), sorted by name."""
+    cards = {}
+    for path in sorted(CARDS.glob("*.json")):
+        if (WEIGHTS / f"{path.stem}.safetensors").is_file():
+            cards[path.stem] = json.loads(path.read_text())
+    return cards
+
+
+def card(name: str) -> dict:
+    """The card of one shipped model (raises ValueError naming the available ones)."""
+    cards = available()
+    if name not in cards:
+        raise ValueError(f"name must be one of {sorted(cards)}, got {name!r}")
+    return cards[name]
+
+
+def _state_dict(name: str) -> Dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(WEIGHTS / f"{name}.safetensors")).items()}
+
+
+def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
+    """``(model, degradation)`` of a shipped model: the UNet in eval mode and the D it inverts."""
+    from .. import degradations as dg
+    from ..models import UNet
+
+    info = card(name)
+    if name == CLASSIFIER:
+        raise ValueError(f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()")
+    model = UNet(**info["model_config"])
+    model.load_state_dict(_state_dict(name))
+    dcfg = dict(info["degradation"])
+    if dcfg["name"] == "blend":
+        from ..data import blend_targets
+
+        dcfg["targets"] = blend_targets(**info["blend_targets"])
+    return model.eval().to(device), dg.build(**dcfg)
+
+
+def load_classifier(device="cpu"):
+    """The shipped :class:`~colddiff_lib.classifier.DigitClassifier` (FID features), in eval mode."""
+    from ..classifier import DigitClassifier
+
+    card(CLASSIFIER)
+    model = DigitClassifier()
+    model.load_state_dict(_state_dict(CLASSIFIER))
+    return model.eval().to(device)
+
+
+def _save_fp16(state: Dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save
+
+    from ..checkpoint import atomic_write
+
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()}
+    atomic_write(path, lambda f: f.write(save(tensors)))
+
+
+def export(checkpoint, name: str, info: dict) -> Path:
+    """Ship a training checkpoint: its EMA weights as fp16 safetensors and a card.
+
+    Args:
+        checkpoint: path of a ``best.pt``/``last.pt`` written by :func:`colddiff_lib.training.train`.
+        name: the zoo name (``mnist-blur``, ...).
+        info: fields for the card (task, config file, command, machine, time, ...).
+    Returns:
+        the path of the weights file.
+    """
+    from ..checkpoint import load_checkpoint, write_json_atomic
+
+    ckpt = load_checkpoint(checkpoint)
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    path = WEIGHTS / f"{name}.safetensors"
+    _save_fp16(ckpt["ema"], path)
+    card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
+                 "step": ckpt["step"], "train_config": ckpt["config"], **info}
+    if ckpt["degradation"]["name"] == "blend":
+        card_info["blend_targets"] = ckpt["blend_targets"]
+    write_json_atomic(card_info, CARDS / f"{name}.json")
+    return path
+
+
+def export_classifier(model, info: dict) -> Path:
+    """Ship the FID classifier's weights (fp16) and its card (``info``: accuracy, how it was trained)."""
+    from ..checkpoint import write_json_atomic
+
+    path = WEIGHTS / f"{CLASSIFIER}.safetensors"
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    _save_fp16(model.state_dict(), path)
+    write_json_atomic({"name": CLASSIFIER, "task": "classifier", **info}, CARDS / f"{CLASSIFIER}.json")
+    return path
