@@ -108,7 +108,7 @@ def cmd_train(args) -> int:
     model = UNet.from_preset(preset, channels=channels, **model_cfg)
     val = getattr(test_set, "images", None)
     if val is not None:
-        val = val[: args.val_images]
+        val = val[: args.val_images] if args.val_images > 0 else None
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
     device = resolve_device(config.device)
     run = {"data": data_cfg, "degradation": D.config(), "model": {"preset": preset, **model.config()},
@@ -182,6 +182,10 @@ def cmd_evaluate(args) -> int:
     from .data import load_dataset
     from .evaluation import evaluate_reconstruction, format_table
 
+    if args.zoo:
+        return _evaluate_zoo(args)
+    if not args.checkpoint:
+        raise SystemExit("error: evaluate needs --checkpoint PATH or --zoo NAME")
     R, D, ckpt, device = _load_model(args)
     data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
     test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
@@ -191,6 +195,28 @@ def cmd_evaluate(args) -> int:
     print(format_table(rows))
     if args.json:
         write_json_atomic({"checkpoint": str(args.checkpoint), "n": len(x0), "rows": rows}, args.json)
+    return 0
+
+
+def _evaluate_zoo(args) -> int:
+    from . import zoo
+    from .reproduce import reproduce, to_markdown
+    from .training import resolve_device
+
+    models = {k: v for k, v in zoo.available().items() if v.get("task") in ("reconstruction", "generation")}
+    names = sorted(models) if args.zoo == ["all"] else args.zoo
+    unknown = sorted(set(names) - set(models))
+    if unknown:
+        raise SystemExit(f"error: --zoo names must be among {sorted(models)} or 'all', got {unknown}")
+    command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
+    tables = reproduce(names, args.out, n=args.n, seed=args.seed, device=resolve_device(args.device or "auto"),
+                       command=command)
+    for table, rows in tables.items():
+        if rows:
+            print(f"{table} ({args.n} held-out digits; FID on the project's classifier features, "
+                  f"not comparable with Inception FID):")
+            print(to_markdown(rows))
+    print(f"wrote the tables to {args.out}")
     return 0
 
 
@@ -222,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("sample", cmd_sample, "restore or generate images from a checkpoint"),
                              ("evaluate", cmd_evaluate, "print RMSE/SSIM/PSNR of degraded, direct, Algorithms 1, 2")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--checkpoint", required=True, help="a last.pt or best.pt written by train")
+        p.add_argument("--checkpoint", required=name == "sample", help="a last.pt or best.pt written by train")
         p.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of images")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", help="auto (default), cpu, cuda")
@@ -237,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="samples.png", help="PNG grid to write")
         else:
             p.add_argument("--json", help="also write the table as JSON here")
+            p.add_argument("--zoo", nargs="+", help="evaluate shipped models (names, or 'all') and write the "
+                                                    "paper's tables into --out")
+            p.add_argument("--out", default="results", help="folder for the --zoo tables (default results)")
         p.set_defaults(func=func)
     return parser
 

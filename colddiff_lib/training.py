@@ -217,6 +217,10 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
 
     torch.manual_seed(config.seed)
     model.to(device)
+    if distributed:  # start every rank (and so its EMA copy) from rank 0's weights, as DDP would
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                torch.distributed.broadcast(tensor.data, src=0)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     use_cuda = device.type == "cuda"
     if use_cuda and config.channels_last:

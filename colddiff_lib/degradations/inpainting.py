@@ -107,8 +107,14 @@ class Inpainting(Degradation):
         return x0 * self._mask_at(x0, t).to(x0.dtype)
 
     def step_op(self, x, t):
-        m = self.step_masks(x)
-        return x * m[torch.arange(x.shape[0], device=x.device), t - 1].unsqueeze(1).to(x.dtype)
+        centres = self._centres(x).to(torch.float64)
+        sigma = self.sigmas.to(x.device)[t - 1]  # image b needs the mask of its own step t[b]
+        H, W = x.shape[-2:]
+        rows = torch.arange(H, dtype=torch.float64, device=x.device).view(1, H, 1)
+        cols = torch.arange(W, dtype=torch.float64, device=x.device).view(1, 1, W)
+        d2 = (rows - centres[:, :1, None]) ** 2 + (cols - centres[:, 1:, None]) ** 2
+        mask = 1 - torch.exp(-d2 / (2 * sigma.view(-1, 1, 1) ** 2))
+        return x * mask.unsqueeze(1).to(x.dtype)
 
 
 class InpaintingFill(Inpainting):

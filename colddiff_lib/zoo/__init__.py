@@ -20,6 +20,7 @@ import torch
 HERE = Path(__file__).parent
 WEIGHTS = HERE / "weights"
 CARDS = HERE / "cards"
+CONFIGS_DIR = HERE / "configs"
 CLASSIFIER = "mnist-classifier"
 
 
@@ -100,7 +101,7 @@ def export(checkpoint, name: str, info: dict) -> Path:
     path = WEIGHTS / f"{name}.safetensors"
     _save_fp16(ckpt["ema"], path)
     card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
-                 "step": ckpt["step"], "train_config": ckpt["config"], **info}
+                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"], **info}
     if ckpt["degradation"]["name"] == "blend":
         card_info["blend_targets"] = ckpt["blend_targets"]
     write_json_atomic(card_info, CARDS / f"{name}.json")
