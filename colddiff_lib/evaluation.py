@@ -1,7 +1,9 @@
 """Reconstruction experiments: degraded / direct / Algorithm 1 / Algorithm 2, measured as the paper did.
 
 Each held-out image x0 is degraded to level T (random degradations frozen from ``seed``), then
-restored by one call of R (direct), by Algorithm 1 and by Algorithm 2; every result is compared
+restored by one call of R (direct), by Algorithm 1 and by Algorithm 2; the samplers reuse the
+degrading draw of a random D only where a restorer would know it (``D.state_is_observed``, true
+for an inpainting mask's position, false for snow, noise and blend targets). Every result is compared
 with x0 by :func:`colddiff_lib.metrics.image_metrics` (RMSE, SSIM, PSNR on [0, 1]).
 """
 
@@ -35,13 +37,16 @@ def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed:
         chunk = chunk.to(device)
         Df = D.freeze(chunk, step_generator(seed, 0, i))
         x_t = Df(chunk, t)
+        # The sampler may reuse the degrading draw only where a restorer would know it (a mask's
+        # position); noise, snow and blend targets are the corruption, so it draws its own.
+        Ds = Df if getattr(D, "state_is_observed", True) else D.freeze(chunk, step_generator(seed, 1, i))
         for m in methods:
             if m == "degraded":
                 y = x_t
             elif m == "direct":
                 y = direct(R, x_t, t, D.T).clamp(-1, 1)
             else:
-                y = sample(R, Df, x_t, t, algorithm=m)
+                y = sample(R, Ds, x_t, t, algorithm=m)
             out[m].append(y.float().cpu())
     return {m: torch.cat(v) for m, v in out.items()}
 

@@ -18,15 +18,21 @@ from .sampling import sample
 
 
 class GaussianPrior:
-    """A Gaussian with full covariance fitted to ``D.latent(D(x, T))`` over training images.
+    """A Gaussian mixture with full covariances fitted to ``D.latent(D(x, T))`` over training images.
 
     Args:
         D: a degradation with ``latent`` and ``from_latent`` (blur, inpainting fill, super-resolution).
         images: training images [N, C, H, W] in [-1, 1].
+        components: number of mixture components (1, the paper's choice, is fitted in closed form;
+            more use scikit-learn's EM).
         jitter: added to the covariance diagonal so that it is positive definite.
+        seed: seed of the EM initialisation (components > 1).
     """
 
-    def __init__(self, D, images: torch.Tensor, jitter: float = 1e-5, batch_size: int = 1000):
+    def __init__(self, D, images: torch.Tensor, components: int = 1, jitter: float = 1e-5, batch_size: int = 1000,
+                 seed: int = 0):
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValueError(f"components must be a positive int, got {components!r}")
         check_images(images, "images", getattr(D, "channels", None))
         if not hasattr(D, "latent"):
             raise ValueError(f"{type(D).__name__} has no latent(): it has no flat or low-resolution end state to fit")
@@ -38,14 +44,29 @@ class GaussianPrior:
             Dc = D.freeze(chunk) if getattr(D, "random", False) else frozen
             zs.append(D.latent(Dc(chunk, D.T)).double())
         z = torch.cat(zs)
-        self.mean = z.mean(0)
-        cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + jitter * torch.eye(z.shape[1], dtype=z.dtype)
-        self.scale_tril = torch.linalg.cholesky(cov)
+        d = z.shape[1]
+        eye = torch.eye(d, dtype=z.dtype)
+        if components == 1:
+            self.weights = torch.ones(1, dtype=z.dtype)
+            self.means = z.mean(0, keepdim=True)
+            covs = (torch.cov(z.T).reshape(d, d) + jitter * eye).unsqueeze(0)
+        else:
+            from sklearn.mixture import GaussianMixture
+
+            gm = GaussianMixture(components, covariance_type="full", reg_covar=jitter, random_state=seed).fit(z.numpy())
+            self.weights = torch.from_numpy(gm.weights_)
+            self.means = torch.from_numpy(gm.means_)
+            covs = torch.from_numpy(gm.covariances_)
+        self.scale_trils = torch.linalg.cholesky(covs)  # [K, d, d]
 
     def __call__(self, n: int, generator: Optional[torch.Generator] = None, device="cpu") -> torch.Tensor:
         """``n`` starting images x_T [n, C, H, W], clamped to [-1, 1]."""
-        eps = torch.randn(n, self.mean.numel(), generator=generator, dtype=torch.float64)
-        z = self.mean + eps @ self.scale_tril.T
+        if len(self.weights) == 1:  # no draw for the component: one Gaussian consumes only eps
+            k = torch.zeros(n, dtype=torch.long)
+        else:
+            k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
+        z = self.means[k] + torch.einsum("nij,nj->ni", self.scale_trils[k], eps)
         return self.D.from_latent(z.float(), self.shape).clamp(-1, 1).to(device)
 
 

@@ -50,7 +50,7 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
         rows.append({"model": name, "method": METHOD_NAMES[method], "n": len(x0),
                      "fid": fid(x0, images.clamp(-1, 1), classifier=classifier), **m,
                      "paper_fid": paper[0] if paper else "", "paper_ssim": paper[1] if paper else "",
-                     "paper_rmse": paper[2] if paper else "", "command": command})
+                     "paper_rmse": paper[2] if paper else "", "evaluated_on": _machine(), "command": command})
     if grid_path is not None:
         from .plotting import save_grid
 
@@ -86,12 +86,18 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
                      "prior": "gaussian fit" if prior is not None else "D.prior",
                      "fid": fid(real, samples, classifier=classifier),
                      "class_histogram": " ".join(str(c) for c in class_histogram(classifier, samples)),
-                     "command": command})
+                     "evaluated_on": _machine(), "command": command})
     if grid_path is not None:
         from .plotting import save_grid
 
         save_grid(torch.cat(grids), grid_path, nrow=16)
     return rows
+
+
+def _machine() -> str:
+    from .zoo.build import machine
+
+    return machine()
 
 
 def to_csv(rows: Sequence[dict]) -> str:
@@ -103,15 +109,16 @@ def to_csv(rows: Sequence[dict]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command",)) -> str:
+def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")) -> str:
     keys = [k for k in rows[0] if k not in skip]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
         lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])
                                        for k in keys) + " |")
-    commands = sorted({row["command"] for row in rows if row.get("command")})
-    if commands:
-        lines += ["", "Made by:", ""] + [f"    {c}" for c in commands]
+    made = sorted({(row.get("command", ""), row.get("evaluated_on", "")) for row in rows if row.get("command")})
+    if made:
+        lines += ["", "Made by (command, machine):", ""]
+        lines += [f"    {c}    # {m}" if m else f"    {c}" for c, m in made]
     return "\n".join(lines) + "\n"
 
 

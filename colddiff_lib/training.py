@@ -240,7 +240,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         step, history = ckpt["step"], ckpt["history"]
         best_val = ckpt.get("best_val", math.inf)
         elapsed_before = history["elapsed"][-1] if history["elapsed"] else 0.0
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
 
     net = model
     if distributed:

@@ -178,3 +178,11 @@ def test_gaussian_prior_matches_the_data_colours():
     torch.testing.assert_close(x_T.mean(dim=(0, 2, 3)), colours.mean(dim=(0, 2, 3)), atol=0.02, rtol=0)
     with pytest.raises(ValueError, match="latent"):
         GaussianPrior(dg.Snow(T=3), images)
+    # Two clusters of colours: a two-component mixture puts its samples near both, not between.
+    two = torch.cat([torch.full((200, 1, 4, 4), -0.6), torch.full((200, 1, 4, 4), 0.6)])
+    two = two + 0.02 * torch.randn(two.shape, generator=g)
+    D1 = dg.GaussianBlur(T=2, kernel_size=3, std=1.0, collapse_at_T=True)
+    colours = GaussianPrior(D1, two, components=2)(1000, generator=torch.Generator().manual_seed(2))[:, 0, 0, 0]
+    assert (colours.abs() > 0.4).float().mean() > 0.95
+    with pytest.raises(ValueError, match="components"):
+        GaussianPrior(D1, two, components=0)

@@ -81,11 +81,15 @@ class Degradation:
         compositional: whether :meth:`step` exists, with ``D(x0, t) = step(D(x0, t-1), t)``.
         random: whether ``D`` draws random quantities (noise, mask centres, blend targets);
             :meth:`freeze` fixes them for one batch.
+        state_is_observed: for a random ``D``, whether a restorer may know the random draw that
+            degraded an image (an inpainting mask's position: yes) or not (the noise, snow flakes
+            or blend target are the corruption itself: a fair reconstruction samples with its own draw).
     """
 
     linear: bool = False
     compositional: bool = False
     random: bool = False
+    state_is_observed: bool = False
 
     def __init__(self, T: int, channels: Optional[int] = None):
         if not isinstance(T, int) or isinstance(T, bool) or T < 1:

@@ -51,6 +51,7 @@ class Inpainting(Degradation):
 
     linear = True
     compositional = True
+    state_is_observed = True  # the mask's position is known to the restorer, as in the paper
 
     def __init__(self, T: int = 50, std: float = 0.1, initial_mask: float = 1.0, random_centre: bool = False,
                  channels: Optional[int] = None):
@@ -128,6 +129,7 @@ class InpaintingFill(Inpainting):
     linear = False
     compositional = False
     random = True
+    state_is_observed = False  # the fill colour is the corruption
 
     def __init__(self, T: int = 750, std: float = 0.05, initial_mask: float = 1.0, random_centre: bool = False,
                  colour_range: float = 0.5, channels: Optional[int] = None):

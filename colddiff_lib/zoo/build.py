@@ -57,7 +57,7 @@ def train_models(names, runs: Path, parallel: int, time_limit, train_args) -> di
     runs.mkdir(parents=True, exist_ok=True)
 
     def one(name):
-        config = CONFIGS_DIR / f"{name}.toml"
+        config = Path(os.path.relpath(CONFIGS_DIR / f"{name}.toml"))  # recorded as typed from the repo root
         cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
                "--no-progress", *train_args]
         info = _run(cmd, runs / f"{name}.log", time_limit)
@@ -127,16 +127,21 @@ def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None
         done = dict(pool.map(one, names))
     for table in ("reconstruction", "generation"):
         rows = []
+        merged = results / f"{table}.csv"
+        if merged.exists():  # keep the other models' rows: only the re-evaluated ones are replaced
+            with open(merged) as f:
+                rows = [r for r in csv.DictReader(f) if r["model"] not in names]
         for name in names:
             path = parts / name / f"{table}.csv"
             if path.exists():
                 with open(path) as f:
                     rows += list(csv.DictReader(f))
+        rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
         if rows:
             buf = [",".join(rows[0])] + [",".join(_csv_cell(r[k]) for k in rows[0]) for r in rows]
             write_text_atomic("\n".join(buf) + "\n", results / f"{table}.csv")
             write_text_atomic(to_markdown(rows), results / f"{table}.md")
-        for row in rows:  # the metrics go on the model's card too
+        for row in (r for r in rows if r["model"] in names):  # the metrics go on the model's card too
             path = CARDS / f"{row['model']}.json"
             info = json.loads(path.read_text())
             info.setdefault("metrics", {})

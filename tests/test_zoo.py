@@ -1,0 +1,124 @@
+"""The shipped models: loadable offline in one line, made from the configs in the repo, measured honestly."""
+
+import csv
+import math
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from colddiff_lib import degradations as dg
+from colddiff_lib import zoo
+from colddiff_lib.classifier import accuracy
+from colddiff_lib.data import load_dataset
+from colddiff_lib.evaluation import reconstruct
+from colddiff_lib.models import UNet
+from colddiff_lib.reproduce import METHOD_NAMES, generation_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+RECONSTRUCTION = ["mnist-blur", "mnist-inpaint", "mnist-superres", "mnist-snow"]
+GENERATION = ["mnist-blur-gen", "mnist-inpaint-gen", "mnist-superres-gen", "mnist-noise", "mnist-blend"]
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    return load_dataset("mnist5k", split="test")
+
+
+def test_every_model_is_shipped_within_the_size_budget():
+    cards = zoo.available()
+    assert set(RECONSTRUCTION + GENERATION + [zoo.CLASSIFIER]) <= set(cards)
+    sizes = {name: (zoo.WEIGHTS / f"{name}.safetensors").stat().st_size for name in cards}
+    assert max(sizes.values()) <= 5 * 2 ** 20, sizes
+    assert sum(sizes.values()) <= 40 * 2 ** 20
+
+
+@pytest.mark.parametrize("name", RECONSTRUCTION + GENERATION)
+def test_card_records_how_the_model_was_made(name):
+    card = zoo.card(name)
+    assert card["task"] == ("reconstruction" if name in RECONSTRUCTION else "generation")
+    config_file = ROOT / card["config"]
+    assert config_file.is_file() and config_file.name == f"{name}.toml"
+    assert card["command"].startswith("python -m colddiff_lib train --config ") and card["config"] in card["command"]
+    for key in ("machine", "step", "train_seconds", "parameters"):
+        assert card[key], key
+    history = card["history"]
+    assert len(history["loss"]) == len(history["step"]) > 0 and len(history["val_loss"]) > 0
+    assert min(history["val_loss"]) < history["val_loss"][0], "held-out loss fell during training"
+    assert card["metrics"], "measured metrics are stored on the card"
+    # The shipped degradation is the one in the config file.
+    with open(config_file, "rb") as f:
+        wanted = tomllib.load(f)["degradation"]
+    wanted = {k: v for k, v in wanted.items() if k != "targets"}
+    assert {k: card["degradation"][k] for k in wanted} == wanted
+
+
+@pytest.mark.parametrize("name", RECONSTRUCTION + GENERATION)
+def test_load_pretrained_gives_a_ready_pair(name, test_digits):
+    R, D = zoo.load_pretrained(name)
+    assert isinstance(R, UNet) and not R.training and isinstance(D, dg.Degradation)
+    x0 = test_digits.images[:4]
+    Df = D.freeze(x0, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = R(Df(x0, D.T // 2 + 1), D.T // 2 + 1)
+    assert out.shape == x0.shape and torch.isfinite(out).all()
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="name must be one of"):
+        zoo.load_pretrained("mnist-sharpen")
+    with pytest.raises(ValueError, match="load_classifier"):
+        zoo.load_pretrained(zoo.CLASSIFIER)
+
+
+def test_classifier_reaches_98_percent_on_held_out_digits(test_digits):
+    model = zoo.load_classifier()
+    acc = accuracy(model, test_digits.images, test_digits.labels)
+    assert acc >= 0.98
+    assert zoo.card(zoo.CLASSIFIER)["test_accuracy"] == pytest.approx(acc, abs=0.003)  # fp16 weights
+
+
+def committed(table):
+    with open(ROOT / "results" / f"{table}.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", ["mnist-blur", "mnist-inpaint", "mnist-superres"])
+def test_committed_reconstruction_table_regenerates_in_small_form(name, test_digits):
+    """Re-measure 20 held-out digits and compare with the committed 1,000-digit row: the small means
+    must lie within a few standard errors of the committed ones."""
+    rows = {r["method"]: r for r in committed("reconstruction") if r["model"] == name}
+    assert set(rows) == set(METHOD_NAMES.values())
+    R, D = zoo.load_pretrained(name)
+    x0 = test_digits.images[:20]
+    results = reconstruct(R, D, x0)
+    measured = {}
+    for method, images in results.items():
+        per_image = ((images.clamp(-1, 1) - x0) / 2).pow(2).flatten(1).mean(1).sqrt()
+        tolerance = 4 * float(per_image.std()) / math.sqrt(len(x0)) + 0.01
+        assert abs(float(per_image.mean()) - float(rows[METHOD_NAMES[method]]["rmse"])) < tolerance, method
+        measured[method] = float(per_image.mean())
+    # The trained models restore: both one call of R and Algorithm 2 beat the degraded input.
+    assert measured["direct"] < measured["degraded"] and measured["improved"] < measured["degraded"]
+
+
+def test_committed_generation_table_regenerates_in_small_form():
+    name = "mnist-superres-gen"
+    expected = [(r["method"], float(r["noise_std"])) for r in committed("generation") if r["model"] == name]
+    rows = generation_rows(name, n=20)
+    assert [(r["method"], r["noise_std"]) for r in rows] == expected
+    for row in rows:
+        assert sum(int(c) for c in row["class_histogram"].split()) == 20
+        assert math.isfinite(row["fid"])
+
+
+def test_committed_tables_cover_every_model_with_commands():
+    recon, gen = committed("reconstruction"), committed("generation")
+    assert {r["model"] for r in recon} == set(RECONSTRUCTION)
+    assert {r["model"] for r in gen} == set(GENERATION)
+    for row in recon + gen:
+        assert row["command"].startswith("python -m colddiff_lib evaluate --zoo ") and row["n"] == "1000"
+        assert row["evaluated_on"]
+    blur = {r["method"]: r for r in recon if r["model"] == "mnist-blur"}
+    assert float(blur["Degraded"]["paper_rmse"]) == 0.287  # the paper's figure stands beside ours
