@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install -e '.[book,test]'
 	touch $@
 
+# The library tests, the notebooks through papermill and the browser (tests/), then every
+# notebook through nbval with its default parameters (book/).
 test: setup
-	$(VPY) -m pytest
+	$(VPY) -m pytest tests book --nbval-lax
 
 # -W turns Sphinx warnings into errors; --keep-going reports all of them before failing.
 book: setup

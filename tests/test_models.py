@@ -6,14 +6,7 @@ import torch
 from colddiff_lib.models import PRESETS, UNet, count_parameters, sinusoidal_embedding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two OpenMP threads
-    can make a convolution 100x slower (measured): run this module single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _images(b=2, c=1, size=16, seed=0):

@@ -19,14 +19,7 @@ from colddiff_lib.training import TrainConfig, heldout_loss, random_shift, step_
 SIZE = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine two OpenMP threads
-    can make a convolution 100x slower (measured): run this module single-threaded, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

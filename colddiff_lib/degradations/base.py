@@ -196,3 +196,27 @@ def check_choice(value, name: str, choices: Sequence) -> None:
 def check_positive(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+class FlatEnd:
+    """Mixin for degradations whose end state x_T is a flat colour per image and channel.
+
+    Generation priors are then distributions over colours: :meth:`latent` reads the colour of
+    x_T, :meth:`from_latent` paints it, :meth:`flat_prior` draws it uniformly.
+    """
+
+    def latent(self, x_T: torch.Tensor) -> torch.Tensor:
+        """The per-channel mean of x_T [B, C, H, W] -> [B, C] (what a flat prior is made of)."""
+        return x_T.mean(dim=(-2, -1))
+
+    def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Flat images [B, C, H, W] of the colours ``z`` [B, C]."""
+        C, H, W = shape
+        return z.view(-1, C, 1, 1).expand(-1, C, H, W).contiguous()
+
+    @staticmethod
+    def flat_prior(n: int, shape: Sequence[int], half_range: float, generator=None, device="cpu") -> torch.Tensor:
+        """Flat images [n, C, H, W] of colours uniform in ``[-half_range, half_range]`` per channel."""
+        C, H, W = shape
+        colour = (draw("rand", (n, C, 1, 1), generator, device) * 2 - 1) * half_range
+        return colour.expand(n, C, H, W).contiguous()

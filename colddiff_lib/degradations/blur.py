@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .base import Degradation, check_choice, check_positive, draw
+from .base import Degradation, FlatEnd, check_choice, check_positive
 
 SCHEDULES = ("constant", "incremental", "exponential")
 PADDINGS = ("circular", "reflect")
@@ -46,7 +46,7 @@ def gaussian_kernel_1d(kernel_size: int, sigma: float, dtype=torch.float64) -> t
     return g / g.sum()
 
 
-class GaussianBlur(Degradation):
+class GaussianBlur(FlatEnd, Degradation):
     """Blur by T Gaussian kernels, composed: ``D(x0, t) = G_t * ... * G_1 * x0``.
 
     Args:
@@ -149,15 +149,4 @@ class GaussianBlur(Degradation):
         Meaningful when ``collapse_at_T`` is set (then D(x0, T) is exactly such an image);
         :mod:`colddiff_lib.generation` fits a better colour distribution to the data.
         """
-        C, H, W = shape
-        colour = draw("rand", (n, C, 1, 1), generator, device) * 2 - 1
-        return colour.expand(n, C, H, W).contiguous()
-
-    def latent(self, x_T: torch.Tensor) -> torch.Tensor:
-        """The per-channel mean of x_T [B, C, H, W] -> [B, C] (what a flat prior is made of)."""
-        return x_T.mean(dim=(-2, -1))
-
-    def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-        """Flat images [B, C, H, W] of the colours ``z`` [B, C]."""
-        C, H, W = shape
-        return z.view(-1, C, 1, 1).expand(-1, C, H, W).contiguous()
+        return self.flat_prior(n, shape, 1.0, generator, device)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import Degradation, check_positive, draw
+from .base import Degradation, FlatEnd, check_positive, draw
 
 
 def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,7 @@ class Inpainting(Degradation):
         return x * mask.unsqueeze(1).to(x.dtype)
 
 
-class InpaintingFill(Inpainting):
+class InpaintingFill(FlatEnd, Inpainting):
     """Generation variant: ``D(x0, t) = a_t x0 + (1 - a_t) c`` with a flat random colour c.
 
     a_t is the cumulative mask of :class:`Inpainting`, forced to 0 at t = T so that x_T = c exactly.
@@ -171,13 +171,4 @@ class InpaintingFill(Inpainting):
 
     def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
         """Flat images of a random colour, uniform in ``[-colour_range, colour_range]``: [n, C, H, W]."""
-        C, H, W = shape
-        c = (draw("rand", (n, C, 1, 1), generator, device) * 2 - 1) * self.colour_range
-        return c.expand(n, C, H, W).contiguous()
-
-    def latent(self, x_T: torch.Tensor) -> torch.Tensor:
-        return x_T.mean(dim=(-2, -1))
-
-    def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-        C, H, W = shape
-        return z.view(-1, C, 1, 1).expand(-1, C, H, W).contiguous()
+        return self.flat_prior(n, shape, self.colour_range, generator, device)

@@ -146,12 +146,20 @@ def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None
             info = json.loads(path.read_text())
             info.setdefault("metrics", {})
             key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
-            info["metrics"][key] = {k: v for k, v in row.items() if k not in ("model", "method", "command")}
+            info["metrics"][key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
             write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", path)
     for name, info in done.items():
         if info["returncode"] != 0:
             why = "ran out of time" if info["timed_out"] else "failed"
             print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
+
+
+def _number(value: str):
+    """A table cell as a number where it is one (cards store numbers, CSV cells are text)."""
+    try:
+        return int(value) if value.isdigit() else float(value)
+    except ValueError:
+        return value
 
 
 def _csv_cell(value: str) -> str:

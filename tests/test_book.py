@@ -1,0 +1,71 @@
+"""The book's notebooks: committed clean, all in the table of contents, runnable with small parameters.
+
+nbval runs every notebook with its defaults (``make test`` passes ``--nbval-lax book``); this file
+checks the committed form and runs each through papermill with ``QUICK=True``. The executed copies
+are kept in ``_build/papermill`` for the browser test (tests/test_browser.py).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = ROOT / "_build" / "papermill"
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def notebooks():
+    return sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
+    listed = toc_files()
+    for entry in listed:
+        assert any((ROOT / f"{entry}{ext}").is_file() for ext in (".ipynb", ".md")), f"{entry} is missing"
+    in_book = {str(p.relative_to(ROOT).with_suffix("")) for p in notebooks()}
+    assert in_book <= set(listed), f"not in _toc.yml: {sorted(in_book - set(listed))}"
+    assert len([e for e in listed if (ROOT / f"{e}.ipynb").is_file()]) >= 8, "every chapter is a notebook"
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    for cell in cells(path):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None, path.name
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebook_has_a_parameters_cell_and_exercises(path):
+    tagged = [c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    source = "".join(tagged[0]["source"])
+    for name in ("FULL_TRAINING", "DEVICE", "QUICK"):
+        assert name in source, f"{path.name}: the parameters cell should set {name}"
+    text = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
+    if not path.name.startswith("00_"):
+        assert text.count("{exercise}") >= 2, f"{path.name} should end with at least two exercises"
+        assert text.count("{solution") >= 2, f"{path.name}: every exercise has a solution"
+    assert "learn" in text.lower(), f"{path.name} should open with what the reader will learn"
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_notebook_runs_with_small_parameters(path):
+    import papermill
+
+    EXECUTED.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(path), str(EXECUTED / path.name), cwd=str(path.parent), kernel_name="python3",
+                               parameters={"QUICK": True, "FULL_TRAINING": False, "DEVICE": "cpu"},
+                               progress_bar=False, request_save_on_cell_execute=False)
