@@ -114,7 +114,7 @@ class Degradation:
 
     def prior(self, n: int, shape: Sequence[int], generator: Optional[torch.Generator] = None,
               device: Union[str, torch.device] = "cpu") -> torch.Tensor:
-        """A starting point x_T [n, *shape] for generation, where the degradation has one."""
+        """A starting point x_T ``[n, *shape]`` for generation, where the degradation has one."""
         raise NotImplementedError(f"{type(self).__name__} has no generation prior")
 
     # --- public API -----------------------------------------------------------------------------
