@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -119,7 +120,9 @@ def cmd_train(args) -> int:
     if deg_cfg.get("name") == "blend":
         run["degradation"]["targets"] = deg_cfg.get("targets", "lfw")
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run, out / "run.json")
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK
+    if main_process:
+        write_json_atomic(run, out / "run.json")
     print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
           f"to invert {D} on {device}", flush=True)
     extra = {"data": data_cfg, "blend_targets": {"source": deg_cfg.get("targets", "lfw"),
@@ -128,6 +131,8 @@ def cmd_train(args) -> int:
     start = time.perf_counter()
     result = train(model, D, train_set, config, val_data=val, extra=extra)
     seconds = time.perf_counter() - start
+    if not main_process:
+        return 0  # under torchrun, rank 0 writes the history and figures (as it writes the checkpoints)
     write_json_atomic({**result.history, "seconds_this_session": seconds}, out / "history.json")
     save_figure(plot_history(result.history).figure, out / "loss.png")
     # A sample grid: test images, degraded, direct, Algorithm 2 (or generated images).

@@ -9,7 +9,7 @@ restoration networks and the degradations of Cold Diffusion).
   offline default: it needs no download.
 * :func:`photographs` -- a few photographs from ``skimage.data`` as a batch
   ``[N, 3, size, size]``.
-* :func:`lfw_faces` -- the 200 small LFW faces of ``skimage.data.lfw_subset``
+* :func:`lfw_faces` -- the 200 small images of ``skimage.data.lfw_subset`` (100 LFW faces, then 100 non-face patches)
   as a batch ``[M, 1, image_size, image_size]`` (offline; a "second image set"
   for animorphosis-style blending of digits).
 * :func:`to_unit` / :func:`from_unit` -- convert between ``[-1, 1]`` and
@@ -481,7 +481,9 @@ def _lfw_raw() -> np.ndarray:
 
 
 def lfw_faces(image_size: int = 32, n: Optional[int] = None) -> Tensor:
-    """Grey LFW faces from ``skimage.data.lfw_subset()`` (200 faces, 25x25, offline).
+    """Grey 25x25 images from ``skimage.data.lfw_subset()`` (offline): 100 LFW faces, then 100 non-face
+    patches of the same size (take ``[:100]`` for faces only; the shipped ``mnist-blend`` model was
+    trained toward all 200).
 
     Used as the "second image set" for animorphosis-style blending of digits.
 

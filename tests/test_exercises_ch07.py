@@ -1,0 +1,251 @@
+"""Checkers of chapter 7 and Appendix A1: a well-made degradation passes, the usual slips are named."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from colddiff_lib import degradations as dg, zoo
+from colddiff_lib.data import blend_targets, load_dataset
+from colddiff_lib.exercises.ch07 import check_degradation, check_training_time
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+# --- a correct degradation and the usual slips --------------------------------------------------
+class Darken(dg.Degradation):
+    """Fade toward black: D(x0, t) = -1 + (1 - 0.9 t / T) (x0 + 1); affine, compositional."""
+
+    compositional = True
+
+    def degrade(self, x0, t):
+        c = (1 - 0.9 * t.to(x0.dtype) / self.T).view(-1, 1, 1, 1)
+        return -1 + c * (x0 + 1)
+
+    def step_op(self, x, t):
+        c = (1 - 0.9 * t.to(x.dtype) / self.T) / (1 - 0.9 * (t - 1).to(x.dtype) / self.T)
+        return -1 + c.view(-1, 1, 1, 1) * (x + 1)
+
+
+class FadeToGrey(dg.Degradation):
+    """D(x0, t) = (1 - t / T) x0, linear."""
+
+    linear = True
+
+    def degrade(self, x0, t):
+        return (1 - t.to(x0.dtype) / self.T).view(-1, 1, 1, 1) * x0
+
+
+class FirstLevelOnly(dg.Degradation):
+    """Slip: uses t[0] for every image."""
+
+    def degrade(self, x0, t):
+        return (1 - int(t[0]) / self.T) * x0
+
+
+class NotExactAtZero(dg.Degradation):
+    """Slip: overrides __call__, so t = 0 is not kept exact (and t is not validated)."""
+
+    def __call__(self, x0, t):
+        return x0 * (1 - t / (self.T + 1)) + 1e-3
+
+
+class Unchanged(dg.Degradation):
+    def degrade(self, x0, t):
+        return x0.clone()
+
+
+class GoesAndComesBack(dg.Degradation):
+    """Slip: the distance from x0 peaks half-way, then falls back to 0 at T."""
+
+    def degrade(self, x0, t):
+        w = torch.sin(torch.pi * t.to(x0.dtype) / self.T).view(-1, 1, 1, 1)
+        return (1 - w) * x0
+
+
+class InPlace(dg.Degradation):
+    def degrade(self, x0, t):
+        return x0.mul_(0.5)
+
+
+class ShrinksImages(dg.Degradation):
+    def degrade(self, x0, t):
+        return F.avg_pool2d(x0, 2)
+
+
+class ChangesDtype(dg.Degradation):
+    def __call__(self, x0, t):
+        t = dg.as_time_tensor(t, x0.shape[0], self.T, x0.device)
+        out = (1 - t.double() / self.T).view(-1, 1, 1, 1) * x0.double()
+        return out
+
+
+class AcceptsAnyT(dg.Degradation):
+    """Slip: overrides __call__ without validating t."""
+
+    def __call__(self, x0, t):
+        if isinstance(t, int):
+            t = torch.full((x0.shape[0],), t)
+        keep = (t == 0).view(-1, 1, 1, 1)
+        return torch.where(keep, x0, (1 - t.to(x0.dtype).clamp(0, self.T) / self.T).view(-1, 1, 1, 1) * x0)
+
+
+class SecretlyRandom(dg.Degradation):
+    """Slip: draws noise in degrade() but says random = False."""
+
+    def degrade(self, x0, t):
+        s = (t.to(x0.dtype) / self.T).view(-1, 1, 1, 1)
+        return x0 + s * torch.randn_like(x0)
+
+
+class ClaimsLinear(dg.Degradation):
+    """Slip: an affine map (fade toward black) flagged linear."""
+
+    linear = True
+
+    def degrade(self, x0, t):
+        c = (1 - t.to(x0.dtype) / self.T).view(-1, 1, 1, 1)
+        return -1 + c * (x0 + 1)
+
+
+class ClaimsCompositional(FadeToGrey):
+    """Slip: compositional = True but step() is not written."""
+
+    compositional = True
+
+
+class NoSuperInit(dg.Degradation):
+    def __init__(self, T=10):
+        self.steps = T  # forgot super().__init__(T)
+
+    def degrade(self, x0, t):
+        return x0
+
+
+class Raises(dg.Degradation):
+    def degrade(self, x0, t):
+        return x0 * self.strength  # no such attribute
+
+
+def _verdict(capsys, D, **kwargs):
+    ok = check_degradation(D, **kwargs)
+    return ok, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=1),
+    lambda: dg.GaussianBlur(T=20, collapse_at_T=True),
+    lambda: dg.Inpainting(T=50, std=0.1, initial_mask=5.0),
+    lambda: dg.InpaintingFill(),
+    lambda: dg.SuperResolution(T=3),
+    lambda: dg.SuperResolution(T=2, mode="bicubic"),
+    lambda: dg.Snow(),
+    lambda: dg.GaussianNoise(),
+    lambda: dg.Blend(blend_targets(), T=200),
+], ids=["blur", "blur-collapse", "inpaint", "inpaint-fill", "superres", "superres-bicubic", "snow", "noise", "blend"])
+def test_every_library_degradation_passes(capsys, make):
+    ok, out = _verdict(capsys, make())
+    assert ok, out
+    assert out.startswith("Correct")
+
+
+def test_the_pretrained_models_degradations_pass(capsys):
+    for name in ("mnist-blend", "mnist-superres"):
+        _, D = zoo.load_pretrained(name)
+        ok, out = _verdict(capsys, D)
+        assert ok, out
+
+
+def test_a_well_made_subclass_passes_and_its_flags_are_checked(capsys):
+    for D in (Darken(T=10), FadeToGrey(T=7, channels=1)):
+        ok, out = _verdict(capsys, D)
+        assert ok, out
+    assert "compositional = True" in _verdict(capsys, Darken(T=10))[1]
+
+
+def test_own_images_of_any_size_and_channels(capsys):
+    x0 = load_dataset("mnist5k", split="test", image_size=16).images[:4].repeat(1, 3, 1, 1)
+    ok, out = _verdict(capsys, FadeToGrey(T=5), x0=x0)
+    assert ok, out
+
+
+@pytest.mark.parametrize("D, words", [
+    (FirstLevelOnly(T=10), ["LongTensor", "own t"]),
+    (NotExactAtZero(T=10), ["D(x0, 0) differs from x0", "degrade"]),
+    (Unchanged(T=10), ["change with t"]),
+    (GoesAndComesBack(T=10), ["should grow with t"]),
+    (InPlace(T=10), ["in place"]),
+    (ShrinksImages(T=10), ["shape"]),
+    (ChangesDtype(T=10), ["dtype"]),
+    (AcceptsAnyT(T=10), ["must raise ValueError", "0..10"]),
+    (SecretlyRandom(T=10), ["random = True", "freeze_state"]),
+    (ClaimsLinear(T=10), ["linear = False"]),
+    (ClaimsCompositional(T=10), ["compositional = False", "step_op", "NotImplementedError"]),
+    (NoSuperInit(T=10), ["super().__init__"]),
+    (Raises(T=10), ["AttributeError", "strength"]),
+], ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else "")
+def test_typical_slips_fail_with_a_useful_message(capsys, D, words):
+    ok, out = _verdict(capsys, D)
+    assert ok is False
+    assert out.startswith("Not yet")
+    for word in words:
+        assert word in out, out
+
+
+def test_wrong_kinds_of_answer_raise_value_error():
+    with pytest.raises(ValueError, match="instance.*FadeToGrey\\(T=10\\)"):
+        check_degradation(FadeToGrey)
+    with pytest.raises(ValueError, match="D must be an instance"):
+        check_degradation(lambda x0, t: x0)
+    with pytest.raises(ValueError, match="x0"):
+        check_degradation(FadeToGrey(T=5), x0=torch.zeros(2, 16, 16))
+    with pytest.raises(ValueError, match="at least two"):
+        check_degradation(FadeToGrey(T=5), x0=torch.zeros(1, 1, 16, 16))
+
+
+# --- Appendix A1: training time from a zoo card -----------------------------------------------
+def _card_rates(name):
+    card = zoo.card(name)
+    h = card["history"]
+    slow = max(card["step"], h["step"][-1]) / card["train_seconds"]
+    fast = h["step"][-1] / h["elapsed"][-1]
+    return min(slow, fast), max(slow, fast)
+
+
+@pytest.mark.parametrize("name", ["mnist-superres", "mnist-blur"])
+def test_training_time_from_either_rate_passes(capsys, name):
+    slow, fast = _card_rates(name)
+    for rate in (slow, fast, (slow + fast) / 2):
+        assert check_training_time(6000 / rate, 6000, name=name) is True
+    assert "Correct" in capsys.readouterr().out
+    assert check_training_time(torch.tensor(6000 / slow), 6000, name=name)
+    assert check_training_time(700000 / slow, 700000, name=name)
+
+
+def test_training_time_slips_are_named(capsys):
+    slow, fast = _card_rates("mnist-superres")
+    assert check_training_time(6000 / slow / 60, 6000) is False
+    assert "minutes" in capsys.readouterr().out
+    assert check_training_time(700000 / slow / 3600, 700000) is False
+    assert "hours" in capsys.readouterr().out
+    assert check_training_time(6000 * slow, 6000) is False
+    assert "multiplied" in capsys.readouterr().out
+    assert check_training_time(6000 / slow * 3, 6000) is False
+    assert "too long" in capsys.readouterr().out
+    # The side-by-side rate of another model is not the rate of this one.
+    other_slow, _ = _card_rates("mnist-blur")
+    if other_slow < slow / 2:
+        assert check_training_time(6000 / other_slow, 6000) is False
+    assert check_training_time(-5.0, 6000) is False
+
+
+def test_training_time_wrong_kinds_raise():
+    with pytest.raises(ValueError, match="answer"):
+        check_training_time("300 s", 6000)
+    with pytest.raises(ValueError, match="steps"):
+        check_training_time(300.0, 6000.5)
+    with pytest.raises(ValueError, match="steps"):
+        check_training_time(300.0, 0)
+    with pytest.raises(ValueError, match="name"):
+        check_training_time(300.0, 6000, name="not-a-model")
+    with pytest.raises(ValueError, match="training card"):
+        check_training_time(300.0, 6000, name="mnist-classifier")
