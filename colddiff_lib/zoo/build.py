@@ -113,7 +113,7 @@ def export_runs(names, runs: Path, trained: dict) -> None:
 
 def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None) -> None:
     from ..checkpoint import write_text_atomic
-    from ..reproduce import to_markdown
+    from ..reproduce import to_csv, to_markdown
 
     parts = results / "parts"
 
@@ -138,8 +138,7 @@ def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None
                     rows += list(csv.DictReader(f))
         rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
         if rows:
-            buf = [",".join(rows[0])] + [",".join(_csv_cell(r[k]) for k in rows[0]) for r in rows]
-            write_text_atomic("\n".join(buf) + "\n", results / f"{table}.csv")
+            write_text_atomic(to_csv(rows), results / f"{table}.csv")
             write_text_atomic(to_markdown(rows), results / f"{table}.md")
         for row in (r for r in rows if r["model"] in names):  # the metrics go on the model's card too
             path = CARDS / f"{row['model']}.json"
@@ -160,10 +159,6 @@ def _number(value: str):
         return int(value) if value.isdigit() else float(value)
     except ValueError:
         return value
-
-
-def _csv_cell(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
 
 
 def main(argv=None) -> int:
