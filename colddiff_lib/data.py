@@ -9,8 +9,8 @@ restoration networks and the degradations of Cold Diffusion).
   offline default: it needs no download.
 * :func:`photographs` -- a few photographs from ``skimage.data`` as a batch
   ``[N, 3, size, size]``.
-* :func:`lfw_faces` -- the 200 small images of ``skimage.data.lfw_subset`` (100 LFW faces, then 100 non-face patches)
-  as a batch ``[M, 1, image_size, image_size]`` (offline; a "second image set"
+* :func:`lfw_faces` -- the 100 small LFW faces of ``skimage.data.lfw_subset``
+  as a batch ``[100, 1, image_size, image_size]`` (offline; a "second image set"
   for animorphosis-style blending of digits).
 * :func:`to_unit` / :func:`from_unit` -- convert between ``[-1, 1]`` and
   ``[0, 1]``.
@@ -480,27 +480,29 @@ def _lfw_raw() -> np.ndarray:
     return faces
 
 
-def lfw_faces(image_size: int = 32, n: Optional[int] = None) -> Tensor:
-    """Grey 25x25 images from ``skimage.data.lfw_subset()`` (offline): 100 LFW faces, then 100 non-face
-    patches of the same size (take ``[:100]`` for faces only; the shipped ``mnist-blend`` model was
-    trained toward all 200).
+LFW_FACES = 100  # skimage's lfw_subset: 100 faces, then 100 non-face patches
 
-    Used as the "second image set" for animorphosis-style blending of digits.
+
+def lfw_faces(image_size: int = 32, n: Optional[int] = None, include_non_faces: bool = False) -> Tensor:
+    """The 100 grey LFW faces of ``skimage.data.lfw_subset()`` (offline, 25x25 originals).
+
+    Used as the "second image set" for animorphosis-style blending of digits. The subset also holds
+    100 non-face patches of the same size after the faces; ``include_non_faces=True`` appends them.
 
     Args:
-        image_size: positive int, output height and width (bilinear,
-            antialiased resize from 25x25).
-        n: number of faces to return (the first ``n``; ``None`` = all 200).
+        image_size: positive int, output height and width (bilinear, antialiased resize from 25x25).
+        n: number of images to return (the first ``n``; ``None`` = all of them).
+        include_non_faces: also return the 100 non-face patches (200 images in all).
 
     Returns:
         float32 Tensor ``[M, 1, image_size, image_size]`` with values in ``[-1, 1]``.
     """
     image_size = _check_positive_int(image_size, "image_size")
-    faces = _lfw_raw()
+    faces = _lfw_raw() if include_non_faces else _lfw_raw()[:LFW_FACES]
     if n is not None:
         n = _check_positive_int(n, "n")
         if n > faces.shape[0]:
-            raise ValueError(f"`n` must be at most {faces.shape[0]} (faces available), got {n}")
+            raise ValueError(f"`n` must be at most {faces.shape[0]} (images available), got {n}")
         faces = faces[:n]
     x = torch.from_numpy(faces.copy()).unsqueeze(1)
     x = _resize(x, image_size)
@@ -514,7 +516,7 @@ def blend_targets(source: str = "lfw", image_size: int = 32, channels: int = 1) 
     """The second image set that :class:`~colddiff_lib.degradations.Blend` mixes toward.
 
     Args:
-        source: ``"lfw"`` (the 200 offline faces of :func:`lfw_faces`; the book's stand-in for the
+        source: ``"lfw"`` (the 100 offline faces of :func:`lfw_faces`; the book's stand-in for the
             paper's animal faces).
         image_size: output height and width.
         channels: 1 (grey) or 3 (grey repeated).

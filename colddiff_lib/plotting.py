@@ -17,7 +17,7 @@ def to_numpy_image(x: torch.Tensor) -> np.ndarray:
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
-    """Tile images [B, C, H, W] in [-1, 1] into one array [H', W'(, 3)] in [0, 1]."""
+    """Tile images [B, C, H, W] in [-1, 1] into one array [H', W', 3] in [0, 1] (grey repeated), white padding."""
     from torchvision.utils import make_grid
 
     g = make_grid(images.detach().float().cpu(), nrow=nrow, padding=padding, normalize=True, value_range=(-1, 1),
@@ -79,3 +79,17 @@ def save_figure(fig, path) -> None:
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
+
+
+def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
+    """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title."""
+    import html
+
+    from IPython.display import HTML
+
+    def cells(tag, values):
+        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+
+    caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
+    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return HTML(f"{caption}<table><tr>{cells('th', head)}</tr>{body}</table>")

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from . import zoo
-from .checkpoint import write_text_atomic
+from .checkpoint import atomic_write, write_text_atomic
 from .classifier import class_histogram
 from .data import load_dataset
 from .evaluation import reconstruct
@@ -33,6 +33,39 @@ PAPER_MNIST = {
     "mnist-superres": {"degraded": (368.56, 0.178, 0.231), "improved": (4.33, 0.820, 0.115), "direct": (4.05, 0.823, 0.114)},
 }
 METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
+# Where the committed tables live online (read when only the library is installed, e.g. on Colab).
+RESULTS_URL = "https://raw.githubusercontent.com/colddiff/colddiff-book/main/results/"
+
+
+def results_file(name: str, download: bool = True) -> Path:
+    """Path of a committed results file, ``results/<name>`` (e.g. ``"reconstruction.csv"``).
+
+    Looked up beside the library's clone, then in ``../results`` and ``./results`` (a notebook run
+    from ``book/`` or from the repository root). When none holds it and ``download`` is true (on
+    Colab only the library is installed), the committed copy is fetched into ``./results/<name>``.
+    """
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"name must be a relative path inside results/, e.g. 'reconstruction.csv', got {name!r}")
+    repository = Path(__file__).resolve().parents[1]
+    for root in (repository / "results", Path("..") / "results", Path("results")):
+        if (root / name).is_file():
+            return root / name
+    if not download:
+        raise FileNotFoundError(f"results/{name} is not next to the library, in ../results or in ./results")
+    import urllib.request
+
+    target = Path("results") / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(RESULTS_URL + name) as response:
+        data = response.read()
+    atomic_write(target, lambda f: f.write(data))
+    return target
+
+
+def read_table(name: str, download: bool = True) -> List[dict]:
+    """The rows of a committed CSV table (``"reconstruction.csv"``, ``"generation.csv"``) as dicts of strings."""
+    with open(results_file(name, download), newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",

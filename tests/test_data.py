@@ -12,6 +12,7 @@ from colddiff_lib import data as cdata
 from colddiff_lib.data import (
     ImageTensorDataset,
     from_unit,
+    blend_targets,
     lfw_faces,
     load_dataset,
     photographs,
@@ -227,8 +228,13 @@ def test_photographs():
 
 def test_lfw_faces():
     f = lfw_faces()
-    assert f.shape == (200, 1, 32, 32) and _in_range(f)
+    assert f.shape == (100, 1, 32, 32) and _in_range(f)  # faces only: the subset's first 100 images
     assert f.std() > 0.1
+    everything = lfw_faces(include_non_faces=True)
+    assert everything.shape == (200, 1, 32, 32) and torch.equal(everything[:100], f)
+    assert blend_targets("lfw").shape == (100, 1, 32, 32) and blend_targets("lfw", channels=3).shape[1] == 3
+    with pytest.raises(ValueError, match="source"):
+        blend_targets("animals")
     f5 = lfw_faces(image_size=25, n=5)
     assert f5.shape == (5, 1, 25, 25)
     with pytest.raises(ValueError, match="n"):

@@ -14,7 +14,7 @@ from colddiff_lib.classifier import accuracy
 from colddiff_lib.data import load_dataset
 from colddiff_lib.evaluation import reconstruct
 from colddiff_lib.models import UNet
-from colddiff_lib.reproduce import METHOD_NAMES, generation_rows
+from colddiff_lib.reproduce import METHOD_NAMES, generation_rows, read_table, results_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONSTRUCTION = ["mnist-blur", "mnist-inpaint", "mnist-superres", "mnist-snow"]
@@ -124,3 +124,45 @@ def test_committed_tables_cover_every_model_with_commands():
         assert row["evaluated_on"]
     blur = {r["method"]: r for r in recon if r["model"] == "mnist-blur"}
     assert float(blur["Degraded"]["paper_rmse"]) == 0.287  # the paper's figure stands beside ours
+
+
+def test_read_table_finds_the_committed_tables_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # neither ./results nor ../results: found beside the library's clone
+    rows = read_table("generation.csv", download=False)
+    assert rows == committed("generation")
+    assert results_file("parts/mnist-blur/mnist-blur.png", download=False).is_file()
+    with pytest.raises(FileNotFoundError, match="results/no-such.csv"):
+        results_file("no-such.csv", download=False)
+    for bad in ("", "/etc/passwd", "../secrets.csv", 3):
+        with pytest.raises(ValueError, match="name must be a relative path inside results/"):
+            results_file(bad)
+
+
+def test_training_summary_reads_the_cards():
+    rows = zoo.training_summary(["mnist-blur", "mnist-superres"])
+    assert [len(r) for r in rows] == [len(zoo.TRAINING_COLUMNS)] * 2
+    blur = dict(zip(zoo.TRAINING_COLUMNS, rows[0]))
+    c = zoo.card("mnist-blur")
+    assert blur["model"] == "mnist-blur" and blur["steps trained"] == c["step"] and blur["T"] == c["degradation"]["T"]
+    with pytest.raises(ValueError, match="name must be one of"):
+        zoo.training_summary(["mnist-nothing"])
+
+
+def test_cards_take_the_loss_curve_that_reaches_furthest(tmp_path):
+    from colddiff_lib.checkpoint import save_atomic
+    from colddiff_lib.zoo.build import longest_history
+
+    def curve(last_step):
+        steps = list(range(50, last_step + 1, 50))
+        return {"step": steps, "loss": [1.0] * len(steps), "val_step": [], "val_loss": [], "elapsed": []}
+
+    # A run killed by a time limit: best.pt (step 2500) is ahead of last.pt (written at step 2000).
+    save_atomic({"history": curve(2500)}, tmp_path / "best.pt")
+    save_atomic({"history": curve(2000)}, tmp_path / "last.pt")
+    assert longest_history([tmp_path / "best.pt", tmp_path / "last.pt"])["step"][-1] == 2500
+    # A run that finished: last.pt is ahead of the best held-out step.
+    save_atomic({"history": curve(6000)}, tmp_path / "last.pt")
+    assert longest_history([tmp_path / "best.pt", tmp_path / "last.pt"])["step"][-1] == 6000
+    assert longest_history([tmp_path / "best.pt", tmp_path / "missing.pt"])["step"][-1] == 2500
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        longest_history([tmp_path / "missing.pt"])

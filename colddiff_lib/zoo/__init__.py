@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -39,6 +39,20 @@ def card(name: str) -> dict:
     if name not in cards:
         raise ValueError(f"name must be one of {sorted(cards)}, got {name!r}")
     return cards[name]
+
+
+TRAINING_COLUMNS = ["model", "degradation", "T", "steps trained", "steps asked", "seconds", "machine",
+                    "stopped by time limit"]
+
+
+def training_summary(names) -> List[list]:
+    """One row per shipped model in ``names``, in :data:`TRAINING_COLUMNS`' order: how far it trained and where."""
+    rows = []
+    for name in names:
+        c = card(name)
+        rows.append([name, c["degradation"]["name"], c["degradation"]["T"], c["step"], c["train_config"]["steps"],
+                     f"{c['train_seconds']:.0f}", c["machine"], "yes" if c.get("stopped_by_time_limit") else "no"])
+    return rows
 
 
 def _state_dict(name: str) -> Dict[str, torch.Tensor]:

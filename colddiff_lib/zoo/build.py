@@ -90,6 +90,17 @@ def train_and_export_classifier(steps: int, device: str) -> dict:
     return info
 
 
+def longest_history(paths) -> dict:
+    """The loss curve that reaches the latest step among the checkpoints that exist.
+
+    last.pt is written every ``checkpoint_every`` steps and best.pt at each new best held-out loss,
+    so a run stopped by a time limit may have either one ahead of the other."""
+    histories = [load_checkpoint(p)["history"] for p in paths if Path(p).exists()]
+    if not histories:
+        raise FileNotFoundError(f"none of {[str(p) for p in paths]} exists")
+    return max(histories, key=lambda h: h["step"][-1] if h["step"] else 0)
+
+
 def export_runs(names, runs: Path, trained: dict) -> None:
     for name in names:
         run_dir = runs / name
@@ -98,9 +109,7 @@ def export_runs(names, runs: Path, trained: dict) -> None:
             print(f"{name}: no checkpoint, not exported (see {runs / (name + '.log')})", flush=True)
             continue
         run = json.loads((run_dir / "run.json").read_text())
-        # The full curve: last.pt has every logged step, best.pt stops at the best held-out loss.
-        last = run_dir / "last.pt"
-        history = load_checkpoint(last)["history"] if last.exists() else load_checkpoint(ckpt)["history"]
+        history = longest_history([run_dir / "best.pt", run_dir / "last.pt"])
         t = trained.get(name, {})
         info = {"task": "generation" if name in GENERATION else "reconstruction",
                 "config": f"colddiff_lib/zoo/configs/{name}.toml", "command": t.get("command", run.get("command")),

@@ -1,0 +1,41 @@
+"""Figures and tables: the helpers the chapters import instead of pasting code."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import torch
+from PIL import Image
+
+from colddiff_lib.plotting import grid, html_table, save_grid, show_rows, to_numpy_image
+
+
+def test_images_in_minus_one_one_map_to_unit_range():
+    x = torch.tensor([[[[-1.0, 0.0], [1.0, 3.0]]]])  # out-of-range values are clipped
+    np.testing.assert_allclose(to_numpy_image(x[0]), [[0.0, 0.5], [1.0, 1.0]])
+    colour = to_numpy_image(torch.zeros(3, 4, 5))
+    assert colour.shape == (4, 5, 3)
+
+
+def test_grid_tiles_and_save_grid_writes_a_png(tmp_path):
+    images = torch.linspace(-1, 1, 6 * 8 * 8).reshape(6, 1, 8, 8)
+    g = grid(images, nrow=3, padding=2)
+    assert g.shape[:2] == (2 * 10 + 2, 3 * 10 + 2) and g.min() >= 0 and g.max() <= 1
+    save_grid(images, tmp_path / "g.png", nrow=3)
+    assert Image.open(tmp_path / "g.png").size == (32, 22)
+    assert [p.name for p in tmp_path.iterdir()] == ["g.png"]  # no temporary file left behind
+
+
+def test_show_rows_has_one_row_per_tensor():
+    fig = show_rows([torch.zeros(3, 1, 8, 8), torch.zeros(2, 1, 8, 8)], labels=["a", "b"], titles=["x", "y", "z"])
+    assert len(fig.axes) == 6
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_html_table_escapes_its_cells():
+    table = html_table(["model", "note"], [["mnist-blur", "<b>&"]], title="A < B")
+    assert "<th>model</th>" in table.data and "<td>&lt;b&gt;&amp;</td>" in table.data
+    assert "<p><b>A &lt; B</b></p>" in table.data
