@@ -361,7 +361,7 @@ def load_dataset(
     name: Union[str, os.PathLike],
     split: str = "train",
     image_size: int = 32,
-    root: Union[str, os.PathLike] = "~/.cache/colddiff",
+    root: Optional[Union[str, os.PathLike]] = None,
     download: bool = True,
     channels: Optional[int] = None,
 ) -> Dataset:
@@ -379,7 +379,8 @@ def load_dataset(
             shorter side resized, then center-cropped; ``split`` is ignored).
         split: ``"train"`` or ``"test"``.
         image_size: positive int, output height and width.
-        root: download/cache directory of the torchvision datasets.
+        root: download/cache directory of the torchvision datasets; by default the environment
+            variable ``COLDDIFF_DATA``, else ``~/.cache/colddiff``.
         download: whether torchvision may download missing files.
         channels: ``None`` keeps the native channels; ``3`` repeats grey
             images to RGB; ``1`` converts RGB to grey (luma 0.299, 0.587, 0.114).
@@ -398,6 +399,8 @@ def load_dataset(
         raise ValueError(f'`split` must be "train" or "test", got {split!r}')
     image_size = _check_positive_int(image_size, "image_size")
     channels = _check_channels(channels)
+    if root is None:
+        root = os.environ.get("COLDDIFF_DATA") or "~/.cache/colddiff"
     root = os.path.expanduser(os.fspath(root))
 
     key = name.lower() if isinstance(name, str) else None

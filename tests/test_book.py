@@ -87,3 +87,21 @@ def test_full_training_path_runs_with_small_parameters(path, tmp_path):
                                progress_bar=False, request_save_on_cell_execute=False)
     executed = json.loads(out.read_text())
     assert any("FULL_TRAINING = True" in "".join(c["source"]) for c in executed["cells"]), "parameters injected"
+
+
+def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
+    """The Colab option DATASET="mnist": torchvision's MNIST files (written here, small and random),
+    found through COLDDIFF_DATA, drive the whole chapter."""
+    import papermill
+    from test_data import _fake_mnist
+
+    _fake_mnist(tmp_path / "data", "MNIST", n_train=160, n_test=140)
+    monkeypatch.setenv("COLDDIFF_DATA", str(tmp_path / "data"))
+    path = ROOT / "book" / "03_restoration.ipynb"
+    out = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3",
+                               parameters={"QUICK": True, "DEVICE": "cpu", "DATASET": "mnist"},
+                               progress_bar=False, request_save_on_cell_execute=False)
+    printed = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
+                      for o in c.get("outputs", []))
+    assert "name='mnist-train', images=(160, 1, 32, 32)" in printed, printed[:2000]

@@ -257,3 +257,12 @@ def test_image_tensor_dataset_validation():
     with pytest.raises(ValueError, match="labels"):
         ImageTensorDataset(torch.zeros(4, 1, 8, 8), torch.arange(3))
     assert cdata.DATASET_NAMES[0] == "mnist5k"
+
+
+def test_torchvision_root_comes_from_colddiff_data(tmp_path, monkeypatch):
+    _fake_mnist(tmp_path, "MNIST")
+    monkeypatch.setenv("COLDDIFF_DATA", str(tmp_path))
+    assert load_dataset("mnist", download=False).images.shape == (12, 1, 32, 32)
+    monkeypatch.setenv("COLDDIFF_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(RuntimeError, match="elsewhere"):
+        load_dataset("mnist", download=False)
