@@ -213,9 +213,17 @@ def _evaluate_zoo(args) -> int:
     unknown = sorted(set(names) - set(models))
     if unknown:
         raise SystemExit(f"error: --zoo names must be among {sorted(models)} or 'all', got {unknown}")
+    settings = None
+    if args.settings:
+        from .reproduce import parse_settings
+
+        try:
+            settings = parse_settings(args.settings)
+        except ValueError as err:
+            raise SystemExit(f"error: --{err}")
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
     tables = reproduce(names, args.out, n=args.n, seed=args.seed, device=resolve_device(args.device or "auto"),
-                       command=command)
+                       command=command, settings=settings)
     for table, rows in tables.items():
         if rows:
             print(f"{table} ({args.n} held-out digits; FID on the project's classifier features, "
@@ -271,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--zoo", nargs="+", help="evaluate shipped models (names, or 'all') and write the "
                                                     "paper's tables into --out")
             p.add_argument("--out", default="results", help="folder for the --zoo tables (default results)")
+            p.add_argument("--settings", nargs="+", metavar="ALGORITHM:NOISE_STD",
+                           help="with --zoo: generation settings instead of the table's own, e.g. improved:0.02")
         p.set_defaults(func=func)
     return parser
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -92,17 +92,47 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
     return rows
 
 
+def generation_settings(name: str) -> List[Tuple[str, float]]:
+    """The (algorithm, noise_std) pairs of the generation table for the shipped model ``name``.
+
+    The blur ends at a flat colour: Algorithm 2 with and without the paper's symmetry-breaking noise
+    (0.002), and Algorithm 1 with it. The other generators are sampled as they are, by both algorithms.
+    """
+    if zoo.card(name)["degradation"]["name"] == "blur":
+        return [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
+    return [("improved", 0.0), ("naive", 0.0)]
+
+
+def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
+    """``["improved:0.02", "naive:0"]`` -> ``[("improved", 0.02), ("naive", 0.0)]`` (the CLI's ``--settings``)."""
+    settings = []
+    for text in texts:
+        algorithm, _, noise = str(text).partition(":")
+        try:
+            noise_std = float(noise)
+        except ValueError:
+            noise_std = -1.0
+        if algorithm not in ("improved", "naive") or not noise_std >= 0:
+            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM improved or naive and "
+                             f"NOISE_STD >= 0 (e.g. improved:0.02), got {text!r}")
+        settings.append((algorithm, noise_std))
+    return settings
+
+
 def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
-                    grid_path: Optional[Path] = None) -> List[dict]:
-    """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting."""
+                    grid_path: Optional[Path] = None,
+                    settings: Optional[Sequence[Tuple[str, float]]] = None) -> List[dict]:
+    """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting.
+
+    ``settings``: (algorithm, noise_std) pairs, by default :func:`generation_settings`. Each setting
+    starts from the same seed, so a row does not depend on which other settings are computed.
+    """
     R, D = zoo.load_pretrained(name, device=device)
     classifier = zoo.load_classifier(device=device)
     real = load_dataset("mnist5k", split="test").images[:n]
     train = load_dataset("mnist5k", split="train").images
     prior = GaussianPrior(D, train) if hasattr(D, "latent") else None
-    is_blur = zoo.card(name)["degradation"]["name"] == "blur"
-    settings = [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)] if is_blur else \
-        [("improved", 0.0), ("naive", 0.0)]
+    settings = generation_settings(name) if settings is None else list(settings)
     rows, grids = [], []
     for algorithm, noise_std in settings:
         g = torch.Generator().manual_seed(seed)
@@ -156,9 +186,10 @@ def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluat
 
 
 def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, device="cpu",
-              command: str = "") -> Dict[str, List[dict]]:
+              command: str = "", settings: Optional[Sequence[Tuple[str, float]]] = None) -> Dict[str, List[dict]]:
     """Evaluate shipped models and write ``reconstruction`` and ``generation`` tables (CSV, Markdown)
-    and sample grids into ``out_dir``. Returns the rows by table."""
+    and sample grids into ``out_dir``. ``settings`` replaces the generation models' default
+    (algorithm, noise_std) pairs. Returns the rows by table."""
     out = Path(out_dir)
     tables: Dict[str, List[dict]] = {"reconstruction": [], "generation": []}
     for name in names:
@@ -166,7 +197,7 @@ def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, devic
         if task == "reconstruction":
             tables[task] += reconstruction_rows(name, n, seed, device, command, out / f"{name}.png")
         elif task == "generation":
-            tables[task] += generation_rows(name, n, seed, device, command, out / f"{name}.png")
+            tables[task] += generation_rows(name, n, seed, device, command, out / f"{name}.png", settings)
         else:
             raise ValueError(f"{name!r} is neither a reconstruction nor a generation model (task={task!r})")
     for table, rows in tables.items():

@@ -14,7 +14,8 @@ from colddiff_lib.classifier import accuracy
 from colddiff_lib.data import load_dataset
 from colddiff_lib.evaluation import reconstruct
 from colddiff_lib.models import UNet
-from colddiff_lib.reproduce import METHOD_NAMES, generation_rows, read_table, results_file
+from colddiff_lib.reproduce import (METHOD_NAMES, generation_rows, generation_settings, parse_settings, read_table,
+                                    results_file)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECONSTRUCTION = ["mnist-blur", "mnist-inpaint", "mnist-superres", "mnist-snow"]
@@ -111,6 +112,19 @@ def test_committed_generation_table_regenerates_in_small_form():
     for row in rows:
         assert sum(int(c) for c in row["class_histogram"].split()) == 20
         assert math.isfinite(row["fid"])
+    # A setting asked for alone gives the same row as in the full table: each setting starts from the seed.
+    alone = generation_rows(name, n=20, settings=[("naive", 0.0)])
+    assert len(alone) == 1 and alone[0]["class_histogram"] == rows[1]["class_histogram"]
+    assert alone[0]["fid"] == pytest.approx(rows[1]["fid"])
+
+
+def test_generation_settings_parse_and_default():
+    assert parse_settings(["improved:0.02", "naive:0"]) == [("improved", 0.02), ("naive", 0.0)]
+    for bad in ("improved", "hot:0.1", "naive:-1", "naive:x", "naive:nan"):
+        with pytest.raises(ValueError, match="ALGORITHM:NOISE_STD"):
+            parse_settings([bad])
+    assert generation_settings("mnist-blur-gen") == [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
+    assert generation_settings("mnist-noise") == [("improved", 0.0), ("naive", 0.0)]
 
 
 def test_committed_tables_cover_every_model_with_commands():
