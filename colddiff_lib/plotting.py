@@ -82,14 +82,31 @@ def save_figure(fig, path) -> None:
 
 
 def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
-    """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title."""
+    """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
+
+    Styled inline (padding, rules, numbers right-aligned) so that it reads the same in Jupyter, Colab
+    and the built book.
+    """
     import html
 
     from IPython.display import HTML
 
-    def cells(tag, values):
-        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+    def is_number(value) -> bool:
+        try:
+            float(str(value).replace(",", ""))
+            return True
+        except ValueError:
+            return False
+
+    def cells(tag, values, rule):
+        out = []
+        for v in values:
+            align = "right" if tag == "td" and is_number(v) else "left"
+            out.append(f'<{tag} style="padding: 3px 12px; text-align: {align}; border-bottom: {rule};">'
+                       f"{html.escape(str(v))}</{tag}>")
+        return "".join(out)
 
     caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
-    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    return HTML(f"{caption}<table><tr>{cells('th', head)}</tr>{body}</table>")
+    header = f"<tr>{cells('th', head, '2px solid #888')}</tr>"
+    body = "".join(f"<tr>{cells('td', row, '1px solid #ddd')}</tr>" for row in rows)
+    return HTML(f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>')

@@ -54,6 +54,10 @@ def test_notebook_has_a_parameters_cell_and_exercises(path):
     source = "".join(tagged[0]["source"])
     for name in ("FULL_TRAINING", "DEVICE", "QUICK"):
         assert name in source, f"{path.name}: the parameters cell should set {name}"
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    install = "".join(code[1]["source"])  # right after the parameters: the library, on Colab only
+    assert 'if "google.colab" in sys.modules' in install and "%pip install" in install, path.name
+    assert "remove-cell" in code[1]["metadata"].get("tags", []), f"{path.name}: the install cell is not for the HTML"
     text = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
     if not path.name.startswith("00_"):
         assert text.count("{exercise}") >= 2, f"{path.name} should end with at least two exercises"

@@ -36,6 +36,8 @@ def test_show_rows_has_one_row_per_tensor():
 
 
 def test_html_table_escapes_its_cells():
-    table = html_table(["model", "note"], [["mnist-blur", "<b>&"]], title="A < B")
-    assert "<th>model</th>" in table.data and "<td>&lt;b&gt;&amp;</td>" in table.data
+    table = html_table(["model", "note", "rmse"], [["mnist-blur", "<b>&", "0.211"]], title="A < B")
+    assert ">model</th>" in table.data and ">&lt;b&gt;&amp;</td>" in table.data
     assert "<p><b>A &lt; B</b></p>" in table.data
+    assert 'text-align: right; border-bottom: 1px solid #ddd;">0.211</td>' in table.data  # numbers align right
+    assert 'text-align: left; border-bottom: 1px solid #ddd;">mnist-blur</td>' in table.data
