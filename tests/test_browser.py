@@ -141,3 +141,8 @@ def test_page_loads_typesets_and_shows_its_figures(entry, site, browser):
         images = browser.execute_script(
             "return Array.from(document.querySelectorAll('main img')).filter(i => i.complete && i.naturalWidth > 0).length")
         assert images > 0, f"no figure on {entry}"
+    # Markdown printed by a cell is rendered too: a table shows as a table, not as lines of pipes.
+    raw_tables = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.cell_output p'))"
+        ".filter(p => p.textContent.trim().startsWith('|')).length")
+    assert raw_tables == 0, f"{entry}: {raw_tables} Markdown table(s) printed as text"
