@@ -164,8 +164,11 @@ def _machine() -> str:
 
 
 def to_csv(rows: Sequence[dict]) -> str:
+    """Rows as CSV text: the columns of every row, in first-seen order (a row without one leaves it empty);
+    floats with four decimals."""
+    fields = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -121,9 +121,6 @@ def export_runs(names, runs: Path, trained: dict) -> None:
 
 
 def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None) -> None:
-    from ..checkpoint import write_text_atomic
-    from ..reproduce import to_csv, to_markdown
-
     parts = results / "parts"
 
     def one(name):
@@ -134,32 +131,40 @@ def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None
 
     with ThreadPoolExecutor(parallel) as pool:
         done = dict(pool.map(one, names))
+    merge_tables(results, names)
+    for name, info in done.items():
+        if info["returncode"] != 0:
+            why = "ran out of time" if info["timed_out"] else "failed"
+            print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
+
+
+def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
+    """Rebuild ``results/{reconstruction,generation}.{csv,md}`` with the rows of ``names`` taken from every
+    ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
+    command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
+    from ..checkpoint import write_text_atomic
+    from ..reproduce import to_csv, to_markdown
+
     for table in ("reconstruction", "generation"):
         rows = []
         merged = results / f"{table}.csv"
         if merged.exists():  # keep the other models' rows: only the re-evaluated ones are replaced
             with open(merged) as f:
                 rows = [r for r in csv.DictReader(f) if r["model"] not in names]
-        for name in names:
-            path = parts / name / f"{table}.csv"
-            if path.exists():
-                with open(path) as f:
-                    rows += list(csv.DictReader(f))
+        for path in sorted((results / "parts").glob(f"*/{table}.csv")):
+            with open(path) as f:
+                rows += [r for r in csv.DictReader(f) if r["model"] in names]
         rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
         if rows:
             write_text_atomic(to_csv(rows), results / f"{table}.csv")
             write_text_atomic(to_markdown(rows), results / f"{table}.md")
         for row in (r for r in rows if r["model"] in names):  # the metrics go on the model's card too
-            path = CARDS / f"{row['model']}.json"
+            path = Path(cards) / f"{row['model']}.json"
             info = json.loads(path.read_text())
             info.setdefault("metrics", {})
             key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
             info["metrics"][key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
             write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", path)
-    for name, info in done.items():
-        if info["returncode"] != 0:
-            why = "ran out of time" if info["timed_out"] else "failed"
-            print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
 
 
 def _number(value: str):
