@@ -142,7 +142,7 @@ def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
     """Rebuild ``results/{reconstruction,generation}.{csv,md}`` with the rows of ``names`` taken from every
     ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
-    from ..checkpoint import write_text_atomic
+    from ..checkpoint import write_json_atomic, write_text_atomic
     from ..reproduce import to_csv, to_markdown
 
     for table in ("reconstruction", "generation"):
@@ -158,13 +158,18 @@ def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
         if rows:
             write_text_atomic(to_csv(rows), results / f"{table}.csv")
             write_text_atomic(to_markdown(rows), results / f"{table}.md")
-        for row in (r for r in rows if r["model"] in names):  # the metrics go on the model's card too
-            path = Path(cards) / f"{row['model']}.json"
+        by_model: dict = {}
+        for row in rows:
+            if row["model"] in names:
+                by_model.setdefault(row["model"], []).append(row)
+        for model, model_rows in by_model.items():  # the metrics go on the model's card too: one write per card
+            path = Path(cards) / f"{model}.json"
             info = json.loads(path.read_text())
-            info.setdefault("metrics", {})
-            key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
-            info["metrics"][key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
-            write_text_atomic(json.dumps(info, indent=2, sort_keys=True) + "\n", path)
+            metrics = info.setdefault("metrics", {})
+            for row in model_rows:
+                key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
+                metrics[key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
+            write_json_atomic(info, path)
 
 
 def _number(value: str):
