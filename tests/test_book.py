@@ -31,6 +31,14 @@ def cells(path):
     return json.loads(path.read_text())["cells"]
 
 
+def execute(path, out, **parameters):
+    """Run the notebook ``path`` with papermill in its own folder, with ``parameters``; the executed copy goes to ``out``."""
+    import papermill
+
+    papermill.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3",
+                               parameters=parameters, progress_bar=False, request_save_on_cell_execute=False)
+
+
 def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
     listed = toc_files()
     for entry in listed:
@@ -67,12 +75,8 @@ def test_notebook_has_a_parameters_cell_and_exercises(path):
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_with_small_parameters(path):
-    import papermill
-
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(path), str(EXECUTED / path.name), cwd=str(path.parent), kernel_name="python3",
-                               parameters={"QUICK": True, "FULL_TRAINING": False, "DEVICE": "cpu"},
-                               progress_bar=False, request_save_on_cell_execute=False)
+    execute(path, EXECUTED / path.name, QUICK=True, FULL_TRAINING=False, DEVICE="cpu")
 
 
 def full_training_notebooks():
@@ -83,12 +87,8 @@ def full_training_notebooks():
 def test_full_training_path_runs_with_small_parameters(path, tmp_path):
     """FULL_TRAINING=True takes the GPU path (zoo configs, small preset); QUICK shrinks its steps so
     that the path itself, not only the CPU default, is executed here."""
-    import papermill
-
     out = tmp_path / path.name
-    papermill.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3",
-                               parameters={"QUICK": True, "FULL_TRAINING": True, "DEVICE": "cpu"},
-                               progress_bar=False, request_save_on_cell_execute=False)
+    execute(path, out, QUICK=True, FULL_TRAINING=True, DEVICE="cpu")
     executed = json.loads(out.read_text())
     assert any("FULL_TRAINING = True" in "".join(c["source"]) for c in executed["cells"]), "parameters injected"
 
@@ -96,16 +96,13 @@ def test_full_training_path_runs_with_small_parameters(path, tmp_path):
 def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
     """The Colab option DATASET="mnist": torchvision's MNIST files (written here, small and random),
     found through COLDDIFF_DATA, drive the whole chapter."""
-    import papermill
     from test_data import _fake_mnist
 
     _fake_mnist(tmp_path / "data", "MNIST", n_train=160, n_test=140)
     monkeypatch.setenv("COLDDIFF_DATA", str(tmp_path / "data"))
     path = ROOT / "book" / "03_restoration.ipynb"
     out = tmp_path / path.name
-    papermill.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3",
-                               parameters={"QUICK": True, "DEVICE": "cpu", "DATASET": "mnist"},
-                               progress_bar=False, request_save_on_cell_execute=False)
+    execute(path, out, QUICK=True, DEVICE="cpu", DATASET="mnist")
     printed = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
                       for o in c.get("outputs", []))
     assert "name='mnist-train', images=(160, 1, 32, 32)" in printed, printed[:2000]

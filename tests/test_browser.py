@@ -43,9 +43,7 @@ def site():
     """Build the HTML from executed notebooks into _build/browser/_build/html; serve it on localhost."""
     import mathjax  # django-static-mathjax: MathJax 3 files for offline use
 
-    from test_book import EXECUTED, notebooks
-
-    import papermill
+    from test_book import EXECUTED, execute, notebooks
 
     if BUILD.exists():
         shutil.rmtree(BUILD)
@@ -58,9 +56,7 @@ def site():
         executed = EXECUTED / nb.name
         if not executed.exists():
             EXECUTED.mkdir(parents=True, exist_ok=True)
-            papermill.execute_notebook(str(nb), str(executed), cwd=str(nb.parent), kernel_name="python3",
-                                       parameters={"QUICK": True, "FULL_TRAINING": False, "DEVICE": "cpu"},
-                                       progress_bar=False)
+            execute(nb, executed, QUICK=True, FULL_TRAINING=False, DEVICE="cpu")
         shutil.copy(executed, BUILD / "book" / nb.name)
     shutil.copytree(Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", BUILD / "_mathjax")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
