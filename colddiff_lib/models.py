@@ -21,6 +21,10 @@ PRESETS = {
     "small": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
     "base": dict(dim=64, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
     "paper": dict(dim=128, dim_mults=(1, 2, 2, 2), num_blocks=2, attn_levels=(1,)),
+    # CPU presets: a space-to-depth stem (patch 2) runs the U-Net on 16 x 16 maps of 4C channels,
+    # a quarter of the full-resolution FLOPs, which at 32 px costs little quality (benchmarks/README.md).
+    "cpu": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=(), patch=2),
+    "cpu-wide": dict(dim=48, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), patch=2),
 }
 
 
@@ -90,14 +94,17 @@ class UNet(nn.Module):
             does when any level does.
         dropout: dropout rate inside the residual blocks.
         groups: GroupNorm groups.
+        patch: space-to-depth factor of the stem: the image [B, C, H, W] enters as
+            [B, C * patch^2, H / patch, W / patch] (pixel unshuffle) and leaves through the inverse
+            (pixel shuffle); 1 keeps full resolution.
 
     Forward: ``x`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] -> [B, C, H, W].
     """
 
     def __init__(self, channels: int = 1, dim: int = 32, dim_mults: Sequence[int] = (1, 2, 2), num_blocks: int = 2,
-                 attn_levels: Sequence[int] = (), dropout: float = 0.0, groups: int = 8):
+                 attn_levels: Sequence[int] = (), dropout: float = 0.0, groups: int = 8, patch: int = 1):
         super().__init__()
-        for name, value in (("channels", channels), ("dim", dim), ("num_blocks", num_blocks)):
+        for name, value in (("channels", channels), ("dim", dim), ("num_blocks", num_blocks), ("patch", patch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not dim_mults or any((not isinstance(m, int)) or m < 1 for m in dim_mults):
@@ -105,12 +112,13 @@ class UNet(nn.Module):
         if any(level not in range(len(dim_mults)) for level in attn_levels):
             raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
         self._config = dict(channels=channels, dim=dim, dim_mults=tuple(dim_mults), num_blocks=num_blocks,
-                            attn_levels=tuple(attn_levels), dropout=dropout, groups=groups)
+                            attn_levels=tuple(attn_levels), dropout=dropout, groups=groups, patch=patch)
         self.channels = channels
         self.levels = len(dim_mults)
+        self.patch = patch
         temb = 4 * dim
         self.time_mlp = nn.Sequential(nn.Linear(dim, temb), nn.SiLU(), nn.Linear(temb, temb))
-        self.conv_in = nn.Conv2d(channels, dim, 3, padding=1)
+        self.conv_in = nn.Conv2d(channels * patch ** 2, dim, 3, padding=1)
 
         widths = [dim * m for m in dim_mults]
         self.down = nn.ModuleList()
@@ -144,7 +152,7 @@ class UNet(nn.Module):
             self.up.append(nn.ModuleDict(dict(blocks=blocks, up=up)))
 
         self.norm_out = nn.GroupNorm(_groups(cin, groups), cin)
-        self.conv_out = nn.Conv2d(cin, channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(cin, channels * patch ** 2, 3, padding=1)
 
     @classmethod
     def from_preset(cls, name: str, channels: int = 1, **overrides) -> "UNet":
@@ -162,10 +170,10 @@ class UNet(nn.Module):
             raise ValueError(f"x must be a tensor [B, C, H, W], got shape {tuple(getattr(x, 'shape', ()))}")
         if x.shape[1] != self.channels:
             raise ValueError(f"x has {x.shape[1]} channels but the model was built with channels={self.channels}")
-        f = 2 ** (self.levels - 1)
+        f = self.patch * 2 ** (self.levels - 1)
         if x.shape[-2] % f or x.shape[-1] % f:
-            raise ValueError(f"image height and width must be divisible by {f} for {self.levels} levels, "
-                             f"got {tuple(x.shape[-2:])}")
+            raise ValueError(f"image height and width must be divisible by {f} for {self.levels} levels "
+                             f"and patch {self.patch}, got {tuple(x.shape[-2:])}")
         if isinstance(t, int):
             t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
@@ -175,7 +183,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = self._check(x, t)
         temb = self.time_mlp(sinusoidal_embedding(t, self.conv_in.out_channels).to(x.dtype))
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
         hs = [h]
         for stage in self.down:
             for i in range(0, len(stage["blocks"]), 2):
@@ -189,7 +197,8 @@ class UNet(nn.Module):
             for i in range(0, len(stage["blocks"]), 2):
                 h = stage["blocks"][i + 1](stage["blocks"][i](torch.cat([h, hs.pop()], dim=1), temb))
             h = stage["up"](h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -36,6 +36,8 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" down to min_lr_ratio * lr
+    min_lr_ratio: float = 0.05
     loss: str = "l1"  # "l1" or "l2"
     grad_accum: int = 1
     grad_clip: float = 1.0  # 0 disables clipping
@@ -44,8 +46,8 @@ class TrainConfig:
     ema_start: int = 0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    bf16: bool = True  # autocast to bfloat16 on CUDA
-    channels_last: bool = True  # on CUDA
+    bf16: bool = True  # autocast the model to bfloat16 where the device runs it natively (see bf16_supported)
+    channels_last: bool = True  # channels_last memory format on CUDA (on the CPU it does not pay: benchmarks/)
     compile: bool = False
     augment_shift: int = 0  # random translation by up to this many pixels
     hflip: bool = False  # random horizontal flips
@@ -66,6 +68,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         if not self.lr > 0:
@@ -74,12 +80,29 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, where: str = "train") -> "TrainConfig":
+        """Build from a dict (a TOML ``[train]`` table): unknown keys and wrong types raise ValueError
+        naming the key (``where.key``), the expected type, and the nearest known key."""
+        import difflib
+
+        types = {f.name: f.type for f in fields(cls)}
+        for key, value in d.items():
+            if key not in types:
+                close = difflib.get_close_matches(key, list(types), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {sorted(types)}"
+                raise ValueError(f"{where}.{key}: unknown key{hint}")
+            expected = str(types[key])
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                  "bool": isinstance(value, bool), "str": isinstance(value, str),
+                  "Optional[str]": value is None or isinstance(value, str)}.get(expected, True)
+            if not ok:
+                raise ValueError(f"{where}.{key}: expected {expected.replace('Optional[str]', 'a string')}, "
+                                 f"got {value!r}")
+        try:
+            return cls(**d)
+        except ValueError as err:
+            raise ValueError(f"{where}.{err}") from None
 
 
 @dataclass
@@ -93,15 +116,52 @@ class TrainResult:
     checkpoint: Optional[str] = None
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> cuda if available, else mps, else cpu; anything else as given."""
+def resolve_device(device) -> torch.device:
+    """``"auto"`` -> cuda if available, else mps, else cpu; ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``
+    as given, after checking that this machine has it (ValueError naming the device otherwise)."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: this machine has no CUDA GPU (torch.cuda.is_available() is "
+                             f"False); use 'cpu' or 'auto'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s)")
+    if dev.type == "mps" and not has_mps:
+        raise ValueError(f"device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
+    return dev
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast pays on ``device``: CUDA, or a CPU with native bf16 instructions
+    (AVX512-BF16 or AMX). Elsewhere bf16 is emulated and slower than fp32, so training stays fp32."""
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+    return False
+
+
+def lr_at(config: "TrainConfig", step: int) -> float:
+    """The learning rate of (0-based) ``step``: linear warm-up, then constant or cosine decay."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return config.lr
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.min_lr_ratio * config.lr
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def step_generator(seed: int, rank: int, step: int, micro: int = 0) -> torch.Generator:
@@ -193,7 +253,8 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         config: :class:`TrainConfig`.
         val_data: held-out images [M, C, H, W]; with ``config.eval_every`` the EMA model's held-out
             loss is recorded and the best EMA weights kept (``best.pt`` when checkpointing).
-        callback: called every ``log_every`` steps with ``{"step", "loss", "lr", "elapsed"}``.
+        callback: called every ``log_every`` steps with ``{"step", "loss", "lr", "elapsed", "ema"}``
+            (``elapsed`` in seconds of this run, ``ema`` the EMA model in train mode: do not modify it).
         extra: stored in every checkpoint (e.g. where the data came from).
     Returns:
         :class:`TrainResult` with the model, the EMA model, the step reached and the history
@@ -248,26 +309,37 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
     if config.compile:
         net = torch.compile(net)
 
-    def lr_at(s: int) -> float:
-        return config.lr * min(1.0, (s + 1) / config.warmup_steps) if config.warmup_steps else config.lr
-
     def checkpoint(path: Path) -> None:
-        save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                     "step": step, "history": history, "best_val": best_val, "config": asdict(config),
-                     "model_config": model.config() if hasattr(model, "config") else None,
-                     "degradation": D.config() if hasattr(D, "config") else None,
-                     "rng": {"torch": torch.get_rng_state()}, **(extra or {})}, path)
+        state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                 "step": step, "history": history, "best_val": best_val, "config": asdict(config),
+                 "model_config": model.config() if hasattr(model, "config") else None,
+                 "degradation": D.config() if hasattr(D, "config") else None,
+                 "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
+        try:
+            save_atomic(state, path)
+        except OSError as err:  # disk full, folder removed...: the previous file is untouched (atomic write)
+            if bar is not None:
+                bar.close()
+            kept = (f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
+                    if path.exists() else f"no earlier {path.name} exists")
+            raise OSError(err.errno, f"could not write checkpoint {path} at step {step} "
+                                     f"({err.strerror or err}); {kept}") from None
+
+    if ckpt_dir is not None and rank == 0:  # temporary files of a write that was killed halfway
+        for stale in ckpt_dir.glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     bar = None
     if config.progress and rank == 0 and step < config.steps:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_cuda and config.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and bf16_supported(device)) \
+        if device.type in ("cuda", "cpu") else None
     start = time.perf_counter()
     model.train()
     while step < config.steps:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
+            group["lr"] = lr_at(config, step)
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for micro in range(config.grad_accum):
@@ -305,7 +377,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
             history["loss"].append(step_loss)
             history["elapsed"].append(elapsed)
             if callback is not None and rank == 0:
-                callback({"step": step, "loss": step_loss, "lr": lr_at(step - 1), "elapsed": elapsed})
+                callback({"step": step, "loss": step_loss, "lr": lr_at(config, step - 1), "elapsed": elapsed, "ema": ema})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.4f}")
