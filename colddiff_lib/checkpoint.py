@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -52,11 +54,39 @@ def write_json_atomic(obj: Any, path: PathLike) -> Path:
 
 
 def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
-    """Load a training checkpoint written by :func:`colddiff_lib.training.train`."""
+    """Load a training checkpoint written by :func:`colddiff_lib.training.train`.
+
+    The file is read with ``torch.load(weights_only=True)``: only tensors and plain containers
+    (dict, list, tuple, str, numbers, None) are rebuilt, so a checkpoint cannot run code on load.
+    Raises ValueError naming the file when it is missing, not a checkpoint, damaged, or asks for
+    anything else (such as a pickled object).
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+        raise ValueError(f"checkpoint {path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path}: the file is empty")
+    if path.suffix == ".safetensors":
+        raise ValueError(f"checkpoint {path}: this is a safetensors weights file (a zoo model), not a training "
+                         f"checkpoint; load shipped models with colddiff_lib.zoo.load_pretrained(name)")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise ValueError(f"checkpoint {path}: not a readable training checkpoint (not a torch.save zip archive: "
+                         f"damaged, or another kind of file)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message ends with advice to pass weights_only=False: exactly what must not be done here.
+        reason = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
+        raise ValueError(f"checkpoint {path}: refused, it holds more than tensors and plain data, and loading "
+                         f"it could run code{f' ({reason[:200]})' if reason else ''}") from None
+    except Exception as err:  # truncated zip, not a torch file, ...
+        raise ValueError(f"checkpoint {path}: not a readable training checkpoint ({type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no detail'})") from None
+    missing = [k for k in ("model", "ema", "model_config", "degradation", "step") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint {path}: not a colddiff_lib training checkpoint (missing {missing}); "
+                         f"write one with python -m colddiff_lib train")
+    return ckpt
 
 
 def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", targets=None):

@@ -1,6 +1,7 @@
 """Command line: ``python -m colddiff_lib train|sample|evaluate``.
 
-A run is described by a TOML file (``configs/*.toml``) with four tables, each optional::
+A run is described by a TOML file (``configs/*.toml``) with four tables, each optional, and a
+``[zoo]`` table (``task = "reconstruction"`` or ``"generation"``) that only the zoo build reads::
 
     [data]        dataset = "mnist5k", image_size = 32
     [degradation] name = "blur", T = 20, kernel_size = 11, std = 7.0
@@ -15,6 +16,8 @@ with held-out evaluation), ``run.json`` (the resolved config and the command), `
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import json
 import os
 import shlex
@@ -27,20 +30,43 @@ from typing import List, Optional
 import torch
 
 from . import degradations as dg
+from .models import PRESETS
 from .checkpoint import load_checkpoint, restore, write_json_atomic, write_text_atomic
 
 
+TABLES = ("zoo", "data", "degradation", "model", "train")
+DATA_KEYS = ("dataset", "image_size")
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _load_config(path: Optional[str]) -> dict:
+    """Read a run's TOML file; every problem is a ValueError naming the file (and line, table, key)."""
     if path is None:
         return {}
     p = Path(path)
     if not p.is_file():
-        raise SystemExit(f"error: --config file not found: {p}")
-    with open(p, "rb") as f:
-        cfg = tomllib.load(f)
-    unknown = sorted(set(cfg) - {"data", "degradation", "model", "train", "generation"})
-    if unknown:
-        raise SystemExit(f"error: unknown tables {unknown} in {p}; expected data, degradation, model, train, generation")
+        raise ValueError(f"--config {p}: no such file")
+    try:
+        with open(p, "rb") as f:
+            cfg = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"--config {p}: TOML syntax error: {err}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--config {p}: not a text (UTF-8 TOML) file") from None
+    for table, value in cfg.items():
+        if table not in TABLES:
+            raise ValueError(f"--config {p}: unknown table [{table}]{_did_you_mean(table, TABLES)}; "
+                             f"expected {', '.join(TABLES)}")
+        if not isinstance(value, dict):
+            raise ValueError(f"--config {p}: {table} must be a table ([{table}]), got {value!r}")
+    for key in cfg.get("data", {}):
+        if key not in DATA_KEYS:
+            raise ValueError(f"--config {p}: data.{key}: unknown key{_did_you_mean(key, DATA_KEYS)}; "
+                             f"expected {', '.join(DATA_KEYS)}")
     return cfg
 
 
@@ -60,7 +86,7 @@ def _parse_overrides(pairs: List[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"error: expected key=value, got {pair!r}")
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         try:
             out[key] = json.loads(value)
@@ -88,7 +114,7 @@ def cmd_train(args) -> int:
     if args.preset:
         model_cfg["preset"] = args.preset
     train_cfg = dict(cfg.get("train", {}))
-    for key in ("steps", "batch_size", "lr", "device", "seed", "eval_every", "checkpoint_every"):
+    for key in ("steps", "batch_size", "lr", "device", "seed", "eval_every", "checkpoint_every", "log_every"):
         value = getattr(args, key)
         if value is not None:
             train_cfg[key] = value
@@ -98,20 +124,37 @@ def cmd_train(args) -> int:
         train_cfg["progress"] = False
     out = Path(args.out)
     train_cfg["checkpoint_dir"] = str(out)
-    config = TrainConfig.from_dict(train_cfg)
+    where = f"--config {args.config}: train" if args.config else "train"
+    config = TrainConfig.from_dict(train_cfg, where=where)
+    _check_out(out, config.resume)
+    device = resolve_device(config.device)
+    image_size = data_cfg["image_size"]
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
+        raise ValueError(f"data.image_size: expected an int >= 4, got {image_size!r}")
+    preset = model_cfg.pop("preset")
+    if preset not in PRESETS:
+        raise ValueError(f"model.preset: expected one of {sorted(PRESETS)}, got {preset!r}"
+                         f"{_did_you_mean(preset, PRESETS)}")
+    unet_args = [k for k in inspect.signature(UNet).parameters if k != "channels"]
+    for key in model_cfg:
+        if key not in unet_args:
+            raise ValueError(f"model.{key}: unknown key{_did_you_mean(key, unet_args)}; expected preset or one of "
+                             f"{unet_args}")
 
     train_set = load_dataset(data_cfg["dataset"], split="train", image_size=data_cfg["image_size"])
     test_set = load_dataset(data_cfg["dataset"], split="test", image_size=data_cfg["image_size"])
     first = train_set[0]
     channels = first.shape[0]
     D = _build_degradation(deg_cfg, channels, data_cfg["image_size"])
-    preset = model_cfg.pop("preset")
-    model = UNet.from_preset(preset, channels=channels, **model_cfg)
+    torch.manual_seed(config.seed)  # the initial weights follow the seed: a run repeats bit for bit
+    try:
+        model = UNet.from_preset(preset, channels=channels, **model_cfg)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model: {err}") from None
     val = getattr(test_set, "images", None)
     if val is not None:
         val = val[: args.val_images] if args.val_images > 0 else None
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
-    device = resolve_device(config.device)
     run = {"data": data_cfg, "degradation": D.config(), "model": {"preset": preset, **model.config()},
            "train": {k: v for k, v in vars(config).items()}, "parameters": count_parameters(model),
            "command": command, "device": str(device),
@@ -128,8 +171,15 @@ def cmd_train(args) -> int:
     extra = {"data": data_cfg, "blend_targets": {"source": deg_cfg.get("targets", "lfw"),
                                                  "image_size": data_cfg["image_size"], "channels": channels}
              if deg_cfg.get("name") == "blend" else {}}
+    def log(info):  # without a progress bar (background runs): one line per log_every steps, with an ETA
+        done = info["step"]
+        rate = info["elapsed"] / done if done else 0.0
+        print(f"step {done}/{config.steps} loss {info['loss']:.4f} lr {info['lr']:.2e} "
+              f"{info['elapsed']:.0f} s, ETA {rate * (config.steps - done):.0f} s", flush=True)
+
     start = time.perf_counter()
-    result = train(model, D, train_set, config, val_data=val, extra=extra)
+    result = train(model, D, train_set, config, val_data=val, extra=extra,
+                   callback=None if config.progress else log)
     seconds = time.perf_counter() - start
     if not main_process:
         return 0  # under torchrun, rank 0 writes the history and figures (as it writes the checkpoints)
@@ -147,6 +197,25 @@ def cmd_train(args) -> int:
         pass
     print(f"done: step {result.step}, last loss {result.history['loss'][-1]:.4f}, {seconds:.0f} s; wrote {out}")
     return 0
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse an ``--out`` that is a file, is not writable, or already holds a run (unless resuming)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    last = out / "last.pt"
+    if last.exists() and not resume:
+        raise ValueError(f"--out {out}: already holds a run (last.pt); add --resume to continue it, "
+                         f"or choose another folder (nothing was overwritten)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    if resume and not last.exists():
+        print(f"--resume: no {last} yet, starting a new run", flush=True)
 
 
 def _load_model(args):
@@ -190,7 +259,7 @@ def cmd_evaluate(args) -> int:
     if args.zoo:
         return _evaluate_zoo(args)
     if not args.checkpoint:
-        raise SystemExit("error: evaluate needs --checkpoint PATH or --zoo NAME")
+        raise ValueError("evaluate needs --checkpoint PATH or --zoo NAME")
     R, D, ckpt, device = _load_model(args)
     data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
     test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
@@ -212,7 +281,8 @@ def _evaluate_zoo(args) -> int:
     names = sorted(models) if args.zoo == ["all"] else args.zoo
     unknown = sorted(set(names) - set(models))
     if unknown:
-        raise SystemExit(f"error: --zoo names must be among {sorted(models)} or 'all', got {unknown}")
+        raise ValueError(f"--zoo: names must be among {sorted(models)} or 'all', got {unknown}"
+                         f"{_did_you_mean(unknown[0], models)}")
     settings = None
     if args.settings:
         from .reproduce import parse_settings
@@ -220,7 +290,7 @@ def _evaluate_zoo(args) -> int:
         try:
             settings = parse_settings(args.settings)
         except ValueError as err:
-            raise SystemExit(f"error: --{err}")
+            raise ValueError(f"--{err}") from None
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
     tables = reproduce(names, args.out, n=args.n, seed=args.seed, device=resolve_device(args.device or "auto"),
                        command=command, settings=settings)
@@ -234,7 +304,9 @@ def _evaluate_zoo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m colddiff_lib", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m colddiff_lib", description=__doc__.split("\n")[0],
+                                     epilog="Errors print one line and exit with status 2; add --debug to any "
+                                            "command to see the traceback instead.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a restoration network and write checkpoints and a sample grid")
@@ -244,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, dest="image_size")
     p.add_argument("--degradation", choices=sorted(dg.REGISTRY), help="degradation name")
     p.add_argument("--deg", nargs="*", default=[], metavar="KEY=VALUE", help="degradation arguments, e.g. T=20 std=7")
-    p.add_argument("--preset", choices=["tiny", "small", "base", "paper"], help="U-Net size")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="U-Net size")
     p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="UNet arguments to override")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int, dest="batch_size")
@@ -253,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int, dest="eval_every", help="held-out loss every N steps; keeps best.pt")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
+    p.add_argument("--log-every", type=int, dest="log_every", help="log (and record the loss) every N steps")
     p.add_argument("--val-images", type=int, default=1000, dest="val_images")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -286,9 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run a command; on bad input print one line ``error: ...`` to stderr and return 2
+    (``--debug`` anywhere on the line re-raises instead, with the traceback)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)  # argparse reports its own errors (exit status 2)
     args.argv = argv
-    if getattr(args, "n", 1) is not None and getattr(args, "n", 1) < 1:
-        raise SystemExit("error: --n must be a positive int")
-    return args.func(args)
+    try:
+        n = getattr(args, "n", 1)
+        if n is not None and n < 1:
+            raise ValueError(f"--n must be a positive int, got {n}")
+        return args.func(args)
+    except (ValueError, OSError, FloatingPointError) as err:
+        if debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2

@@ -106,3 +106,29 @@ def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
     printed = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
                       for o in c.get("outputs", []))
     assert "name='mnist-train', images=(160, 1, 32, 32)" in printed, printed[:2000]
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_the_first_code_cell_checks_the_parameters(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    first = "".join(code[2]["source"])  # after the parameters and the Colab install cell
+    assert "check_parameters(FULL_TRAINING=FULL_TRAINING, DEVICE=DEVICE, QUICK=QUICK)" in first, path.name
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"DEVICE": "tpu"}, "notebook parameter DEVICE = 'tpu': device must be 'auto', 'cpu'"),
+    ({"QUICK": "yes"}, "notebook parameter QUICK = 'yes': expected True or False"),
+    ({"FULL_TRAINING": 1}, "notebook parameter FULL_TRAINING = 1: expected True or False"),
+], ids=["device-tpu", "quick-yes", "full-training-1"])
+def test_a_bad_parameter_stops_the_first_cell(parameters, message, tmp_path):
+    import papermill
+
+    path = ROOT / "book" / "00_preface.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute(path, tmp_path / path.name, **parameters)
+    assert message in str(info.value)
+    executed = json.loads((tmp_path / path.name).read_text())["cells"]
+    failed = [i for i, c in enumerate(executed) if c["cell_type"] == "code"
+              and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    first_library_cell = [i for i, c in enumerate(executed) if "check_parameters(" in "".join(c["source"])][0]
+    assert failed == [first_library_cell]

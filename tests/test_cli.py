@@ -184,33 +184,3 @@ def test_config_file_is_honoured_and_flags_override_it(tmp_path):
     assert ckpt["model"]["conv_in.weight"].shape[0] == 8
 
 
-def test_missing_config_file(tmp_path):
-    with pytest.raises(SystemExit, match="--config file not found"):
-        main(["train", "--config", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")])
-    assert not (tmp_path / "o").exists()
-
-
-def test_unknown_toml_table(tmp_path):
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text('[trian]\nsteps = 3\n')
-    with pytest.raises(SystemExit, match=r"unknown tables \['trian'\]"):
-        main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")])
-
-
-def test_unknown_train_key_in_toml(tmp_path):
-    cfg = tmp_path / "bad.toml"
-    cfg.write_text('[train]\nstepz = 3\n')
-    with pytest.raises(ValueError, match="stepz"):
-        main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")])
-
-
-def test_bad_arguments(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["train", "--out", str(tmp_path), "--degradation", "sparkle"])
-    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="expected key=value"):
-        main(["train", "--out", str(tmp_path), "--deg", "T20"])
-    with pytest.raises(SystemExit, match="--n must be a positive int"):
-        main(["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--n", "0"])
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        main(["evaluate", "--checkpoint", str(tmp_path / "x.pt"), "--n", "2"])

@@ -4,6 +4,9 @@ Every operator takes images [B, C, H, W] in [-1, 1] and t as an int or LongTenso
 returns D(x0, 0) == x0, and keeps shape, dtype and device. See :class:`Degradation` to write one.
 """
 
+import difflib
+import inspect
+
 from .base import Degradation, as_time_tensor, check_images
 from .blur import GaussianBlur, blur_sigmas, gaussian_kernel_1d
 from .inpainting import Inpainting, InpaintingFill
@@ -28,8 +31,23 @@ def build(name: str, **kwargs) -> Degradation:
     ``build(**D.config())`` rebuilds ``D``; :class:`Blend` also needs ``targets=``.
     """
     if name not in REGISTRY:
-        raise ValueError(f"name must be one of {sorted(REGISTRY)}, got {name!r}")
-    return REGISTRY[name](**kwargs)
+        raise ValueError(f"degradation name must be one of {sorted(REGISTRY)}, got {name!r}"
+                         + _did_you_mean(name, REGISTRY))
+    cls = REGISTRY[name]
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        hints = "".join(_did_you_mean(k, accepted) for k in unknown)
+        raise ValueError(f"degradation {name!r}: unknown arguments {unknown}; it takes {accepted}{hints}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # e.g. a string where a number belongs
+        raise ValueError(f"degradation {name!r}: bad argument value ({err})") from None
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 __all__ = ["Degradation", "GaussianBlur", "Inpainting", "InpaintingFill", "SuperResolution", "Snow",

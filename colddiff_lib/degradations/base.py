@@ -24,7 +24,7 @@ TimeLike = Union[int, torch.Tensor]
 
 
 def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = None) -> None:
-    """Raise ``ValueError`` unless ``x`` is a floating tensor ``[B, C, H, W]`` (with ``channels`` C)."""
+    """Raise ``ValueError`` unless ``x`` is a finite floating tensor ``[B, C, H, W]`` (with ``channels`` C)."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
     if x.dim() != 4:
@@ -33,6 +33,8 @@ def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = No
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{name} has {x.shape[1]} channels but this degradation expects channels={channels}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} holds NaN or infinite values; images must be finite, in [-1, 1]")
 
 
 def as_time_tensor(t: TimeLike, batch: int, T: int, device: torch.device, name: str = "t") -> torch.Tensor:

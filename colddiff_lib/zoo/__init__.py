@@ -11,6 +11,7 @@ the steps and time, the held-out loss curve, and the metrics measured on the hel
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -55,10 +56,33 @@ def training_summary(names) -> List[list]:
     return rows
 
 
-def _state_dict(name: str) -> Dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def sha256_of(path) -> str:
+    """The SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    return {k: v.float() for k, v in load_file(str(WEIGHTS / f"{name}.safetensors")).items()}
+
+def _state_dict(name: str) -> Dict[str, torch.Tensor]:
+    """The weights of a shipped model, after checking them against the SHA-256 its card records."""
+    from safetensors.torch import load
+
+    path = WEIGHTS / f"{name}.safetensors"
+    data = path.read_bytes()
+    expected = card(name).get("sha256")
+    if expected is None:
+        raise ValueError(f"zoo model {name!r}: its card {CARDS / (name + '.json')} has no sha256 to check "
+                         f"{path} against; re-export it (python -m colddiff_lib.zoo.build)")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"zoo model {name!r}: {path} does not match the SHA-256 on its card (corrupted or "
+                         f"replaced); reinstall colddiff-lib or rebuild it with python -m colddiff_lib.zoo.build")
+    try:
+        tensors = load(data)
+    except Exception as err:
+        raise ValueError(f"zoo model {name!r}: {path} is not a readable safetensors file ({err})") from None
+    return {k: v.float() for k, v in tensors.items()}
 
 
 def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
@@ -115,7 +139,8 @@ def export(checkpoint, name: str, info: dict) -> Path:
     path = WEIGHTS / f"{name}.safetensors"
     _save_fp16(ckpt["ema"], path)
     card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
-                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"], **info}
+                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"],
+                 "sha256": sha256_of(path), **info}
     if ckpt["degradation"]["name"] == "blend":
         card_info["blend_targets"] = ckpt["blend_targets"]
     write_json_atomic(card_info, CARDS / f"{name}.json")
@@ -129,5 +154,6 @@ def export_classifier(model, info: dict) -> Path:
     path = WEIGHTS / f"{CLASSIFIER}.safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     _save_fp16(model.state_dict(), path)
-    write_json_atomic({"name": CLASSIFIER, "task": "classifier", **info}, CARDS / f"{CLASSIFIER}.json")
+    write_json_atomic({"name": CLASSIFIER, "task": "classifier", **info, "sha256": sha256_of(path)},
+                      CARDS / f"{CLASSIFIER}.json")
     return path
