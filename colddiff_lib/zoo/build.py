@@ -54,15 +54,27 @@ def task_of(name: str) -> str:
     return task
 
 
-def _run(cmd, log: Path, time_limit=None, env=None) -> dict:
+def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
+    """Run ``cmd`` with its output appended to ``log``; ``tick()`` is called every 30 s while it runs."""
     start = time.perf_counter()
+    timed_out = False
     with open(log, "a") as f:
-        try:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=time_limit, env=env)
-            code, timed_out = proc.returncode, False
-        except subprocess.TimeoutExpired:
-            code, timed_out = None, True
-    return {"returncode": code, "timed_out": timed_out, "seconds": time.perf_counter() - start}
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+        while True:
+            wait = 30.0 if time_limit is None else max(0.1, min(30.0, start + time_limit - time.perf_counter()))
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                if tick is not None:
+                    tick()
+                if time_limit is not None and time.perf_counter() - start > time_limit:
+                    proc.kill()
+                    proc.wait()
+                    timed_out = True
+                    break
+    return {"returncode": None if timed_out else proc.returncode, "timed_out": timed_out,
+            "seconds": time.perf_counter() - start}
 
 
 def machine() -> str:
@@ -82,10 +94,11 @@ class BuildState:
     def __init__(self, runs: Path):
         self.path = runs / "build.json"
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        # Wall time of each build command, updated at every mark, so that a killed build keeps its part.
+        # Wall time of each build command, saved every 30 s and at every mark: a killed build keeps its part.
         self.sessions = self.data.setdefault("_wall_seconds", {"sessions": []})["sessions"]
         self.sessions.append(0.0)
         self.started = time.perf_counter()
+        self.save()
 
     def done(self, name: str, stage: str) -> bool:
         return stage in self.data.get(name, {})
@@ -102,7 +115,7 @@ class BuildState:
         write_json_atomic(self.data, self.path)
 
     def wall_seconds(self) -> float:
-        """Wall time of every build command so far (each up to its last recorded stage)."""
+        """Wall time of every build command so far (each up to its last save, at most 30 s before it stopped)."""
         return sum(self.sessions)
 
 
@@ -123,7 +136,7 @@ def train_models(names, runs: Path, parallel: int, time_limit, train_args, devic
         cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
                "--no-progress", "--resume", *(["--device", device] if device != "auto" else []), *train_args]
         print(f"{name}: training, log {runs / (name + '.log')}", flush=True)
-        info = _run(cmd, runs / f"{name}.log", time_limit)
+        info = _run(cmd, runs / f"{name}.log", time_limit, tick=state.save)
         info["command"] = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in cmd[3:])
         last = runs / name / "last.pt"
         history = load_checkpoint(last)["history"] if last.exists() else {"step": [], "elapsed": []}
@@ -210,7 +223,7 @@ def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None
         (parts / name).mkdir(parents=True, exist_ok=True)
         (parts / f"{name}.log").unlink(missing_ok=True)
         print(f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}", flush=True)
-        info = _run(cmd, parts / f"{name}.log", time_limit)
+        info = _run(cmd, parts / f"{name}.log", time_limit, tick=None if state is None else state.save)
         if info["returncode"] == 0:
             merge_tables(results, [name])
             if state is not None:
