@@ -89,28 +89,32 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", targets=None):
-    """Rebuild ``(model, degradation)`` from a checkpoint (a path or a loaded dict).
+def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, device="cpu", legacy: dict = None):
+    """The one loader: ``(UNet in eval mode on device, degradation)`` from their configs and weights.
 
-    Args:
-        use_ema: load the EMA weights (the ones to sample with) rather than the raw ones.
-        targets: the second image set, for a :class:`~colddiff_lib.degradations.Blend` checkpoint
-            (by default reloaded from the data source named in the checkpoint).
-    Returns:
-        (UNet in eval mode on ``device``, degradation).
+    Training checkpoints (:func:`restore`) and the zoo (:func:`colddiff_lib.zoo.load_pretrained`) both
+    come through here. ``legacy``: the checkpoint or card it came from, for files written before a
+    Blend's config named its targets (they kept them beside it, as ``blend_targets``).
     """
     from . import degradations as dg
     from .models import UNet
 
+    model = UNet(**model_config)
+    model.load_state_dict(state_dict)
+    dcfg = dict(degradation_config)
+    if dcfg.get("name") == "blend" and "targets" not in dcfg:
+        dcfg["targets"] = (legacy or {}).get("blend_targets", {}).get("source", "lfw")
+    return model.eval().to(device), dg.build(**dcfg)
+
+
+def restore(path_or_checkpoint, use_ema: bool = True, device="cpu"):
+    """Rebuild ``(model, degradation)`` from a checkpoint (a path or a loaded dict).
+
+    Args:
+        use_ema: load the EMA weights (the ones to sample with) rather than the raw ones.
+    Returns:
+        (UNet in eval mode on ``device``, degradation).
+    """
     ckpt = path_or_checkpoint if isinstance(path_or_checkpoint, dict) else load_checkpoint(path_or_checkpoint)
-    model = UNet(**ckpt["model_config"])
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    model.load_state_dict(state)
-    model.eval().to(device)
-    dcfg = dict(ckpt["degradation"])
-    if dcfg.get("name") == "blend" and targets is None:
-        from .data import blend_targets
-        targets = blend_targets(**ckpt.get("blend_targets", {}))
-    if dcfg.get("name") == "blend":
-        dcfg["targets"] = targets
-    return model, dg.build(**dcfg)
+    return rebuild(ckpt["model_config"], ckpt["degradation"], state, device, legacy=ckpt)

@@ -8,13 +8,12 @@ space: they are not comparable with Inception FID values in papers.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .training import random_shift, resolve_device, step_generator
+from .runtime import random_shift, resolve_device, step_generator
 
 
 class DigitClassifier(nn.Module):

@@ -31,7 +31,7 @@ import torch
 
 from . import degradations as dg
 from .models import PRESETS
-from .checkpoint import load_checkpoint, restore, write_json_atomic, write_text_atomic
+from .checkpoint import load_checkpoint, restore, write_json_atomic
 
 
 TABLES = ("zoo", "data", "degradation", "model", "train")
@@ -70,17 +70,6 @@ def _load_config(path: Optional[str]) -> dict:
     return cfg
 
 
-def _build_degradation(cfg: dict, channels: int, image_size: int):
-    cfg = dict(cfg)
-    name = cfg.pop("name", "blur")
-    cfg.setdefault("channels", channels)
-    if name == "blend":
-        from .data import blend_targets
-
-        cfg["targets"] = blend_targets(cfg.pop("targets", "lfw"), image_size=image_size, channels=channels)
-    return dg.build(name, **cfg)
-
-
 def _parse_overrides(pairs: List[str]) -> dict:
     """``key=value`` strings -> dict, values parsed as JSON when they parse (numbers, true, lists)."""
     out = {}
@@ -99,7 +88,8 @@ def cmd_train(args) -> int:
     from .data import load_dataset
     from .models import UNet, count_parameters
     from .plotting import plot_history, save_figure, save_grid
-    from .training import TrainConfig, resolve_device, train
+    from .runtime import resolve_device
+    from .training import TrainConfig, train
 
     cfg = _load_config(args.config)
     data_cfg = {"dataset": "mnist5k", "image_size": 32, **cfg.get("data", {})}
@@ -145,7 +135,7 @@ def cmd_train(args) -> int:
     test_set = load_dataset(data_cfg["dataset"], split="test", image_size=data_cfg["image_size"])
     first = train_set[0]
     channels = first.shape[0]
-    D = _build_degradation(deg_cfg, channels, data_cfg["image_size"])
+    D = dg.build(**{"name": "blur", "channels": channels, **deg_cfg})
     torch.manual_seed(config.seed)  # the initial weights follow the seed: a run repeats bit for bit
     try:
         model = UNet.from_preset(preset, channels=channels, **model_cfg)
@@ -160,17 +150,13 @@ def cmd_train(args) -> int:
            "command": command, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
            "torch": torch.__version__}
-    if deg_cfg.get("name") == "blend":
-        run["degradation"]["targets"] = deg_cfg.get("targets", "lfw")
     out.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK
     if main_process:
         write_json_atomic(run, out / "run.json")
     print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
           f"to invert {D} on {device}", flush=True)
-    extra = {"data": data_cfg, "blend_targets": {"source": deg_cfg.get("targets", "lfw"),
-                                                 "image_size": data_cfg["image_size"], "channels": channels}
-             if deg_cfg.get("name") == "blend" else {}}
+    extra = {"data": data_cfg}
     def log(info):  # without a progress bar (background runs): one line per log_every steps, with an ETA
         done = info["step"]
         rate = info["elapsed"] / done if done else 0.0
@@ -219,7 +205,7 @@ def _check_out(out: Path, resume: bool) -> None:
 
 
 def _load_model(args):
-    from .training import resolve_device
+    from .runtime import resolve_device
 
     device = resolve_device(args.device or "auto")
     ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
@@ -238,7 +224,7 @@ def cmd_sample(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     if args.mode == "generate":
         images = load_dataset(data_cfg["dataset"], "train", data_cfg["image_size"]).images
-        prior = GaussianPrior(D, images) if hasattr(D, "latent") and not args.uniform_prior else None
+        prior = GaussianPrior(D, images) if D.has_latent and not args.uniform_prior else None
         x, _ = generate(R, D, args.n, tuple(images.shape[1:]), prior=prior, noise_std=args.noise_std,
                         algorithm=args.algorithm, generator=g, device=device)
     else:
@@ -275,7 +261,7 @@ def cmd_evaluate(args) -> int:
 def _evaluate_zoo(args) -> int:
     from . import zoo
     from .reproduce import reproduce, to_markdown
-    from .training import resolve_device
+    from .runtime import resolve_device
 
     models = {k: v for k, v in zoo.available().items() if v.get("task") in ("reconstruction", "generation")}
     names = sorted(models) if args.zoo == ["all"] else args.zoo

@@ -15,7 +15,8 @@ import torch
 
 from .metrics import image_metrics
 from .sampling import direct, sample
-from .training import step_generator
+from .runtime import step_generator
+from .tables import format_table  # noqa: F401 (re-exported)
 
 METHODS = ("degraded", "direct", "naive", "improved")
 
@@ -39,12 +40,12 @@ def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed:
         x_t = Df(chunk, t)
         # The sampler may reuse the degrading draw only where a restorer would know it (a mask's
         # position); noise, snow and blend targets are the corruption, so it draws its own.
-        Ds = Df if getattr(D, "state_is_observed", True) else D.freeze(chunk, step_generator(seed, 1, i))
+        Ds = Df if getattr(D, "state_is_observed", False) else D.freeze(chunk, step_generator(seed, 1, i))
         for m in methods:
             if m == "degraded":
                 y = x_t
             elif m == "direct":
-                y = direct(R, x_t, t, D.T).clamp(-1, 1)
+                y = direct(R, D, x_t, t).clamp(-1, 1)
             else:
                 y = sample(R, Ds, x_t, t, algorithm=m)
             out[m].append(y.float().cpu())
@@ -57,11 +58,3 @@ def evaluate_reconstruction(R: Callable, D, x0: torch.Tensor, t: Optional[int] =
     results = reconstruct(R, D, x0, t, seed, methods, batch_size)
     reference = x0.float().cpu()
     return {m: image_metrics(y.clamp(-1, 1), reference) for m, y in results.items()}
-
-
-def format_table(rows: Dict[str, dict], keys: Sequence[str] = ("rmse", "ssim", "psnr")) -> str:
-    """A Markdown table of ``{row name: {metric: value}}``."""
-    lines = ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, values in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{values[k]:.4f}" for k in keys) + " |")
-    return "\n".join(lines)

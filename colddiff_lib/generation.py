@@ -34,7 +34,7 @@ class GaussianPrior:
         if isinstance(components, bool) or not isinstance(components, int) or components < 1:
             raise ValueError(f"components must be a positive int, got {components!r}")
         check_images(images, "images", getattr(D, "channels", None))
-        if not hasattr(D, "latent"):
+        if not getattr(D, "has_latent", False):
             raise ValueError(f"{type(D).__name__} has no latent(): it has no flat or low-resolution end state to fit")
         self.D = D
         self.shape = tuple(images.shape[1:])

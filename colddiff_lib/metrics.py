@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .data.images import to_unit
 from .degradations.base import check_images
 
 
@@ -16,7 +17,7 @@ def _unit_pair(x: torch.Tensor, y: torch.Tensor):
     check_images(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    return ((x.float() + 1) / 2).clamp(0, 1), ((y.float() + 1) / 2).clamp(0, 1)
+    return to_unit(x.float()), to_unit(y.float())
 
 
 def rmse(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -45,7 +46,7 @@ def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
     return {"rmse": rmse(x, reference), "ssim": ssim(x, reference), "psnr": psnr(x, reference)}
 
 
-def fid(real: torch.Tensor, fake: torch.Tensor, backend: str = "classifier", classifier=None,
+def fid(real: torch.Tensor, fake: torch.Tensor, classifier=None, backend: str = "classifier",
         batch_size: int = 500) -> float:
     """Frechet distance between Gaussians fitted to features of ``real`` and ``fake`` images.
 
@@ -55,7 +56,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor, backend: str = "classifier", cla
             classifier, for 1 x 32 x 32 digits; values are NOT comparable with Inception FID) or
             ``"inception"`` (torchmetrics' InceptionV3, 2048 features; needs ``torch-fidelity`` and a
             weight download, so online only).
-        classifier: a :class:`~colddiff_lib.classifier.DigitClassifier` (default: the shipped one).
+        classifier: the feature network for the ``"classifier"`` backend, a
+            :class:`~colddiff_lib.classifier.DigitClassifier` (the shipped one is
+            ``colddiff_lib.zoo.load_classifier()``).
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -65,9 +68,8 @@ def fid(real: torch.Tensor, fake: torch.Tensor, backend: str = "classifier", cla
         from .classifier import UnitFeatures
 
         if classifier is None:
-            from .zoo import load_classifier
-
-            classifier = load_classifier()
+            raise ValueError("classifier: the 'classifier' backend needs the feature network, e.g. "
+                             "fid(real, fake, colddiff_lib.zoo.load_classifier())")
         metric = FrechetInceptionDistance(feature=UnitFeatures(classifier), normalize=True)
         device = next(classifier.parameters()).device
     elif backend == "inception":
@@ -78,7 +80,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor, backend: str = "classifier", cla
     metric = metric.to(device)
     for images, is_real in ((real, True), (fake, False)):
         for chunk in images.split(batch_size):
-            chunk = ((chunk.float() + 1) / 2).clamp(0, 1).to(device)
+            chunk = to_unit(chunk.float()).to(device)
             if backend == "inception" and chunk.shape[1] == 1:
                 chunk = chunk.repeat(1, 3, 1, 1)
             metric.update(chunk, real=is_real)

@@ -9,11 +9,13 @@ Sizes come from presets: ``tiny`` trains on a CPU; ``paper`` is about the size t
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .degradations.base import as_time_tensor
 
 PRESETS = {
     # name: dim, dim_mults, num_blocks, attention at the lowest resolution(s)
@@ -174,11 +176,7 @@ class UNet(nn.Module):
         if x.shape[-2] % f or x.shape[-1] % f:
             raise ValueError(f"image height and width must be divisible by {f} for {self.levels} levels "
                              f"and patch {self.patch}, got {tuple(x.shape[-2:])}")
-        if isinstance(t, int):
-            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
-            raise ValueError(f"t must be an int or a LongTensor of shape [{x.shape[0]}], got {t!r}")
-        return t.to(x.device)
+        return as_time_tensor(t, x.shape[0], None, x.device)  # the degradations' rules for t
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = self._check(x, t)

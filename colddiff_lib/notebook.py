@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .training import resolve_device
+from .runtime import resolve_device
 
 
 def check_parameters(FULL_TRAINING=False, DEVICE="auto", QUICK=False, **flags) -> torch.device:  # noqa: N803

@@ -8,11 +8,13 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write
+from .data.images import to_unit
+from .tables import html_table  # noqa: F401 (re-exported: the book imports it from here)
 
 
 def to_numpy_image(x: torch.Tensor) -> np.ndarray:
     """One image [C, H, W] in [-1, 1] -> an array [H, W] (grey) or [H, W, 3] in [0, 1] for imshow."""
-    a = ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)
+    a = to_unit(x.detach().float().cpu())
     return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
 
 
@@ -79,34 +81,3 @@ def save_figure(fig, path) -> None:
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
-
-
-def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
-    """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
-
-    Styled inline (padding, rules, numbers right-aligned) so that it reads the same in Jupyter, Colab
-    and the built book.
-    """
-    import html
-
-    from IPython.display import HTML
-
-    def is_number(value) -> bool:
-        try:
-            float(str(value).replace(",", ""))
-            return True
-        except ValueError:
-            return False
-
-    def cells(tag, values, rule):
-        out = []
-        for v in values:
-            align = "right" if tag == "td" and is_number(v) else "left"
-            out.append(f'<{tag} style="padding: 3px 12px; text-align: {align}; border-bottom: {rule};">'
-                       f"{html.escape(str(v))}</{tag}>")
-        return "".join(out)
-
-    caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
-    header = f"<tr>{cells('th', head, '2px solid #888')}</tr>"
-    body = "".join(f"<tr>{cells('td', row, '1px solid #ddd')}</tr>" for row in rows)
-    return HTML(f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>')

@@ -12,7 +12,6 @@ and ``results/generation.{csv,md}``; each row carries the command that made it.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,6 +24,8 @@ from .data import load_dataset
 from .evaluation import reconstruct
 from .generation import GaussianPrior, generate
 from .metrics import fid, image_metrics
+from .runtime import machine
+from .tables import to_csv, to_markdown  # noqa: F401 (the tables' format, re-exported)
 
 # The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table 1-3.
 PAPER_MNIST = {
@@ -83,7 +84,7 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
         rows.append({"model": name, "method": METHOD_NAMES[method], "n": len(x0),
                      "fid": fid(x0, images.clamp(-1, 1), classifier=classifier), **m,
                      "paper_fid": paper[0] if paper else "", "paper_ssim": paper[1] if paper else "",
-                     "paper_rmse": paper[2] if paper else "", "evaluated_on": _machine(), "command": command})
+                     "paper_rmse": paper[2] if paper else "", "evaluated_on": machine(), "command": command})
     if grid_path is not None:
         from .plotting import save_grid
 
@@ -131,7 +132,7 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
     classifier = zoo.load_classifier(device=device)
     real = load_dataset("mnist5k", split="test").images[:n]
     train = load_dataset("mnist5k", split="train").images
-    prior = GaussianPrior(D, train) if hasattr(D, "latent") else None
+    prior = GaussianPrior(D, train) if D.has_latent else None
     settings = generation_settings(name) if settings is None else list(settings)
     rows, grids = [], []
     for algorithm, noise_std in settings:
@@ -149,43 +150,12 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
                      "prior": "gaussian fit" if prior is not None else "D.prior",
                      "fid": fid(real, samples, classifier=classifier),
                      "class_histogram": " ".join(str(c) for c in class_histogram(classifier, samples)),
-                     "evaluated_on": _machine(), "command": command})
+                     "evaluated_on": machine(), "command": command})
     if grid_path is not None:
         from .plotting import save_grid
 
         save_grid(torch.cat(grids), grid_path, nrow=16)
     return rows
-
-
-def _machine() -> str:
-    from .zoo.build import machine
-
-    return machine()
-
-
-def to_csv(rows: Sequence[dict]) -> str:
-    """Rows as CSV text: the columns of every row, in first-seen order (a row without one leaves it empty);
-    floats with four decimals."""
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buf.getvalue()
-
-
-def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")) -> str:
-    keys = [k for k in rows[0] if k not in skip]
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])
-                                       for k in keys) + " |")
-    made = sorted({(row.get("command", ""), row.get("evaluated_on", "")) for row in rows if row.get("command")})
-    if made:
-        lines += ["", "Made by (command, machine):", ""]
-        lines += [f"    {c}    # {m}" if m else f"    {c}" for c, m in made]
-    return "\n".join(lines) + "\n"
 
 
 def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, device="cpu",

@@ -34,20 +34,23 @@ def _check_frozen(D) -> None:
 
 
 @torch.no_grad()
-def direct(R: Callable, x_t: torch.Tensor, t: TimeLike, T: Optional[int] = None) -> torch.Tensor:
+def direct(R: Callable, D, x_t: torch.Tensor, t: TimeLike, clip_x0: bool = True) -> torch.Tensor:
     """One call of the restoration network: the direct estimate R(x_t, t) of x0.
+
+    The samplers' calling convention: ``(R, D, x_t, t)``, as :func:`sample` and :func:`trajectory`.
 
     Args:
         R: callable ``R(x [B, C, H, W], t LongTensor[B]) -> [B, C, H, W]``.
+        D: the degradation that made x_t (for its ``T`` and ``channels``).
         x_t: degraded images [B, C, H, W] in [-1, 1].
-        t: their levels, int or LongTensor[B].
-        T: the largest allowed level, when known (for validation).
+        t: their levels, int or LongTensor[B] in 0..T.
+        clip_x0: clamp the estimate to [-1, 1], as :func:`sample` does.
     Returns:
         [B, C, H, W], the x0 estimate.
     """
-    check_images(x_t, "x_t")
-    t = _time(t, x_t, T if T is not None else 10 ** 9)
-    return R(x_t, t)
+    check_images(x_t, "x_t", getattr(D, "channels", None))
+    x0_hat = R(x_t, _time(t, x_t, D.T))
+    return x0_hat.clamp(-1, 1) if clip_x0 else x0_hat
 
 
 @torch.no_grad()

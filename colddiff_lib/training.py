@@ -17,13 +17,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_atomic
 from .degradations.base import check_images
+from .runtime import bf16_supported, random_shift, resolve_device, step_generator  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -116,42 +115,6 @@ class TrainResult:
     checkpoint: Optional[str] = None
 
 
-def resolve_device(device) -> torch.device:
-    """``"auto"`` -> cuda if available, else mps, else cpu; ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``
-    as given, after checking that this machine has it (ValueError naming the device otherwise)."""
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if has_mps else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"device {device!r}: this machine has no CUDA GPU (torch.cuda.is_available() is "
-                             f"False); use 'cpu' or 'auto'")
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s)")
-    if dev.type == "mps" and not has_mps:
-        raise ValueError(f"device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
-    return dev
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast pays on ``device``: CUDA, or a CPU with native bf16 instructions
-    (AVX512-BF16 or AMX). Elsewhere bf16 is emulated and slower than fp32, so training stays fp32."""
-    if device.type == "cuda":
-        return True
-    if device.type == "cpu":
-        return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
-    return False
-
-
 def lr_at(config: "TrainConfig", step: int) -> float:
     """The learning rate of (0-based) ``step``: linear warm-up, then constant or cosine decay."""
     if config.warmup_steps and step < config.warmup_steps:
@@ -162,25 +125,6 @@ def lr_at(config: "TrainConfig", step: int) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     floor = config.min_lr_ratio * config.lr
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def step_generator(seed: int, rank: int, step: int, micro: int = 0) -> torch.Generator:
-    """The CPU generator of one (micro-)step: independent of what ran before, so resuming is exact."""
-    state = np.random.SeedSequence([seed, rank, step, micro]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
-
-
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image of ``x`` [B, C, H, W] by up to ``max_shift`` pixels (edges replicated)."""
-    if max_shift == 0:
-        return x
-    B, C, H, W = x.shape
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    offset = torch.randint(0, 2 * max_shift + 1, (B, 2), generator=generator).to(x.device)
-    rows = (torch.arange(H, device=x.device)[None] + offset[:, :1])[:, None, :, None].expand(B, C, H, W + 2 * max_shift)
-    out = padded.gather(2, rows)
-    cols = (torch.arange(W, device=x.device)[None] + offset[:, 1:])[:, None, None, :].expand(B, C, H, W)
-    return out.gather(3, cols)
 
 
 def _batch(data, idx: torch.Tensor) -> torch.Tensor:
@@ -313,7 +257,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                  "step": step, "history": history, "best_val": best_val, "config": asdict(config),
                  "model_config": model.config() if hasattr(model, "config") else None,
-                 "degradation": D.config() if hasattr(D, "config") else None,
+                 "degradation": D.config(),
                  "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
         try:
             save_atomic(state, path)

@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from colddiff_lib import degradations as dg, zoo
-from colddiff_lib.data import blend_targets, load_dataset
+from colddiff_lib.data import load_dataset
 from colddiff_lib.exercises.ch07 import check_degradation, check_training_time
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --- a correct degradation and the usual slips --------------------------------------------------
-class Darken(dg.Degradation):
+class Darken(dg.Degradation, name="test-darken"):
     """Fade toward black: D(x0, t) = -1 + (1 - 0.9 t / T) (x0 + 1); affine, compositional."""
 
     compositional = True
@@ -26,7 +26,7 @@ class Darken(dg.Degradation):
         return -1 + c.view(-1, 1, 1, 1) * (x + 1)
 
 
-class FadeToGrey(dg.Degradation):
+class FadeToGrey(dg.Degradation, name="test-fade-to-grey"):
     """D(x0, t) = (1 - t / T) x0, linear."""
 
     linear = True
@@ -140,7 +140,7 @@ def _verdict(capsys, D, **kwargs):
     lambda: dg.SuperResolution(T=2, mode="bicubic"),
     lambda: dg.Snow(),
     lambda: dg.GaussianNoise(),
-    lambda: dg.Blend(blend_targets(), T=200),
+    lambda: dg.Blend("lfw", T=200),
 ], ids=["blur", "blur-collapse", "inpaint", "inpaint-fill", "superres", "superres-bicubic", "snow", "noise", "blend"])
 def test_every_library_degradation_passes(capsys, make):
     ok, out = _verdict(capsys, make())

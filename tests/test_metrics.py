@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from colddiff_lib import zoo
 from colddiff_lib.data import load_dataset
 from colddiff_lib.metrics import fid, image_metrics, psnr, rmse, ssim
 
@@ -28,9 +29,10 @@ def digits():
 
 
 def test_fid_is_near_zero_between_halves_and_large_for_other_images(digits):
-    same = fid(digits[:500], digits[500:])
-    blurred = fid(digits[:500], torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1))
-    noise = fid(digits[:500], torch.rand(500, 1, 32, 32) * 2 - 1)
+    classifier = zoo.load_classifier()
+    same = fid(digits[:500], digits[500:], classifier)
+    blurred = fid(digits[:500], torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1), classifier)
+    noise = fid(digits[:500], torch.rand(500, 1, 32, 32) * 2 - 1, classifier)
     assert 0 <= same < blurred < noise
     assert same < 0.1 * noise
 
@@ -38,3 +40,5 @@ def test_fid_is_near_zero_between_halves_and_large_for_other_images(digits):
 def test_fid_backend_is_checked(digits):
     with pytest.raises(ValueError, match="backend"):
         fid(digits[:10], digits[10:20], backend="vgg")
+    with pytest.raises(ValueError, match="needs the feature network"):
+        fid(digits[:10], digits[10:20])

@@ -140,7 +140,7 @@ def test_argument_checks(x0):
     with pytest.raises(ValueError, match="channels=1"):
         sample(lambda x, t: x, D, x0.repeat(1, 3, 1, 1), 4)
     with pytest.raises(ValueError, match="rank 4"):
-        direct(lambda x, t: x, x0[0], 1)
+        direct(lambda x, t: x, D, x0[0], 1)
 
 
 def test_trajectory_records_every_iterate(x0):

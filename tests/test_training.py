@@ -279,7 +279,7 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path):
         atomic_write(path, broken)
     assert any(name.endswith(".tmp") for name in seen)
     assert path.read_bytes() == before
-    assert load_checkpoint(path)["step"] == 1
+    assert torch.load(path, weights_only=True)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
     # Also on an interruption (BaseException), and for a file that did not exist before.
@@ -293,7 +293,7 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path):
 
 
 def test_load_checkpoint_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(ValueError, match=r"checkpoint .*nope\.pt: no such file"):
         load_checkpoint(tmp_path / "nope.pt")
 
 
@@ -320,7 +320,7 @@ def test_train_config_rejects_bad_values(kwargs, field):
 def test_train_config_from_dict():
     cfg = TrainConfig.from_dict({"steps": 7, "loss": "l2"})
     assert cfg.steps == 7 and cfg.loss == "l2" and cfg.batch_size == TrainConfig().batch_size
-    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['learning_rate', 'stepz'\]"):
+    with pytest.raises(ValueError, match=r"train\.stepz: unknown key \(did you mean 'steps'\?\)"):
         TrainConfig.from_dict({"stepz": 3, "learning_rate": 1.0})
     with pytest.raises(ValueError, match="steps"):
         TrainConfig.from_dict({"steps": -3})

@@ -15,12 +15,15 @@ from colddiff_lib.classifier import accuracy
 from colddiff_lib.data import load_dataset
 from colddiff_lib.evaluation import reconstruct
 from colddiff_lib.models import UNet
+from colddiff_lib.zoo import build
 from colddiff_lib.reproduce import (METHOD_NAMES, generation_rows, generation_settings, parse_settings, read_table,
                                     results_file)
 
 ROOT = Path(__file__).resolve().parents[1]
-RECONSTRUCTION = ["mnist-blur", "mnist-inpaint", "mnist-superres", "mnist-snow"]
-GENERATION = ["mnist-blur-gen", "mnist-inpaint-gen", "mnist-superres-gen", "mnist-noise", "mnist-blend"]
+# The zoo's models and their tasks, read where they are declared: the [zoo] table of each config.
+CONFIGS = sorted(path.stem for path in zoo.CONFIGS_DIR.glob("*.toml"))
+RECONSTRUCTION = [name for name in CONFIGS if build.task_of(name) == "reconstruction"]
+GENERATION = [name for name in CONFIGS if build.task_of(name) == "generation"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def test_every_model_is_shipped_within_the_size_budget():
 @pytest.mark.parametrize("name", RECONSTRUCTION + GENERATION)
 def test_card_records_how_the_model_was_made(name):
     card = zoo.card(name)
-    assert card["task"] == ("reconstruction" if name in RECONSTRUCTION else "generation")
+    assert card["task"] == build.task_of(name)
     config_file = ROOT / card["config"]
     assert config_file.is_file() and config_file.name == f"{name}.toml"
     assert card["command"].startswith("python -m colddiff_lib train --config ") and card["config"] in card["command"]
@@ -172,14 +175,15 @@ def test_cards_take_the_loss_curve_that_reaches_furthest(tmp_path):
 
     def curve(last_step):
         steps = list(range(50, last_step + 1, 50))
-        return {"step": steps, "loss": [1.0] * len(steps), "val_step": [], "val_loss": [], "elapsed": []}
+        history = {"step": steps, "loss": [1.0] * len(steps), "val_step": [], "val_loss": [], "elapsed": []}
+        return {"history": history, "model": {}, "ema": {}, "model_config": {}, "degradation": {}, "step": last_step}
 
     # A run killed by a time limit: best.pt (step 2500) is ahead of last.pt (written at step 2000).
-    save_atomic({"history": curve(2500)}, tmp_path / "best.pt")
-    save_atomic({"history": curve(2000)}, tmp_path / "last.pt")
+    save_atomic(curve(2500), tmp_path / "best.pt")
+    save_atomic(curve(2000), tmp_path / "last.pt")
     assert longest_history([tmp_path / "best.pt", tmp_path / "last.pt"])["step"][-1] == 2500
     # A run that finished: last.pt is ahead of the best held-out step.
-    save_atomic({"history": curve(6000)}, tmp_path / "last.pt")
+    save_atomic(curve(6000), tmp_path / "last.pt")
     assert longest_history([tmp_path / "best.pt", tmp_path / "last.pt"])["step"][-1] == 6000
     assert longest_history([tmp_path / "best.pt", tmp_path / "missing.pt"])["step"][-1] == 2500
     with pytest.raises(FileNotFoundError, match="missing.pt"):

@@ -7,35 +7,28 @@ returns D(x0, 0) == x0, and keeps shape, dtype and device. See :class:`Degradati
 import difflib
 import inspect
 
-from .base import Degradation, as_time_tensor, check_images
+from .base import REGISTRY, Degradation, as_time_tensor, check_images
 from .blur import GaussianBlur, blur_sigmas, gaussian_kernel_1d
 from .inpainting import Inpainting, InpaintingFill
 from .mixing import Blend, GaussianNoise, cosine_alpha_bar
 from .snow import Snow
 from .superres import SuperResolution
 
-REGISTRY = {
-    "blur": GaussianBlur,
-    "inpaint": Inpainting,
-    "inpaint_fill": InpaintingFill,
-    "superres": SuperResolution,
-    "snow": Snow,
-    "noise": GaussianNoise,
-    "blend": Blend,
-}
-
 
 def build(name: str, **kwargs) -> Degradation:
     """Build a degradation by name (a key of ``REGISTRY``) from its :meth:`Degradation.config` arguments.
 
-    ``build(**D.config())`` rebuilds ``D``; :class:`Blend` also needs ``targets=``.
+    ``build(**D.config())`` rebuilds ``D``. Unknown names and arguments raise ValueError with the
+    nearest known one.
     """
     if name not in REGISTRY:
         raise ValueError(f"degradation name must be one of {sorted(REGISTRY)}, got {name!r}"
                          + _did_you_mean(name, REGISTRY))
     cls = REGISTRY[name]
-    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    unknown = sorted(set(kwargs) - set(accepted))
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    accepted = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    unknown = [] if takes_any else sorted(set(kwargs) - set(accepted))
     if unknown:
         hints = "".join(_did_you_mean(k, accepted) for k in unknown)
         raise ValueError(f"degradation {name!r}: unknown arguments {unknown}; it takes {accepted}{hints}")

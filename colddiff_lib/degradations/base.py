@@ -9,18 +9,30 @@ Conventions used by every degradation in this package:
 * ``t`` is an int or a ``LongTensor[B]`` with ``0 <= t <= T``; ``D(x0, 0) == x0`` exactly;
 * the output has the shape, dtype and device of ``x0``.
 
-To write a new degradation, subclass :class:`Degradation` and override :meth:`degrade`; the base
-class validates the input, turns ``t`` into a ``LongTensor[B]`` and keeps ``t = 0`` samples exact.
+To write a new degradation, subclass :class:`Degradation` with a name and override :meth:`degrade`::
+
+    class Pixelate(Degradation, name="pixelate"):
+        def __init__(self, T=4, channels=None):
+            super().__init__(T, channels)
+        def degrade(self, x0, t): ...
+
+The class registers itself under its name (``build("pixelate", T=4)``), its constructor arguments are
+recorded, so :meth:`Degradation.config` needs no hand-kept copy, and the base class validates the
+input, turns ``t`` into a ``LongTensor[B]`` and keeps ``t = 0`` samples exact.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence, Union
+import inspect
+from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 
 import torch
 
 TimeLike = Union[int, torch.Tensor]
+
+#: Every named degradation class, by name: filled by ``class X(Degradation, name="x")``.
+REGISTRY: Dict[str, type] = {}
 
 
 def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = None) -> None:
@@ -37,8 +49,9 @@ def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = No
         raise ValueError(f"{name} holds NaN or infinite values; images must be finite, in [-1, 1]")
 
 
-def as_time_tensor(t: TimeLike, batch: int, T: int, device: torch.device, name: str = "t") -> torch.Tensor:
-    """Return ``t`` as a ``LongTensor[batch]`` on ``device``, checking ``0 <= t <= T``."""
+def as_time_tensor(t: TimeLike, batch: int, T: Optional[int], device: torch.device, name: str = "t") -> torch.Tensor:
+    """Return ``t`` as a ``LongTensor[batch]`` on ``device``, checking ``0 <= t <= T`` (``T=None``: no range
+    check, and no device synchronisation: what a network's forward needs)."""
     if isinstance(t, bool):
         raise ValueError(f"{name} must be an int or a LongTensor[B], got bool")
     if isinstance(t, int):
@@ -53,7 +66,7 @@ def as_time_tensor(t: TimeLike, batch: int, T: int, device: torch.device, name: 
         t = t.to(device=device, dtype=torch.long)
     else:
         raise ValueError(f"{name} must be an int or a LongTensor[B], got {type(t).__name__}")
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) > T):
+    if T is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) > T):
         raise ValueError(f"{name} must lie in 0..T = 0..{T}, got values from {int(t.min())} to {int(t.max())}")
     return t
 
@@ -92,6 +105,35 @@ class Degradation:
     compositional: bool = False
     random: bool = False
     state_is_observed: bool = False
+    name: ClassVar[Optional[str]] = None  # the registry key, given as ``class X(Degradation, name="x")``
+
+    def __init_subclass__(cls, name: Optional[str] = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = name  # a subclass without a name of its own is not registered (and not buildable by name)
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{cls.__name__}: name must be a non-empty string, got {name!r}")
+            other = REGISTRY.get(name)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise ValueError(f"{cls.__name__}: the degradation name {name!r} is taken by {other.__name__}")
+            REGISTRY[name] = cls
+
+    def __new__(cls, *args, **kwargs):
+        # Record the constructor arguments (defaults filled in): config() returns them, build() replays them.
+        self = super().__new__(cls)
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError:  # a wrong call: __init__ itself reports it; copy.copy() also lands here
+            return self
+        bound.apply_defaults()
+        arguments = dict(list(bound.arguments.items())[1:])
+        for key, param in inspect.signature(cls.__init__).parameters.items():
+            if param.kind is param.VAR_KEYWORD:
+                arguments.update(arguments.pop(key, {}))
+            elif param.kind is param.VAR_POSITIONAL:
+                arguments.pop(key, None)
+        self._init_args = arguments
+        return self
 
     def __init__(self, T: int, channels: Optional[int] = None):
         if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -118,6 +160,19 @@ class Degradation:
               device: Union[str, torch.device] = "cpu") -> torch.Tensor:
         """A starting point x_T ``[n, *shape]`` for generation, where the degradation has one."""
         raise NotImplementedError(f"{type(self).__name__} has no generation prior")
+
+    #: Whether x_T is summarised by a small latent (a flat colour): then :meth:`latent` and
+    #: :meth:`from_latent` exist and a Gaussian prior can be fitted to training images' latents.
+    has_latent: bool = False
+
+    def latent(self, x_T: torch.Tensor) -> torch.Tensor:
+        """The latent of end states x_T [B, C, H, W] (degradations with ``has_latent``, e.g. a flat colour [B, C])."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False): "
+                                  f"generate from its prior() instead")
+
+    def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """End states x_T [B, *shape] painted from latents ``z`` (degradations with ``has_latent``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False)")
 
     # --- public API -----------------------------------------------------------------------------
     def __call__(self, x0: torch.Tensor, t: TimeLike) -> torch.Tensor:
@@ -179,15 +234,34 @@ class Degradation:
             raise ValueError(f"this degradation was frozen for a batch of {n} images, got a batch of {x.shape[0]}")
 
     def config(self) -> dict:
-        """The constructor arguments, so that ``build(**D.config())`` rebuilds the degradation."""
-        raise NotImplementedError
+        """``{"name": ..., **constructor arguments}``, plain JSON data: ``build(**D.config())`` rebuilds D.
+
+        Raises ValueError if the class has no name or an argument is not plain data (a tensor, say):
+        such a degradation works, but cannot be written into a checkpoint.
+        """
+        if type(self).name is None:
+            raise ValueError(f"{type(self).__name__} has no registry name: declare it as "
+                             f"class {type(self).__name__}(..., name=\"...\") to save or rebuild it")
+        args = {key: _plain(value, f"{type(self).__name__}({key}=...)")
+                for key, value in getattr(self, "_init_args", {}).items()}
+        return {"name": type(self).name, **args}
 
     def __repr__(self) -> str:
-        try:
-            args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
-        except NotImplementedError:
-            args = f"T={self.T}"
-        return f"{type(self).__name__}({args})"
+        args = getattr(self, "_init_args", {"T": self.T})
+        shown = {k: (f"<tensor {tuple(v.shape)}>" if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _plain(value: Any, where: str):
+    """``value`` as JSON data (tuples become lists); ValueError naming ``where`` for anything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, where) for k, v in value.items()}
+    raise ValueError(f"{where}: a {type(value).__name__} is not plain data, so this degradation cannot be saved "
+                     f"in a checkpoint; give the argument as numbers, strings or lists (e.g. a source name)")
 
 
 def check_choice(value, name: str, choices: Sequence) -> None:
@@ -206,6 +280,8 @@ class FlatEnd:
     Generation priors are then distributions over colours: :meth:`latent` reads the colour of
     x_T, :meth:`from_latent` paints it, :meth:`flat_prior` draws it uniformly.
     """
+
+    has_latent = True
 
     def latent(self, x_T: torch.Tensor) -> torch.Tensor:
         """The per-channel mean of x_T [B, C, H, W] -> [B, C] (what a flat prior is made of)."""

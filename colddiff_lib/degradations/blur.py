@@ -46,7 +46,7 @@ def gaussian_kernel_1d(kernel_size: int, sigma: float, dtype=torch.float64) -> t
     return g / g.sum()
 
 
-class GaussianBlur(FlatEnd, Degradation):
+class GaussianBlur(FlatEnd, Degradation, name="blur"):
     """Blur by T Gaussian kernels, composed: ``D(x0, t) = G_t * ... * G_1 * x0``.
 
     Args:
@@ -82,9 +82,6 @@ class GaussianBlur(FlatEnd, Degradation):
         self._kernels = torch.stack([gaussian_kernel_1d(kernel_size, s) for s in self.sigmas])  # [T, k] f64
         self._composed: Dict[Tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
 
-    def config(self) -> dict:
-        return dict(name="blur", T=self.T, kernel_size=self.kernel_size, std=self.std, schedule=self.schedule,
-                    padding=self.padding, channels=self.channels, collapse_at_T=self.collapse_at_T)
 
     # --- one step, exactly as defined (the reference the closed form is tested against) ---------
     def _check_size(self, size: int) -> None:

@@ -35,7 +35,7 @@ def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tens
     return 1 - torch.exp(-d2 / (2 * sigma.view(1, -1, 1, 1) ** 2))
 
 
-class Inpainting(Degradation):
+class Inpainting(Degradation, name="inpaint"):
     """Gaussian masks of growing width, multiplied: ``D(x0, t) = x0 * prod_{i<=t} m_i``.
 
     Args:
@@ -65,10 +65,6 @@ class Inpainting(Degradation):
         self.random = self.random_centre
         self.sigmas = torch.tensor([self.std * (i + self.initial_mask) for i in range(T)], dtype=torch.float64)
         self.centres: Optional[torch.Tensor] = None  # [B, 2], set by freeze()
-
-    def config(self) -> dict:
-        return dict(name="inpaint", T=self.T, std=self.std, initial_mask=self.initial_mask,
-                    random_centre=self.random_centre, channels=self.channels)
 
     def freeze_state(self, like, generator):
         H, W = like.shape[-2:]
@@ -118,7 +114,7 @@ class Inpainting(Degradation):
         return x * mask.unsqueeze(1).to(x.dtype)
 
 
-class InpaintingFill(FlatEnd, Inpainting):
+class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
     """Generation variant: ``D(x0, t) = a_t x0 + (1 - a_t) c`` with a flat random colour c.
 
     a_t is the cumulative mask of :class:`Inpainting`, forced to 0 at t = T so that x_T = c exactly.
@@ -138,11 +134,6 @@ class InpaintingFill(FlatEnd, Inpainting):
         self.random = True
         self.colour_range = float(colour_range)
         self.colours: Optional[torch.Tensor] = None  # [B, C], set by freeze()
-
-    def config(self) -> dict:
-        cfg = super().config()
-        cfg.update(name="inpaint_fill", colour_range=self.colour_range)
-        return cfg
 
     def freeze_state(self, like, generator):
         state = super().freeze_state(like, generator) if self.random_centre else {}

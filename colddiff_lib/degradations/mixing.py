@@ -59,7 +59,7 @@ class Mixing(Degradation):
         return a.sqrt() * x0 + (1 - a).sqrt() * z.to(device=x0.device, dtype=x0.dtype)
 
 
-class GaussianNoise(Mixing):
+class GaussianNoise(Mixing, name="noise"):
     """The hot baseline: ``D(x0, t) = sqrt(abar_t) x0 + sqrt(1 - abar_t) z``, z ~ N(0, I).
 
     Args:
@@ -67,9 +67,6 @@ class GaussianNoise(Mixing):
         s: offset of the cosine schedule.
         channels: number of channels expected, or ``None``.
     """
-
-    def config(self) -> dict:
-        return dict(name="noise", T=self.T, s=self.s, channels=self.channels)
 
     def draw_source(self, like, generator):
         return draw("randn", like.shape, generator, like.device).to(like.dtype)
@@ -79,36 +76,62 @@ class GaussianNoise(Mixing):
         return draw("randn", (n, *shape), generator, device)
 
 
-class Blend(Mixing):
+class Blend(Mixing, name="blend"):
     """Animorphosis: ``D(x0, t) = sqrt(abar_t) x0 + sqrt(1 - abar_t) y`` toward images y of a second set.
 
     Args:
-        targets: the second set, [M, C, H, W] in [-1, 1]; each image draws one uniformly.
+        targets: the second set: a source name (``"lfw"``, the offline faces of
+            :func:`colddiff_lib.data.blend_targets`), loaded at the size and channels of the images
+            it meets, so the degradation saves and rebuilds from its config; or a tensor
+            [M, C, H, W] in [-1, 1] (works the same, but cannot be saved in a checkpoint).
+            Each image draws one target uniformly.
         T: number of steps (200 in the paper).
         s: offset of the cosine schedule.
     """
 
-    def __init__(self, targets: torch.Tensor, T: int = 200, s: float = 0.008, channels: Optional[int] = None):
-        check_images(targets, "targets", channels)
+    def __init__(self, targets="lfw", T: int = 200, s: float = 0.008, channels: Optional[int] = None):
+        if isinstance(targets, torch.Tensor):
+            check_images(targets, "targets", channels)
+        else:
+            from ..data import BLEND_SOURCES
+
+            if targets not in BLEND_SOURCES:
+                raise ValueError(f"targets must be a tensor [M, C, H, W] or one of {list(BLEND_SOURCES)}, "
+                                 f"got {targets!r}")
         super().__init__(T, s, channels)
-        self.targets = targets
+        self._targets = targets
+        self._resolved: dict = {}  # (C, H, W) -> targets loaded from a source name
 
-    def config(self) -> dict:
-        return dict(name="blend", T=self.T, s=self.s, channels=self.channels)
+    def targets_like(self, shape: Sequence[int]) -> torch.Tensor:
+        """The target images [M, C, H, W] for images of shape ``shape`` = (C, H, W)."""
+        C, H, W = (int(v) for v in shape)
+        if isinstance(self._targets, torch.Tensor):
+            if tuple(self._targets.shape[1:]) != (C, H, W):
+                raise ValueError(f"images of shape {(C, H, W)} cannot blend toward targets of shape "
+                                 f"{tuple(self._targets.shape[1:])}")
+            return self._targets
+        if H != W:
+            raise ValueError(f"targets {self._targets!r} are square images; got images of shape {(C, H, W)}")
+        if (C, H, W) not in self._resolved:
+            from ..data import blend_targets
 
-    def _check_target_shape(self, like):
-        if like.shape[1:] != self.targets.shape[1:]:
-            raise ValueError(f"images of shape {tuple(like.shape[1:])} cannot blend toward targets of shape "
-                             f"{tuple(self.targets.shape[1:])}")
+            self._resolved[(C, H, W)] = blend_targets(self._targets, image_size=H, channels=C)
+        return self._resolved[(C, H, W)]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The target images at the size of the data this degradation is built for (32 px, or the tensor)."""
+        if isinstance(self._targets, torch.Tensor):
+            return self._targets
+        return self.targets_like((self.channels or 1, 32, 32))
 
     def draw_source(self, like, generator):
-        self._check_target_shape(like)
-        idx = (draw("rand", (like.shape[0],), generator, self.targets.device) * len(self.targets)).long()
-        return self.targets[idx.clamp_max(len(self.targets) - 1)].to(device=like.device, dtype=like.dtype)
+        targets = self.targets_like(like.shape[1:])
+        idx = (draw("rand", (like.shape[0],), generator, targets.device) * len(targets)).long()
+        return targets[idx.clamp_max(len(targets) - 1)].to(device=like.device, dtype=like.dtype)
 
     def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
         """Random target images [n, C, H, W]: animorphosis starts from an image of the second set."""
-        if tuple(shape) != tuple(self.targets.shape[1:]):
-            raise ValueError(f"shape must be the targets' shape {tuple(self.targets.shape[1:])}, got {tuple(shape)}")
-        idx = torch.randint(len(self.targets), (n,), generator=generator)
-        return self.targets[idx].to(device)
+        targets = self.targets_like(shape)
+        idx = torch.randint(len(targets), (n,), generator=generator)
+        return targets[idx].to(device)

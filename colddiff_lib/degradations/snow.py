@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .base import Degradation, check_positive, draw
 
 
-class Snow(Degradation):
+class Snow(Degradation, name="snow"):
     """Snow that thickens with t; reproducible under a seed through :meth:`freeze`.
 
     Args:
@@ -49,10 +49,6 @@ class Snow(Degradation):
         self.scale = float(scale)
         self.field: Optional[torch.Tensor] = None  # [B, 1, H, W] zoomed noise, set by freeze()
         self.angle: Optional[torch.Tensor] = None  # [B] radians
-
-    def config(self) -> dict:
-        return dict(name="snow", T=self.T, flake_size=self.flake_size, threshold=list(self.threshold),
-                    max_streak=self.max_streak, loc=self.loc, scale=self.scale, channels=self.channels)
 
     def freeze_state(self, like, generator):
         B, _, H, W = like.shape

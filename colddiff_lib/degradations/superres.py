@@ -17,7 +17,7 @@ from .base import Degradation, check_choice, draw
 MODES = ("area", "bicubic")
 
 
-class SuperResolution(Degradation):
+class SuperResolution(Degradation, name="superres"):
     """Halve the resolution each step: ``D(x0, t) = up_nearest(down(x0, N / 2^t))``.
 
     Args:
@@ -29,15 +29,13 @@ class SuperResolution(Degradation):
     """
 
     linear = True
+    has_latent = True  # x_T is a (2^-T)-resolution image: its pixels are the latent
 
     def __init__(self, T: int = 3, mode: str = "area", channels: Optional[int] = None):
         super().__init__(T, channels)
         check_choice(mode, "mode", MODES)
         self.mode = mode
         self.compositional = mode == "area"
-
-    def config(self) -> dict:
-        return dict(name="superres", T=self.T, mode=self.mode, channels=self.channels)
 
     def _check_size(self, x: torch.Tensor) -> None:
         H, W = x.shape[-2:]

@@ -87,20 +87,12 @@ def _state_dict(name: str) -> Dict[str, torch.Tensor]:
 
 def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
     """``(model, degradation)`` of a shipped model: the UNet in eval mode and the D it inverts."""
-    from .. import degradations as dg
-    from ..models import UNet
+    from ..checkpoint import rebuild
 
     info = card(name)
     if name == CLASSIFIER:
         raise ValueError(f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()")
-    model = UNet(**info["model_config"])
-    model.load_state_dict(_state_dict(name))
-    dcfg = dict(info["degradation"])
-    if dcfg["name"] == "blend":
-        from ..data import blend_targets
-
-        dcfg["targets"] = blend_targets(**info["blend_targets"])
-    return model.eval().to(device), dg.build(**dcfg)
+    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, legacy=info)
 
 
 def load_classifier(device="cpu"):
@@ -141,8 +133,6 @@ def export(checkpoint, name: str, info: dict) -> Path:
     card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
                  "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"],
                  "sha256": sha256_of(path), **info}
-    if ckpt["degradation"]["name"] == "blend":
-        card_info["blend_targets"] = ckpt["blend_targets"]
     write_json_atomic(card_info, CARDS / f"{name}.json")
     return path
 

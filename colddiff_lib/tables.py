@@ -1,0 +1,72 @@
+"""Tables, in one place: CSV and Markdown for results/, HTML for the book, and the CLI's metric table.
+
+Rows are dicts (column -> value); floats are written with four decimals everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Dict, Optional, Sequence
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """Rows as CSV text: the columns of every row, in first-seen order (a row without one leaves it empty);
+    floats with four decimals."""
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")) -> str:
+    """Rows as a Markdown table (without the ``skip`` columns), then the commands and machines that made them."""
+    keys = [k for k in rows[0] if k not in skip]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])
+                                       for k in keys) + " |")
+    made = sorted({(row.get("command", ""), row.get("evaluated_on", "")) for row in rows if row.get("command")})
+    if made:
+        lines += ["", "Made by (command, machine):", ""]
+        lines += [f"    {c}    # {m}" if m else f"    {c}" for c, m in made]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
+    """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
+
+    Styled inline (padding, rules, numbers right-aligned) so that it reads the same in Jupyter, Colab
+    and the built book.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    def is_number(value) -> bool:
+        try:
+            float(str(value).replace(",", ""))
+            return True
+        except ValueError:
+            return False
+
+    def cells(tag, values, rule):
+        out = []
+        for v in values:
+            align = "right" if tag == "td" and is_number(v) else "left"
+            out.append(f'<{tag} style="padding: 3px 12px; text-align: {align}; border-bottom: {rule};">'
+                       f"{html.escape(str(v))}</{tag}>")
+        return "".join(out)
+
+    caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
+    header = f"<tr>{cells('th', head, '2px solid #888')}</tr>"
+    body = "".join(f"<tr>{cells('td', row, '1px solid #ddd')}</tr>" for row in rows)
+    return HTML(f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>')
+
+
+def format_table(rows: Dict[str, dict], keys: Sequence[str] = ("rmse", "ssim", "psnr")) -> str:
+    """A Markdown table of ``{row name: {metric: value}}`` (the CLI's ``evaluate`` output)."""
+    return to_markdown([{"method": name, **{k: values[k] for k in keys}} for name, values in rows.items()]).rstrip()
