@@ -249,3 +249,28 @@ def test_training_time_wrong_kinds_raise():
         check_training_time(300.0, 6000, name="not-a-model")
     with pytest.raises(ValueError, match="training card"):
         check_training_time(300.0, 6000, name="mnist-classifier")
+
+
+def test_chapter_7_blend_step_identity_matches_the_sampler():
+    """Chapter 7 (and its exercise) state one step of Algorithm 2 from the true path as
+    x_{s-1} = D(x0, s-1) + w_s (x0_hat - x0), w_s = sqrt(abar_{s-1}) - sqrt(abar_s): check it against
+    the sampler, and that the chapter writes that sign."""
+    import json
+    from pathlib import Path
+
+    from colddiff_lib.sampling import sample
+
+    D = dg.Blend("lfw", T=50)
+    x0 = load_dataset("mnist5k", split="test").images[:4]
+    Df = D.freeze(x0, torch.Generator().manual_seed(0))
+    e = 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+    for s in (1, 17, 50):
+        steps = []
+        sample(lambda x, t: x0 + e, Df, Df(x0, s), s, clip_x0=False, callback=steps.append)
+        w = float(D.alpha_bar[s - 1].sqrt() - D.alpha_bar[s].sqrt())
+        torch.testing.assert_close(steps[0]["x_next"], Df(x0, s - 1) + w * e, atol=1e-5, rtol=0)
+    cells = json.loads((Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb").read_text())["cells"]
+    text = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells)
+    assert r"x_{s-1} = D(x_0, s-1) + w_s\,(\hat x_0 - x_0)" in text
+    assert r"one step of Algorithm 2 gives $D(x_0, s - 1) + w_s\, e$" in text
+    assert r"w_s\,(x_0 - \hat x_0)" not in text and r"D(x_0, s - 1) - w_s" not in text

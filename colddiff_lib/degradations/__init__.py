@@ -5,7 +5,9 @@ returns D(x0, 0) == x0, and keeps shape, dtype and device. See :class:`Degradati
 """
 
 import difflib
+import importlib
 import inspect
+import pkgutil
 
 from .base import REGISTRY, Degradation, as_time_tensor, check_images
 from .blur import GaussianBlur, blur_sigmas, gaussian_kernel_1d
@@ -13,6 +15,11 @@ from .inpainting import Inpainting, InpaintingFill
 from .mixing import Blend, GaussianNoise, cosine_alpha_bar
 from .snow import Snow
 from .superres import SuperResolution
+
+# Every module of this package is imported, so a degradation added in a file of its own registers
+# itself with no other edit (CONTRIBUTING.md).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def build(name: str, **kwargs) -> Degradation:
