@@ -81,3 +81,15 @@ def save_figure(fig, path) -> None:
 
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     plt.close(fig)
+
+
+def level_axis(ax, label: str = "level t", axis: str = "x", reverse: bool = False) -> None:
+    """Label a matplotlib axis of degradation levels and give it integer ticks only (levels are
+    whole steps: no 2.5); ``reverse`` runs it from T down to 0, the samplers' direction."""
+    from matplotlib.ticker import MaxNLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(MaxNLocator(integer=True))
+    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
+    if reverse:
+        ax.invert_xaxis() if axis == "x" else ax.invert_yaxis()

@@ -41,3 +41,31 @@ def test_html_table_escapes_its_cells():
     assert "<p><b>A &lt; B</b></p>" in table.data
     assert 'text-align: right; border-bottom: 1px solid #ddd;">0.211</td>' in table.data  # numbers align right
     assert 'text-align: left; border-bottom: 1px solid #ddd;">mnist-blur</td>' in table.data
+
+
+def test_level_axis_has_integer_ticks_only():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from colddiff_lib.plotting import level_axis
+
+    fig, ax = plt.subplots()
+    ax.plot(range(1, 11), range(10))
+    level_axis(ax, "level s", reverse=True)
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[1] <= t <= ax.get_xlim()[0]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert ax.get_xlabel() == "level s" and ax.xaxis_inverted()
+    plt.close(fig)
+
+
+def test_chapter_4_level_axes_use_integer_ticks():
+    import json
+    from pathlib import Path
+
+    cells = json.loads((Path(__file__).parents[1] / "book" / "04_sampling.ipynb").read_text())["cells"]
+    code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                   for c in cells if c["cell_type"] == "code")
+    assert 'set_xlabel("level' not in code and code.count("level_axis(ax,") >= 3

@@ -42,16 +42,20 @@ def card(name: str) -> dict:
     return cards[name]
 
 
-TRAINING_COLUMNS = ["model", "degradation", "T", "steps trained", "steps asked", "seconds", "machine",
-                    "stopped by time limit"]
+TRAINING_COLUMNS = ["model", "degradation", "T", "weights of step", "steps trained", "steps asked", "seconds",
+                    "machine", "stopped by time limit"]
 
 
 def training_summary(names) -> List[list]:
-    """One row per shipped model in ``names``, in :data:`TRAINING_COLUMNS`' order: how far it trained and where."""
+    """One row per shipped model in ``names``, in :data:`TRAINING_COLUMNS`' order: how far it trained and where.
+
+    ``weights of step`` is the step of the shipped weights (the best held-out EMA weights), ``steps
+    trained`` the last step of the run (its loss curve ends there)."""
     rows = []
     for name in names:
         c = card(name)
-        rows.append([name, c["degradation"]["name"], c["degradation"]["T"], c["step"], c["train_config"]["steps"],
+        trained = c["history"]["step"][-1] if c.get("history", {}).get("step") else c["step"]
+        rows.append([name, c["degradation"]["name"], c["degradation"]["T"], c["step"], trained, c["train_config"]["steps"],
                      f"{c['train_seconds']:.0f}", c["machine"], "yes" if c.get("stopped_by_time_limit") else "no"])
     return rows
 
