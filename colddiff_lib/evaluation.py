@@ -54,7 +54,7 @@ def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed:
 
 def evaluate_reconstruction(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed: int = 0,
                             methods: Sequence[str] = METHODS, batch_size: int = 250) -> Dict[str, dict]:
-    """``{method: {"rmse", "ssim", "psnr"}}`` of each restoration of ``x0`` [N, C, H, W] against x0."""
+    """``{method: metrics.image_metrics(...)}`` of each restoration of ``x0`` [N, C, H, W] against x0."""
     results = reconstruct(R, D, x0, t, seed, methods, batch_size)
     reference = x0.float().cpu()
     return {m: image_metrics(y.clamp(-1, 1), reference) for m, y in results.items()}

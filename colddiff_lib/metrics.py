@@ -1,7 +1,9 @@
 """Image-quality metrics as the paper reports them: RMSE and SSIM on [0, 1] images, and PSNR.
 
 All functions take images [B, C, H, W] with values in [-1, 1] (the library's convention), map them
-to [0, 1], and return the mean over the batch as a float.
+to [0, 1], and return one float for the batch. Two conventions: :func:`rmse` and :func:`ssim` (the
+book's tables: per-image RMSE averaged, torchmetrics SSIM) and :func:`rmse_as_paper` and
+:func:`ssim_as_paper` (computed as the paper's code does, for a like-for-like comparison).
 """
 
 from __future__ import annotations
@@ -41,9 +43,51 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(structural_similarity_index_measure(a, b, data_range=1.0))
 
 
+def rmse_as_paper(x: torch.Tensor, y: torch.Tensor) -> float:
+    """RMSE as the paper's code computes it: one square root of the mean squared error over every
+    pixel of the whole set ([0, 1] images), not a mean of per-image RMSEs (:func:`rmse`)."""
+    a, b = _unit_pair(x, y)
+    return float((a.double() - b.double()).pow(2).mean().sqrt())
+
+
+def ssim_as_paper(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+    """SSIM as the paper's code computes it (``pytorch_msssim.ssim``, written here from its definition):
+    a separable Gaussian window (11, sigma 1.5) applied without padding ("valid" positions only),
+    K1 = 0.01, K2 = 0.03, data range 1 on [0, 1] images, the SSIM map averaged over positions and
+    channels, then over the set. (The paper repeats grey images to 3 channels: identical channels
+    give the same mean.) :func:`ssim` (torchmetrics) pads and crops its borders differently, so
+    the two differ slightly, most on images whose borders matter."""
+    import torch.nn.functional as F
+
+    a, b = _unit_pair(x, y)
+    a, b = a.double(), b.double()
+    C = a.shape[1]
+    if min(a.shape[-2:]) < window:
+        raise ValueError(f"images must be at least {window} pixels on a side for ssim_as_paper, got {tuple(a.shape[-2:])}")
+    coords = torch.arange(window, dtype=torch.float64) - window // 2
+    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    gx = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
+    gy = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
+
+    def filt(z):
+        return F.conv2d(F.conv2d(z, gx, groups=C), gy, groups=C)
+
+    mu_a, mu_b = filt(a), filt(b)
+    var_a = filt(a * a) - mu_a ** 2
+    var_b = filt(b * b) - mu_b ** 2
+    cov = filt(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    cs = (2 * cov + c2) / (var_a + var_b + c2)
+    ssim_map = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1) * cs
+    return float(ssim_map.flatten(2).mean(-1).mean())
+
+
 def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
-    """``{"rmse", "ssim", "psnr"}`` of images ``x`` against ``reference`` (both [B, C, H, W] in [-1, 1])."""
-    return {"rmse": rmse(x, reference), "ssim": ssim(x, reference), "psnr": psnr(x, reference)}
+    """``{"rmse", "ssim", "psnr", "rmse_as_paper", "ssim_as_paper"}`` of images ``x`` against ``reference``
+    (both [B, C, H, W] in [-1, 1]): the book's conventions and the paper code's."""
+    return {"rmse": rmse(x, reference), "ssim": ssim(x, reference), "psnr": psnr(x, reference),
+            "rmse_as_paper": rmse_as_paper(x, reference), "ssim_as_paper": ssim_as_paper(x, reference)}
 
 
 def fid(real: torch.Tensor, fake: torch.Tensor, classifier=None, backend: str = "classifier",

@@ -18,7 +18,7 @@ def test_rmse_psnr_ssim_known_values():
     assert rmse(x, x) == 0 and ssim(y, y) == pytest.approx(1.0)
     noisy = (y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     assert ssim(noisy, y) < 0.5
-    assert set(image_metrics(x, y)) == {"rmse", "ssim", "psnr"}
+    assert set(image_metrics(x, y)) == {"rmse", "ssim", "psnr", "rmse_as_paper", "ssim_as_paper"}
     with pytest.raises(ValueError, match="same shape"):
         rmse(x, y[:1])
 
@@ -42,3 +42,23 @@ def test_fid_backend_is_checked(digits):
         fid(digits[:10], digits[10:20], backend="vgg")
     with pytest.raises(ValueError, match="needs the feature network"):
         fid(digits[:10], digits[10:20])
+
+
+def test_paper_metrics_follow_the_paper_code(digits):
+    """ssim_as_paper equals pytorch_msssim.ssim (the paper's SSIM: [0, 1] images repeated to 3 channels,
+    data range 1); rmse_as_paper is one square root over every pixel of the set."""
+    from pytorch_msssim import ssim as reference_ssim
+
+    from colddiff_lib import degradations as dg
+    from colddiff_lib.metrics import rmse_as_paper, ssim_as_paper
+
+    x0 = digits[:100]
+    for D in (dg.build("blur", T=20, kernel_size=11, std=7.0, channels=1), dg.build("superres", T=3, channels=1)):
+        x = D(x0, D.T)
+        a, b = ((x + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1), ((x0 + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1)
+        assert abs(ssim_as_paper(x, x0) - float(reference_ssim(a, b, data_range=1.0, size_average=True))) < 1e-6
+        assert abs(rmse_as_paper(x, x0) - float(((a - b) ** 2).mean().sqrt())) < 1e-6
+    assert ssim_as_paper(x0, x0) == pytest.approx(1.0)
+    # The global RMSE weighs every pixel alike; the per-image mean (rmse) does not: they differ.
+    noisy = x0 + torch.linspace(0, 0.5, 100).view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    assert rmse_as_paper(noisy, x0) > rmse(noisy, x0)
