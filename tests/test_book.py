@@ -132,3 +132,14 @@ def test_a_bad_parameter_stops_the_first_cell(parameters, message, tmp_path):
               and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     first_library_cell = [i for i, c in enumerate(executed) if "check_parameters(" in "".join(c["source"])][0]
     assert failed == [first_library_cell]
+
+
+def test_chapters_3_and_5_agree_on_what_the_l1_optimum_paints():
+    """Chapter 3's exercise: the l1-optimal R paints the per-pixel median, ink or background, never grey;
+    chapter 5 must not call the median an average that blurs to grey."""
+    text = {p.name: "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                            for c in cells(p)) for p in notebooks()}
+    assert "the median, which is ink or background, never grey" in text["03_restoration.ipynb"]
+    ch5 = text["05_reconstruction.ipynb"]
+    assert "the median commits every pixel to ink or background" in ch5
+    assert "per-pixel *average* of them (the median" not in ch5
