@@ -31,6 +31,7 @@ import torch
 
 from . import degradations as dg
 from .models import PRESETS
+from .sampling import ALGORITHMS
 from .checkpoint import load_checkpoint, restore, write_json_atomic
 
 
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
         if name == "sample":
             p.add_argument("--mode", choices=["reconstruct", "generate"], default="reconstruct")
-            p.add_argument("--algorithm", choices=["improved", "naive"], default="improved")
+            p.add_argument("--algorithm", choices=list(ALGORITHMS), default="improved")
             p.add_argument("--t", type=int, help="starting level for reconstruction (default T)")
             p.add_argument("--noise-std", type=float, default=0.002, dest="noise_std",
                            help="symmetry-breaking noise added to x_T when generating (0: perfect symmetry)")

@@ -83,7 +83,8 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
         prior: ``prior(n, generator=..., device=...) -> x_T``; by default ``D.prior``.
         noise_std: standard deviation of Gaussian noise added to x_T to break the symmetry of a flat
             start (the paper uses 0.002 for the blur; 0 is "perfect symmetry").
-        algorithm: ``"improved"`` (Algorithm 2, the paper's choice) or ``"naive"``.
+        algorithm: ``"improved"`` (Algorithm 2, the paper's choice), ``"naive"``, or ``"ddim"`` (the
+            Gaussian-noise baseline's standard sampler).
     Returns:
         (x0 [n, C, H, W] in about [-1, 1], x_T [n, C, H, W]).
     """

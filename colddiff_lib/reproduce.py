@@ -33,7 +33,8 @@ PAPER_MNIST = {
     "mnist-inpaint": {"degraded": (108.48, 0.490, 0.262), "improved": (1.61, 0.941, 0.068), "direct": (2.24, 0.948, 0.060)},
     "mnist-superres": {"degraded": (368.56, 0.178, 0.231), "improved": (4.33, 0.820, 0.115), "direct": (4.05, 0.823, 0.114)},
 }
-METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2"}
+METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2",
+                "ddim": "DDIM"}
 # Where the committed tables live online (read when only the library is installed, e.g. on Colab).
 RESULTS_URL = "https://raw.githubusercontent.com/colddiff/colddiff-book/main/results/"
 
@@ -97,10 +98,14 @@ def generation_settings(name: str) -> List[Tuple[str, float]]:
     """The (algorithm, noise_std) pairs of the generation table for the shipped model ``name``.
 
     The blur ends at a flat colour: Algorithm 2 with and without the paper's symmetry-breaking noise
-    (0.002), and Algorithm 1 with it. The other generators are sampled as they are, by both algorithms.
+    (0.002), and Algorithm 1 with it. The other generators are sampled as they are, by both algorithms;
+    the Gaussian-noise baseline also by DDIM, the standard sampler of hot diffusion.
     """
-    if zoo.card(name)["degradation"]["name"] == "blur":
+    degradation = zoo.card(name)["degradation"]["name"]
+    if degradation == "blur":
         return [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
+    if degradation == "noise":
+        return [("improved", 0.0), ("naive", 0.0), ("ddim", 0.0)]
     return [("improved", 0.0), ("naive", 0.0)]
 
 
@@ -113,8 +118,8 @@ def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
             noise_std = float(noise)
         except ValueError:
             noise_std = -1.0
-        if algorithm not in ("improved", "naive") or not noise_std >= 0:
-            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM improved or naive and "
+        if algorithm not in ("improved", "naive", "ddim") or not noise_std >= 0:
+            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM improved, naive or ddim and "
                              f"NOISE_STD >= 0 (e.g. improved:0.02), got {text!r}")
         settings.append((algorithm, noise_std))
     return settings

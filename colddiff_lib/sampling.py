@@ -6,6 +6,10 @@ optional ``callback`` that sees every x_s and every x0 estimate.
 
 * Algorithm 1 (naive):     x_{s-1} = D(R(x_s, s), s - 1)
 * Algorithm 2 (improved):  x_{s-1} = x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)
+* DDIM (the hot baseline's standard sampler, Song et al. 2021, deterministic): for
+  D(x0, s) = sqrt(abar_s) x0 + sqrt(1 - abar_s) z, re-estimate z from x_s and x0_hat at every step,
+  z_hat = (x_s - sqrt(abar_s) x0_hat) / sqrt(1 - abar_s), then x_{s-1} = sqrt(abar_{s-1}) x0_hat
+  + sqrt(1 - abar_{s-1}) z_hat. Algorithm 2 is the same step with z frozen instead of re-estimated.
 
 For D(x, s) = x + s e (the first-order Taylor picture) Algorithm 2 returns D(x0, s - 1) exactly,
 whatever R is, because the x0 estimate cancels; Algorithm 1 only does if R is exact.
@@ -20,7 +24,7 @@ import torch
 
 from .degradations.base import TimeLike, as_time_tensor, check_images
 
-ALGORITHMS = ("improved", "naive")
+ALGORITHMS = ("improved", "naive", "ddim")
 
 
 def _time(t: TimeLike, x: torch.Tensor, T: int) -> torch.Tensor:
@@ -64,7 +68,9 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
             (``D.freeze(x0)`` or ``D.freeze_to(x_T)``) so that every call uses the same noise.
         x_t: starting images [B, C, H, W] (degraded images, or a generation prior).
         t: starting level, int or LongTensor[B] (each image stops at 0 after its own t steps).
-        algorithm: ``"improved"`` (Algorithm 2) or ``"naive"`` (Algorithm 1).
+        algorithm: ``"improved"`` (Algorithm 2), ``"naive"`` (Algorithm 1), or ``"ddim"`` (for a
+            mixing degradation with a schedule ``D.alpha_bar``: the Gaussian-noise baseline sampled
+            the standard way; it ignores D's frozen z).
         callback: called once per step with a dict ``{"s", "x", "x0_hat", "x_next"}``: the level s,
             x_s [B, C, H, W], the estimate R(x_s, s), and x_{s-1}.
         clip_x0: clamp R's estimates to [-1, 1].
@@ -74,7 +80,13 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
     check_images(x_t, "x_t", getattr(D, "channels", None))
-    _check_frozen(D)
+    if algorithm == "ddim":
+        if getattr(D, "alpha_bar", None) is None:
+            raise ValueError(f"algorithm 'ddim' needs a mixing degradation with a schedule alpha_bar "
+                             f"(GaussianNoise, Blend), got {type(D).__name__}")
+        alpha_bar = D.alpha_bar.to(device=x_t.device, dtype=torch.float64)
+    else:
+        _check_frozen(D)
     levels = _time(t, x_t, D.T)
     x = x_t
     start = int(levels.max()) if levels.numel() else 0
@@ -86,6 +98,10 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
             x0_hat = x0_hat.clamp(-1, 1)
         if algorithm == "naive":
             x_next = D(x0_hat, s - 1)
+        elif algorithm == "ddim":
+            a_s, a_prev = alpha_bar[s], alpha_bar[s - 1]
+            z_hat = (x.double() - a_s.sqrt() * x0_hat.double()) / (1 - a_s).sqrt()
+            x_next = (a_prev.sqrt() * x0_hat.double() + (1 - a_prev).sqrt() * z_hat).to(x.dtype)
         else:
             x_next = x - D(x0_hat, s) + D(x0_hat, s - 1)
         x_next = torch.where(active, x_next, x)

@@ -186,3 +186,24 @@ def test_gaussian_prior_matches_the_data_colours():
     assert (colours.abs() > 0.4).float().mean() > 0.95
     with pytest.raises(ValueError, match="components"):
         GaussianPrior(D1, two, components=0)
+
+
+def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm_2_otherwise(x0):
+    """DDIM re-estimates z from x_s and x0_hat: with an exact R it lands on D(x0, s-1) at every step (as
+    Algorithm 2 does); with a biased R the two differ, since Algorithm 2 keeps its frozen z."""
+    D = dg.GaussianNoise(T=20, channels=1)
+    Df = D.freeze(x0, torch.Generator().manual_seed(0))
+    x_T = Df(x0, D.T)
+    steps = []
+    out = sample(lambda x, t: x0, Df, x_T, D.T, algorithm="ddim", callback=steps.append)
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+    for info in steps:
+        torch.testing.assert_close(info["x_next"], Df(x0, info["s"] - 1), atol=1e-5, rtol=0)
+    def imperfect(x, t):  # depends on its input, as a real network does
+        return (0.7 * x0 + 0.3 * x).clamp(-1, 1)
+
+    ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
+    alg2 = sample(imperfect, Df, x_T, D.T, algorithm="improved")
+    assert float((ddim - alg2).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="'ddim' needs a mixing degradation"):
+        sample(lambda x, t: x, dg.GaussianBlur(T=4, kernel_size=3, std=1.0), x0, 4, algorithm="ddim")

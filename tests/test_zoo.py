@@ -128,7 +128,8 @@ def test_generation_settings_parse_and_default():
         with pytest.raises(ValueError, match="ALGORITHM:NOISE_STD"):
             parse_settings([bad])
     assert generation_settings("mnist-blur-gen") == [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
-    assert generation_settings("mnist-noise") == [("improved", 0.0), ("naive", 0.0)]
+    assert generation_settings("mnist-noise") == [("improved", 0.0), ("naive", 0.0), ("ddim", 0.0)]
+    assert generation_settings("mnist-superres-gen") == [("improved", 0.0), ("naive", 0.0)]
 
 
 def test_committed_tables_cover_every_model_with_commands():
