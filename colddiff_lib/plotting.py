@@ -93,3 +93,54 @@ def level_axis(ax, label: str = "level t", axis: str = "x", reverse: bool = Fals
     (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
     if reverse:
         ax.invert_xaxis() if axis == "x" else ax.invert_yaxis()
+
+
+def sampling_step_diagram(ax=None, s: int = 4):
+    """One step of Algorithms 1 and 2 drawn as points and arrows, for a toy 2-D degradation.
+
+    ``D(x, k) = (1 - 0.08 k) x + k e`` (a shift with a mild shrink, so increments depend a little on
+    the image): the true path ``D(x0, k)``, the path of a wrong guess ``D(x0_hat, k)``, and from
+    ``x_s = D(x0, s)`` the two updates. Returns the points ``{name: (x, y)}`` it drew.
+    """
+    import matplotlib.pyplot as plt
+
+    e = np.array([1.0, 0.35])
+    x0, x0_hat = np.array([0.0, 0.0]), np.array([0.9, 1.3])
+
+    def D(x, k):
+        return (1 - 0.08 * k) * x + k * e
+
+    ks = np.arange(0, s + 2)
+    true_path, guess_path = np.array([D(x0, k) for k in ks]), np.array([D(x0_hat, k) for k in ks])
+    x_s = D(x0, s)
+    points = {"x_s": x_s, "D(x0, s-1)": D(x0, s - 1), "D(x0_hat, s)": D(x0_hat, s),
+              "D(x0_hat, s-1)": D(x0_hat, s - 1), "x0": x0, "x0_hat": x0_hat}
+    points["Algorithm 1"] = D(x0_hat, s - 1)
+    points["Algorithm 2"] = x_s - D(x0_hat, s) + D(x0_hat, s - 1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = ALGORITHM_COLOURS
+    ax.plot(*true_path.T, "o-", color="0.35", ms=4, lw=1, label="true path D(x0, k)")
+    ax.plot(*guess_path.T, "o--", color="0.7", ms=4, lw=1, label="path of the guess D(x0_hat, k)")
+
+    def arrow(a, b, colour, style="-"):
+        ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color=colour, lw=1.8, ls=style))
+
+    arrow(points["D(x0_hat, s)"], points["D(x0_hat, s-1)"], "0.5", "--")  # the increment, measured on the guess
+    arrow(x_s, points["Algorithm 2"], colours["improved"])                # ... added to x_s: Algorithm 2
+    arrow(x_s, points["Algorithm 1"], colours["naive"])                   # jump to the guess's path: Algorithm 1
+    for name, offset in (("x_s", (6, -12)), ("D(x0, s-1)", (-70, 8)), ("x0", (6, -10)), ("x0_hat", (6, 4)),
+                         ("D(x0_hat, s)", (6, 4)), ("D(x0_hat, s-1)", (-30, 10))):
+        ax.annotate(name, points[name], textcoords="offset points", xytext=offset, fontsize=8)
+    ax.plot(*points["Algorithm 2"], "s", color=colours["improved"], ms=7, label="Algorithm 2: x_s + increment")
+    ax.plot(*points["Algorithm 1"], "s", color=colours["naive"], ms=7, label="Algorithm 1: D(x0_hat, s-1)")
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"One step from level s = {s}", fontsize=10)
+    return points
+
+
+#: One colour per sampler, used by every figure of the book (Algorithm 1 red, Algorithm 2 blue).
+ALGORITHM_COLOURS = {"naive": "tab:red", "improved": "tab:blue", "ddim": "tab:green"}

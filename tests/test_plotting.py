@@ -69,3 +69,30 @@ def test_chapter_4_level_axes_use_integer_ticks():
     code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
                    for c in cells if c["cell_type"] == "code")
     assert 'set_xlabel("level' not in code and code.count("level_axis(ax,") >= 3
+
+
+def test_sampling_step_diagram_shows_algorithm_2_landing_nearer_the_path():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from colddiff_lib.plotting import sampling_step_diagram
+
+    points = sampling_step_diagram(s=4)
+    target = points["D(x0, s-1)"]
+    assert np.linalg.norm(points["Algorithm 2"] - target) < 0.25 * np.linalg.norm(points["Algorithm 1"] - target)
+    plt.close("all")
+
+
+def test_chapters_draw_the_samplers_in_the_same_colours():
+    """Chapters 4 and 7 colour Algorithms 1 and 2 from plotting.ALGORITHM_COLOURS, never by hand."""
+    import json
+    from pathlib import Path
+
+    book = Path(__file__).parents[1] / "book"
+    for name in ("04_sampling.ipynb", "07_your_own_degradation.ipynb"):
+        code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                       for c in json.loads((book / name).read_text())["cells"] if c["cell_type"] == "code")
+        assert "ALGORITHM_COLOURS[" in code and "tab:red" not in code and "tab:blue" not in code, name
