@@ -143,3 +143,12 @@ def test_chapters_3_and_5_agree_on_what_the_l1_optimum_paints():
     ch5 = text["05_reconstruction.ipynb"]
     assert "the median commits every pixel to ink or background" in ch5
     assert "per-pixel *average* of them (the median" not in ch5
+
+
+@pytest.mark.parametrize("path", [p for p in notebooks() if p.name[:2] in ("01", "02", "03", "04", "05", "06", "07")],
+                         ids=lambda p: p.name)
+def test_every_chapter_ends_with_key_takeaways_before_its_exercises(path):
+    text = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                   for c in cells(path) if c["cell_type"] == "markdown")
+    assert "## Key takeaways" in text and "```{admonition} What to remember" in text, path.name
+    assert text.index("## Key takeaways") < text.index("## Exercises"), path.name
