@@ -65,6 +65,9 @@ def test_notebook_has_a_parameters_cell_and_exercises(path):
     code = [c for c in cells(path) if c["cell_type"] == "code"]
     install = "".join(code[1]["source"])  # right after the parameters: the library, on Colab only
     assert 'if "google.colab" in sys.modules' in install and "%pip install" in install, path.name
+    # The library only (Colab needs no Jupyter Book), and Colab's widget manager for the sliders.
+    assert '"colddiff-lib @ git+' in install and "[book]" not in install, path.name
+    assert "output.enable_custom_widget_manager()" in install, path.name
     assert "remove-cell" in code[1]["metadata"].get("tags", []), f"{path.name}: the install cell is not for the HTML"
     text = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
     if not path.name.startswith("00_"):
