@@ -155,3 +155,19 @@ def test_every_chapter_ends_with_key_takeaways_before_its_exercises(path):
                    for c in cells(path) if c["cell_type"] == "markdown")
     assert "## Key takeaways" in text and "```{admonition} What to remember" in text, path.name
     assert text.index("## Key takeaways") < text.index("## Exercises"), path.name
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_plumbing_cells_hide_their_input(path):
+    """Cells that define plotting or table helpers (plot_*, show_*, several helpers at once) keep their code
+    behind a toggle in the HTML, so that each chapter reads as ideas and figures."""
+    import re
+
+    for i, c in enumerate(cells(path)):
+        if c["cell_type"] != "code":
+            continue
+        source = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        defs = re.findall(r"^def (\w+)", source, re.M)
+        plumbing = [d for d in defs if d.startswith(("plot_", "show_"))] or (defs if len(defs) >= 3 else [])
+        if plumbing:
+            assert "hide-input" in c["metadata"].get("tags", []), f"{path.name} cell {i} defines {plumbing}"
