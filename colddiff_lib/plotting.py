@@ -144,3 +144,49 @@ def sampling_step_diagram(ax=None, s: int = 4):
 
 #: One colour per sampler, used by every figure of the book (Algorithm 1 red, Algorithm 2 blue).
 ALGORITHM_COLOURS = {"naive": "tab:red", "improved": "tab:blue", "ddim": "tab:green"}
+
+
+def level_player(frames, titles: Sequence[str], labels: Optional[Sequence[str]] = None, scale: float = 1.6,
+                 interval: int = 250):
+    """A slider over t that works without a kernel: precomputed frames in matplotlib's JavaScript player.
+
+    Args:
+        frames: one list of images per level, each image [C, H, W] in [-1, 1] (images of different sizes
+            are fine: a digit and a photograph); every frame has the same number of images.
+        titles: one title per frame (e.g. ``"t = 5"``), shown above the images.
+        labels: one label per image position, under each image.
+    Returns:
+        an IPython ``HTML`` object: a player with a frame slider and play buttons, the same in Jupyter,
+        Colab and the static book (frames are JPEG, so that a page of players stays light).
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML
+    from matplotlib import animation
+
+    if not frames or not titles or len(frames) != len(titles):
+        raise ValueError(f"frames and titles must be non-empty and of the same length, got {len(frames)} and "
+                         f"{len(titles)}")
+    n = len(frames[0])
+    fig, axes = plt.subplots(1, n, figsize=(scale * n, scale + 0.5), squeeze=False)
+    shown = []
+    for k, ax in enumerate(axes[0]):
+        a = to_numpy_image(frames[0][k])
+        shown.append(ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if labels is not None:
+            ax.set_xlabel(labels[k], fontsize=9)
+    heading = fig.suptitle(titles[0], fontsize=11)
+    fig.tight_layout()
+
+    def draw(i):
+        for image, picture in zip(shown, frames[i]):
+            image.set_data(to_numpy_image(picture))
+        heading.set_text(titles[i])
+        return shown
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=interval)
+    with plt.rc_context({"animation.frame_format": "jpeg", "savefig.dpi": 100}):
+        html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)
