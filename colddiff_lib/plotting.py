@@ -187,6 +187,26 @@ def level_player(frames, titles: Sequence[str], labels: Optional[Sequence[str]] 
 
     anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=interval)
     with plt.rc_context({"animation.frame_format": "jpeg", "savefig.dpi": 100}):
-        html = anim.to_jshtml(default_mode="once")
+        html = animation_html(anim, default_mode="once")
     plt.close(fig)
     return HTML(html)
+
+
+# matplotlib's player takes its button icons from a CDN stylesheet (Font Awesome); the book loads
+# nothing from a CDN, so the icons become Unicode symbols.
+_PLAYER_ICONS = {"fa fa-fast-backward": "\u23ee", "fa fa-step-backward": "\u23f4\ufe0e|",
+                 "fa fa-play fa-flip-horizontal": "\u25c0", "fa fa-pause": "\u23f8", "fa fa-play": "\u25b6",
+                 "fa fa-step-forward": "|\u23f5\ufe0e", "fa fa-fast-forward": "\u23ed", "fa fa-minus": "\u2212",
+                 "fa fa-plus": "+"}
+
+
+def animation_html(anim, default_mode: str = "loop") -> str:
+    """``anim.to_jshtml()`` without its CDN stylesheet (Unicode symbols on the buttons instead): a
+    player that works offline, in Jupyter, Colab and the static book."""
+    import re
+
+    html = anim.to_jshtml(default_mode=default_mode)
+    html = re.sub(r'<link rel="stylesheet"\s*href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for css, symbol in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{css}"></i>', symbol)
+    return html

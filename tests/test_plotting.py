@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -96,3 +97,26 @@ def test_chapters_draw_the_samplers_in_the_same_colours():
         code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
                        for c in json.loads((book / name).read_text())["cells"] if c["cell_type"] == "code")
         assert "ALGORITHM_COLOURS[" in code and "tab:red" not in code and "tab:blue" not in code, name
+
+
+def test_players_load_nothing_from_a_cdn_and_chapters_use_them():
+    """level_player / animation_html: matplotlib's JavaScript player without its CDN stylesheet; no chapter
+    calls to_jshtml directly."""
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from colddiff_lib.plotting import level_player
+
+    html = level_player([[torch.zeros(1, 8, 8), torch.zeros(3, 16, 16)], [torch.ones(1, 8, 8), torch.ones(3, 16, 16)]],
+                        ["t = 0", "t = 1"], labels=["digit", "photo"]).data
+    assert "http://" not in html and "https://" not in html and 'class="fa' not in html
+    assert 'type="range"' in html and html.count("data:image/jpeg") == 2
+    with pytest.raises(ValueError, match="same length"):
+        level_player([[torch.zeros(1, 8, 8)]], ["a", "b"])
+    for path in sorted((Path(__file__).parents[1] / "book").glob("*.ipynb")):
+        code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                       for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        assert ".to_jshtml(" not in code, path.name
