@@ -13,7 +13,7 @@ from colddiff_lib import degradations as dg
 from colddiff_lib import zoo
 from colddiff_lib.classifier import accuracy
 from colddiff_lib.data import load_dataset
-from colddiff_lib.evaluation import reconstruct
+from colddiff_lib.evaluation import METHODS, reconstruct
 from colddiff_lib.models import UNet
 from colddiff_lib.zoo import build
 from colddiff_lib.reproduce import (METHOD_NAMES, generation_rows, generation_settings, parse_settings, read_table,
@@ -94,7 +94,7 @@ def test_committed_reconstruction_table_regenerates_in_small_form(name, test_dig
     """Re-measure 20 held-out digits and compare with the committed 1,000-digit row: the small means
     must lie within a few standard errors of the committed ones."""
     rows = {r["method"]: r for r in committed("reconstruction") if r["model"] == name}
-    assert set(rows) == set(METHOD_NAMES.values())
+    assert set(rows) == {METHOD_NAMES[m] for m in METHODS}  # degraded, direct, Algorithms 1 and 2
     R, D = zoo.load_pretrained(name)
     x0 = test_digits.images[:20]
     results = reconstruct(R, D, x0)
