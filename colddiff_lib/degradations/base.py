@@ -161,9 +161,11 @@ class Degradation:
         """A starting point x_T ``[n, *shape]`` for generation, where the degradation has one."""
         raise NotImplementedError(f"{type(self).__name__} has no generation prior")
 
-    #: Whether x_T is summarised by a small latent (a flat colour): then :meth:`latent` and
-    #: :meth:`from_latent` exist and a Gaussian prior can be fitted to training images' latents.
-    has_latent: bool = False
+    @property
+    def has_latent(self) -> bool:
+        """Whether x_T is summarised by a small latent (a flat colour, a tiny image): true when the class
+        overrides :meth:`latent`, and then a Gaussian prior can be fitted to training images' latents."""
+        return type(self).latent is not Degradation.latent
 
     def latent(self, x_T: torch.Tensor) -> torch.Tensor:
         """The latent of end states x_T [B, C, H, W] (degradations with ``has_latent``, e.g. a flat colour [B, C])."""
@@ -280,8 +282,6 @@ class FlatEnd:
     Generation priors are then distributions over colours: :meth:`latent` reads the colour of
     x_T, :meth:`from_latent` paints it, :meth:`flat_prior` draws it uniformly.
     """
-
-    has_latent = True
 
     def latent(self, x_T: torch.Tensor) -> torch.Tensor:
         """The per-channel mean of x_T [B, C, H, W] -> [B, C] (what a flat prior is made of)."""

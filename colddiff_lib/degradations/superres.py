@@ -29,7 +29,6 @@ class SuperResolution(Degradation, name="superres"):
     """
 
     linear = True
-    has_latent = True  # x_T is a (2^-T)-resolution image: its pixels are the latent
 
     def __init__(self, T: int = 3, mode: str = "area", channels: Optional[int] = None):
         super().__init__(T, channels)
