@@ -173,7 +173,8 @@ class Degradation:
                                   f"generate from its prior() instead")
 
     def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-        """End states x_T [B, *shape] painted from latents ``z`` (degradations with ``has_latent``)."""
+        """End states x_T, ``[B, C, H, W]`` for ``shape = (C, H, W)``, painted from latents ``z`` (degradations
+        with ``has_latent``)."""
         raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False)")
 
     # --- public API -----------------------------------------------------------------------------
