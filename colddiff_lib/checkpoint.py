@@ -75,7 +75,7 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message ends with advice to pass weights_only=False: exactly what must not be done here.
+        # torch's message ends with advice to turn weights-only loading off: exactly what must not be done here.
         reason = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
         raise ValueError(f"checkpoint {path}: refused, it holds more than tensors and plain data, and loading "
                          f"it could run code{f' ({reason[:200]})' if reason else ''}") from None
