@@ -109,43 +109,32 @@ class BuildState:
         return sum(self.sessions)
 
 
-def train_models(names, runs: Path, parallel: int, time_limit, train_args, device: str = "auto",
-                 state: BuildState = None) -> dict:
-    """Train ``names`` (``parallel`` at a time), each resuming from its own ``last.pt``; skip the trained ones."""
+def train_model(name: str, runs: Path, time_limit, train_args, device: str, state: BuildState) -> None:
+    """Train one model from its config, resuming from its own ``last.pt``; skipped once trained."""
+    if state.done(name, "trained"):
+        print(f"{name}: trained already ({state.get(name, 'trained').get('step')} steps), skipped", flush=True)
+        return
     runs.mkdir(parents=True, exist_ok=True)
-    state = state or BuildState(runs)
-    todo = [n for n in names if not state.done(n, "trained")]
-    all_names = sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
-    for name in names:
-        if name not in todo:
-            print(f"{name}: trained already ({state.get(name, 'trained').get('step')} steps), skipped", flush=True)
-    rate = []  # seconds per step of the model just trained, for the ETA
-
-    def one(name):
-        config = Path(os.path.relpath(CONFIGS_DIR / f"{name}.toml"))  # recorded as typed from the repo root
-        cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
-               "--no-progress", "--resume", *(["--device", device] if device != "auto" else []), *train_args]
-        print(f"{name}: training, log {runs / (name + '.log')}", flush=True)
-        info = _run(cmd, runs / f"{name}.log", time_limit, tick=state.save)
-        info["command"] = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in cmd[3:])
-        last = runs / name / "last.pt"
-        history = load_checkpoint(last)["history"] if last.exists() else {"step": [], "elapsed": []}
-        info["step"] = history["step"][-1] if history["step"] else 0
-        info["train_seconds"] = history["elapsed"][-1] if history["elapsed"] else None  # over every resume
-        if info["returncode"] == 0 or info["timed_out"]:
-            state.mark(name, "trained", info)
-            if info["train_seconds"] and info["step"]:
-                rate.append(info["train_seconds"] / info["step"])
-            left = sum(int(config_of(n).get("train", {}).get("steps", 1000)) for n in all_names
-                       if not state.done(n, "trained"))
-            eta = f"; the untrained models' {left} steps take about {left * rate[-1] / 60:.0f} min more" if left else ""
-            print(f"{name}: trained to step {info['step']} in {info['train_seconds'] or 0:.0f} s{eta}", flush=True)
-        else:
-            print(f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}", flush=True)
-        return name, info
-
-    with ThreadPoolExecutor(parallel) as pool:
-        return dict(pool.map(one, todo))
+    config = Path(os.path.relpath(CONFIGS_DIR / f"{name}.toml"))  # recorded as typed from the repo root
+    cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
+           "--no-progress", "--resume", *(["--device", device] if device != "auto" else []), *train_args]
+    print(f"{name}: training, log {runs / (name + '.log')}", flush=True)
+    info = _run(cmd, runs / f"{name}.log", time_limit, tick=state.save)
+    info["command"] = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in cmd[3:])
+    last = runs / name / "last.pt"
+    history = load_checkpoint(last)["history"] if last.exists() else {"step": [], "elapsed": []}
+    info["step"] = history["step"][-1] if history["step"] else 0
+    info["train_seconds"] = history["elapsed"][-1] if history["elapsed"] else None  # over every resume
+    if info["returncode"] != 0 and not info["timed_out"]:
+        print(f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}", flush=True)
+        return
+    state.mark(name, "trained", info)
+    left = sum(int(config_of(n).get("train", {}).get("steps", 1000)) for n in sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+               if not state.done(n, "trained"))
+    eta = ""
+    if left and info["train_seconds"] and info["step"]:  # at this model's rate
+        eta = f"; the untrained models' {left} steps take about {left * info['train_seconds'] / info['step'] / 60:.0f} min more"
+    print(f"{name}: trained to step {info['step']} in {info['train_seconds'] or 0:.0f} s{eta}", flush=True)
 
 
 def train_and_export_classifier(steps: int, device: str) -> dict:
@@ -201,31 +190,27 @@ def export_runs(names, runs: Path, state: BuildState) -> None:
         print(f"{name}: exported {ckpt} (step {card(name)['step']})", flush=True)
 
 
-def evaluate_models(names, results: Path, parallel: int, n: int, time_limit=None, state: BuildState = None,
-                    device: str = "auto") -> None:
-    """``evaluate --zoo NAME`` for each exported model not evaluated yet, then merge the tables."""
+def evaluate_model(name: str, results: Path, n: int, time_limit=None, state: BuildState = None,
+                   device: str = "auto") -> None:
+    """``evaluate --zoo NAME`` into ``results/parts/NAME``, then merge the tables; with ``state``, only an
+    exported model not evaluated yet."""
+    if state is not None and (not state.done(name, "exported") or state.done(name, "evaluated")):
+        return
     parts = results / "parts"
-    todo = [m for m in names if state is None or (state.done(m, "exported") and not state.done(m, "evaluated"))]
-
-    def one(name):
-        cmd = [sys.executable, "-m", "colddiff_lib", "evaluate", "--zoo", name, "--n", str(n),
-               "--out", str(parts / name), *(["--device", device] if device != "auto" else [])]
-        (parts / name).mkdir(parents=True, exist_ok=True)
-        (parts / f"{name}.log").unlink(missing_ok=True)
-        print(f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}", flush=True)
-        info = _run(cmd, parts / f"{name}.log", time_limit, tick=None if state is None else state.save)
-        if info["returncode"] == 0:
-            merge_tables(results, [name])
-            if state is not None:
-                state.mark(name, "evaluated", {"seconds": info["seconds"], "n": n})
-            print(f"{name}: evaluated in {info['seconds']:.0f} s", flush=True)
-        else:
-            why = "ran out of time" if info["timed_out"] else "failed"
-            print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
-        return name, info
-
-    with ThreadPoolExecutor(parallel) as pool:
-        return dict(pool.map(one, todo))
+    cmd = [sys.executable, "-m", "colddiff_lib", "evaluate", "--zoo", name, "--n", str(n),
+           "--out", str(parts / name), *(["--device", device] if device != "auto" else [])]
+    (parts / name).mkdir(parents=True, exist_ok=True)
+    (parts / f"{name}.log").unlink(missing_ok=True)
+    print(f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}", flush=True)
+    info = _run(cmd, parts / f"{name}.log", time_limit, tick=None if state is None else state.save)
+    if info["returncode"] != 0:
+        why = "ran out of time" if info["timed_out"] else "failed"
+        print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
+        return
+    merge_tables(results, [name])
+    if state is not None:
+        state.mark(name, "evaluated", {"seconds": info["seconds"], "n": n})
+    print(f"{name}: evaluated in {info['seconds']:.0f} s", flush=True)
 
 
 def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
@@ -318,12 +303,12 @@ def _main(argv) -> int:
 
     def build(name):  # each model: train, export, evaluate (every stage skipped when done)
         if not args.skip_train:
-            train_models([name], runs, 1, args.time_limit, shlex.split(args.train_args), args.device, state)
+            train_model(name, runs, args.time_limit, shlex.split(args.train_args), args.device, state)
         if not args.skip_export:
             export_runs([name], runs, state)
         if not args.skip_evaluate and (CARDS / f"{name}.json").exists():
-            evaluate_models([name], results, 1, args.n, args.eval_time_limit,
-                            None if args.skip_export else state, args.device)
+            evaluate_model(name, results, args.n, args.eval_time_limit, None if args.skip_export else state,
+                           args.device)
 
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(build, names))
