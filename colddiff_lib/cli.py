@@ -30,6 +30,7 @@ from typing import List, Optional
 import torch
 
 from . import degradations as dg
+from .export import BOOK_MODELS
 from .models import PRESETS
 from .sampling import ALGORITHMS
 from .checkpoint import load_checkpoint, restore, write_json_atomic
@@ -342,7 +343,24 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--settings", nargs="+", metavar="ALGORITHM:NOISE_STD",
                            help="with --zoo: generation settings instead of the table's own, e.g. improved:0.02")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("export", help="write shipped models to ONNX for the book's in-page sampler")
+    p.add_argument("names", nargs="*", help="zoo models (default: the book's, " + ", ".join(BOOK_MODELS) + ")")
+    p.add_argument("--out", required=True, help="folder (the book uses book/_static/live)")
+    p.set_defaults(func=cmd_export)
     return parser
+
+
+def cmd_export(args) -> int:
+    from . import zoo
+    from .export import export_book
+
+    names = args.names or list(BOOK_MODELS)
+    for name in names:
+        zoo.card(name)  # one-line error for an unknown name
+    out = export_book(Path(args.out), names)
+    print(f"wrote {', '.join(names)}, digits.json and book.json to {out}")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

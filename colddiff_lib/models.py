@@ -27,6 +27,9 @@ PRESETS = {
     # a quarter of the full-resolution FLOPs, which at 32 px costs little quality (benchmarks/README.md).
     "cpu": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=(), patch=2),
     "cpu-wide": dict(dim=48, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), patch=2),
+    # The in-page sampler's network (colddiff_lib.export): the cpu preset at half the width, 31 MFLOP a
+    # call, so that T = 20 steps of Algorithm 2 run in well under 200 ms in a browser's WebAssembly.
+    "web": dict(dim=16, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=(), patch=2),
 }
 
 

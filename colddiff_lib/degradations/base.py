@@ -177,6 +177,12 @@ class Degradation:
         with ``has_latent``)."""
         raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False)")
 
+    def axis_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """For a separable linear D, the per-axis matrices ``M_t`` with ``D(x0, t) = M_t x0 M_t^T`` on every
+        channel of a square ``n`` x ``n`` image: [T + 1, n, n], ``M_0 = I``. What :mod:`colddiff_lib.export`
+        writes into the in-page sampler; other degradations raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} is not a separable linear degradation (no axis_matrices)")
+
     # --- public API -----------------------------------------------------------------------------
     def __call__(self, x0: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Return D(x0, t): ``x0`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] in 0..T."""

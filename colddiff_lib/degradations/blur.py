@@ -130,6 +130,8 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
             self._composed[key] = torch.stack(mats).to(device=key[1], dtype=dtype)
         return self._composed[key]
 
+    axis_matrices = composed_matrices  # D(x0, t) = M_t x0 M_t^T: the blur is separable
+
     def degrade(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         H, W = x0.shape[-2:]
         compute_dtype = torch.float32 if x0.dtype in (torch.float16, torch.bfloat16) else x0.dtype

@@ -240,6 +240,24 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
                                 f"up to {diff:.3g}")
                 break
 
+    # Separable linear operators hand their per-axis matrices to the in-page sampler (colddiff_lib.export).
+    H, W = x0.shape[-2:]
+    if H == W and type(D).axis_matrices is not Degradation.axis_matrices:
+        try:
+            mats = D.axis_matrices(H, dtype=x0.dtype)
+        except NotImplementedError:  # this configuration is not separable (e.g. bicubic super-resolution)
+            mats = None
+        except Exception as err:
+            problems.append(f"D.axis_matrices(n) raised {type(err).__name__}: {err}")
+            mats = None
+        if isinstance(mats, torch.Tensor):
+            for t in sorted({1, mid, T}):
+                diff = float((mats[t] @ x0 @ mats[t].T - outs[t]).abs().max())
+                if diff > 1e-4:
+                    problems.append(f"D.axis_matrices(n)[{t}] does not reproduce D(x0, {t}) as M x0 M^T (max |diff| "
+                                    f"= {diff:.3g}): return the per-axis matrices, or leave axis_matrices out")
+                    break
+
     # Saved and rebuilt from its config, as a checkpoint does.
     if type(D).name is None:
         problems.append(f"{name} has no registry name, so a checkpoint cannot save it: declare the class as "

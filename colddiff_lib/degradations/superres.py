@@ -64,6 +64,15 @@ class SuperResolution(Degradation, name="superres"):
     def step_op(self, x, t):
         return self.degrade(x, t)  # area means of block means: one halving applied to x_{t-1}
 
+    def axis_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """Block means then nearest upsampling along one axis (``"area"`` mode): ``M_t[i, j] = 2^-t`` where
+        i and j share a block of 2^t pixels. [T + 1, n, n]."""
+        if self.mode != "area":
+            raise NotImplementedError(f"superres mode {self.mode!r} has no axis_matrices (only 'area' is a block mean)")
+        i = torch.arange(n)
+        mats = [((i.view(-1, 1) // 2 ** t) == (i.view(1, -1) // 2 ** t)).double() / 2 ** t for t in range(self.T + 1)]
+        return torch.stack(mats).to(device=device, dtype=dtype)
+
     def low_resolution(self, x: torch.Tensor) -> torch.Tensor:
         """The N / 2^T image that x_T [B, C, H, W] is made of: [B, C, H / 2^T, W / 2^T]."""
         f = 2 ** self.T
