@@ -6,9 +6,24 @@ STAMP = $(VENV)/.installed
 # Optional: e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only torch (used in CI).
 TORCH_INDEX_URL ?=
 
-.PHONY: setup test book clean
+.PHONY: setup static test book clean
 
 setup: $(STAMP)
+
+# The live figures' files (gitignored): onnxruntime-web from npm, offline from the lock file's packages,
+# and the book's models exported to ONNX from the shipped weights.
+ORT_DIST = book/_js/node_modules/onnxruntime-web/dist
+ORT_FILES = ort.wasm.min.js ort-wasm-simd-threaded.wasm ort-wasm-simd-threaded.mjs
+static: book/_static/ort/ort.wasm.min.js book/_static/live/book.json
+
+book/_static/ort/ort.wasm.min.js: book/_js/package-lock.json
+	cd book/_js && npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p book/_static/ort
+	cd $(ORT_DIST) && cp $(ORT_FILES) $(CURDIR)/book/_static/ort/
+	touch $@
+
+book/_static/live/book.json: $(STAMP) colddiff_lib/export.py $(wildcard colddiff_lib/zoo/cards/*.json)
+	$(VPY) -m colddiff_lib export --out book/_static/live
 
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +33,12 @@ $(STAMP): pyproject.toml
 
 # The library tests, the notebooks through papermill and the browser (tests/), then every
 # notebook through nbval with its default parameters (book/).
-test: setup
+test: setup static
 	$(VPY) -m pytest tests book --nbval-lax
 
 # -W turns Sphinx warnings into errors; --keep-going reports all of them before failing.
-book: setup
+book: setup static
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
 clean:
-	rm -rf _build
+	rm -rf _build book/_static/ort book/_static/live

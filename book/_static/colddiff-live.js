@@ -20,13 +20,25 @@
   let bookPromise = null;
   const models = {};
 
+  // onnxruntime-web is loaded only by pages that hold a live figure.
+  function loadOrt() {
+    if (window.ort) return Promise.resolve(window.ort);
+    return new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = here + "ort/ort.wasm.min.js";
+      s.onload = () => resolve(window.ort);
+      s.onerror = () => reject(new Error(s.src + " did not load (run `make book`, which vendors onnxruntime-web)"));
+      document.head.appendChild(s);
+    });
+  }
+
   function book() {
     if (!bookPromise) {
-      const ort = window.ort;
-      ort.env.wasm.wasmPaths = here + "ort/";
-      ort.env.wasm.numThreads = 1; // a static site is not cross-origin isolated: no SharedArrayBuffer
-      bookPromise = Promise.all([fetchJSON(LIVE + "book.json"), fetchJSON(LIVE + "digits.json")])
-        .then(([info, digits]) => ({ info, digits }));
+      bookPromise = loadOrt().then((ort) => {
+        ort.env.wasm.wasmPaths = here + "ort/";
+        ort.env.wasm.numThreads = 1; // a static site is not cross-origin isolated: no SharedArrayBuffer
+        return Promise.all([fetchJSON(LIVE + "book.json"), fetchJSON(LIVE + "digits.json")]);
+      }).then(([info, digits]) => ({ info, digits }));
     }
     return bookPromise;
   }
@@ -237,7 +249,13 @@
     const s = slider(1, m.meta.T, state.t, (t) => { state.t = t; show(); });
     s.setAttribute("aria-label", "starting level t");
     const go = button("restore", () => restore());
-    if (names.length > 1) top.appendChild(select(names, async (n) => { state.name = n; m = await model(n); s.max = m.meta.T; s.value = state.t = m.meta.T; show(); }));
+    if (names.length > 1) top.appendChild(select(names, async (n) => {
+      m = await model(n);
+      state.name = n;
+      s.max = m.meta.T;
+      s.value = state.t = m.meta.T;
+      show();
+    }));
     top.append(level, s, go);
     const cols = el("div", "colddiff-live-columns");
     const column = (key, title) => {
@@ -296,7 +314,7 @@
       noise.lastChild.textContent = ` symmetry noise (σ = ${m.meta.noise_std})`;
     };
     setNoise();
-    if (names.length > 1) top.appendChild(select(names, async (n) => { state.name = n; m = await model(n); setNoise(); }));
+    if (names.length > 1) top.appendChild(select(names, async (n) => { m = await model(n); state.name = n; setNoise(); }));
     const go = button("generate", () => generate());
     top.append(noise, go);
     const row = el("div", "colddiff-live-columns");
@@ -352,7 +370,6 @@
     api.components.push(entry);
     try {
       if (!FIGURES[mode]) throw new Error("data-mode must be degrade, restore or generate, got " + mode);
-      if (!window.ort) throw new Error("onnxruntime-web (_static/ort/ort.wasm.min.js) did not load");
       const ctx = await book();
       root.innerHTML = "";
       root.classList.add("colddiff-live-on");
