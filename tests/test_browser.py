@@ -150,6 +150,43 @@ def test_page_loads_typesets_and_shows_its_figures(entry, site, browser):
     assert raw_tables == 0, f"{entry}: {raw_tables} Markdown table(s) printed as text"
 
 
+def chapters():
+    return [e for e in toc_entries() if (ROOT / f"{e}.ipynb").exists()]
+
+
+@pytest.mark.parametrize("entry", chapters())
+def test_no_figure_or_table_overflows_the_column_at_1280_px(entry, site, browser):
+    browser.set_window_size(1280, 1600)
+    browser.get(f"{site}/{entry}.html")
+    wide = browser.execute_script("""
+        const main = document.querySelector('main article') || document.querySelector('main');
+        const right = main.getBoundingClientRect().right + 2;
+        return Array.from(main.querySelectorAll('img, table, .animation, svg'))
+          .filter(e => e.getBoundingClientRect().width > 0)
+          .filter(e => !e.closest('.MathJax, mjx-container'))
+          .filter(e => e.getBoundingClientRect().right > right)
+          .map(e => e.tagName + ' ' + Math.round(e.getBoundingClientRect().right - right) + ' px');""")
+    assert not wide, f"{entry}: beyond the main column at 1280 px: {wide}"
+
+
+@pytest.mark.parametrize("entry", chapters())
+def test_every_chapter_renders_on_a_phone(entry, site, browser):
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(f"{site}/{entry}.html")
+        state = browser.execute_script("""
+            const main = document.querySelector('main');
+            return {page: document.documentElement.scrollWidth, view: window.innerWidth,
+                    main: main ? main.getBoundingClientRect().width : 0,
+                    text: main ? main.innerText.length : 0};""")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"{Path(entry).name}-390px.png"))
+    finally:
+        browser.set_window_size(1280, 1600)
+    assert state["text"] > 500 and state["main"] > 300, state
+    assert state["page"] <= state["view"] + 1, f"{entry}: the page scrolls sideways on a phone: {state}"
+
+
 def test_the_sliders_play_without_a_kernel(site, browser):
     """Chapter 2's sliders over t are JavaScript players: moving to the next frame changes the picture."""
     browser.get(f"{site}/book/02_degradations.html")
@@ -270,6 +307,8 @@ def test_live_restoration_matches_pytorch_and_reports_its_time(site, browser):
     browser.execute_script("window.colddiffLive.components[arguments[0]].root"
                            ".querySelectorAll('.colddiff-live-picker canvas')[1].click()", i)
     R, D = zoo.load_pretrained(name)
+    browser.execute_script("""const s = window.colddiffLive.components[arguments[0]].root.querySelector('input[type=range]');
+                              s.value = s.max; s.dispatchEvent(new Event('input'));""", i)  # start at T
     x0 = page_digits()[1:2]
     times = [press_and_wait(browser, i, "restore") for _ in range(3)]
     for algorithm in ("naive", "improved"):

@@ -245,7 +245,8 @@
     const start = canvas(128, "x<sub>t</sub>");
     const level = el("span", "colddiff-live-label");
     let m = await model(state.name);
-    state.t = m.meta.T;
+    const firstLevel = (T) => Math.min(T, 5); // the blur erases a digit within a few steps: start where it shows
+    state.t = firstLevel(m.meta.T);
     const s = slider(1, m.meta.T, state.t, (t) => { state.t = t; show(); });
     s.setAttribute("aria-label", "starting level t");
     const go = button("restore", () => restore());
@@ -253,7 +254,7 @@
       m = await model(n);
       state.name = n;
       s.max = m.meta.T;
-      s.value = state.t = m.meta.T;
+      s.value = state.t = firstLevel(m.meta.T);
       show();
     }));
     top.append(level, s, go);
