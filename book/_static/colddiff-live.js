@@ -247,7 +247,7 @@
     let m = await model(state.name);
     const firstLevel = (T) => Math.min(T, 5); // the blur erases a digit within a few steps: start where it shows
     state.t = firstLevel(m.meta.T);
-    const s = slider(1, m.meta.T, state.t, (t) => { state.t = t; show(); });
+    const s = slider(1, m.meta.T, state.t, (t) => { state.t = t; state.shown = show(); });
     s.setAttribute("aria-label", "starting level t");
     const go = button("restore", () => restore());
     if (names.length > 1) top.appendChild(select(names, async (n) => {
@@ -255,7 +255,7 @@
       state.name = n;
       s.max = m.meta.T;
       s.value = state.t = firstLevel(m.meta.T);
-      show();
+      state.shown = show();
     }));
     top.append(level, s, go);
     const cols = el("div", "colddiff-live-columns");
@@ -277,6 +277,7 @@
     };
     const restore = async () => {
       go.disabled = true;
+      await state.shown; // x_t of the level the slider shows
       const a1 = await run(m, state.xt, state.t, false);
       const a2 = await run(m, state.xt, state.t, true);
       state.last = { name: state.name, t: state.t, x0: state.x0, naive: a1.x0, improved: a2.x0, ms: a2.ms, msNaive: a1.ms };
@@ -292,7 +293,7 @@
       state.runs += 1;
       go.disabled = false;
     };
-    const picker = digitPicker(ctx.digits, (x0) => { state.x0 = x0; show(); });
+    const picker = digitPicker(ctx.digits, (x0) => { state.x0 = x0; state.shown = show(); });
     root.append(picker.row, top, start.fig, cols, timing);
     picker.choose(0);
     state.restore = restore;
