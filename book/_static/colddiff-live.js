@@ -165,7 +165,7 @@
   function digitPicker(digits, onpick) {
     const row = el("div", "colddiff-live-picker");
     const images = digits.pixels.map((p) => Float32Array.from(p, (g) => g / 127.5 - 1));
-    const thumbs = images.slice(0, 12).map((img, i) => {
+    const thumbs = images.map((img, i) => {
       const v = canvas(28);
       paint(v, img);
       v.canvas.title = "held-out digit " + digits.labels[i];
