@@ -131,9 +131,9 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
     x = torch.zeros(1, channels, size, size)
     t = torch.tensor([D.T])
     with torch.no_grad():
-        _onnx(SamplerStep(model, mats), (x, t, torch.ones(1)), ["x", "s", "improved"], ["x_next", "x0_hat"],
+        _onnx(SamplerStep(model, mats).eval(), (x, t, torch.ones(1)), ["x", "s", "improved"], ["x_next", "x0_hat"],
               folder / "step.onnx")
-        _onnx(Degrader(mats), (x, t), ["x0", "t"], ["x_t"], folder / "degrade.onnx")
+        _onnx(Degrader(mats).eval(), (x, t), ["x0", "t"], ["x_t"], folder / "degrade.onnx")
     if noise_std is None:
         noise_std = 0.002 if type(D).name == "blur" else 0.0
     meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
