@@ -19,7 +19,6 @@ super-resolution); :func:`check_export` runs both with onnxruntime and compares 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -66,10 +65,6 @@ class SamplerStep(nn.Module):
         w = improved.view(-1, 1, 1, 1)
         x_next = w * (x - self.D(x0_hat, s) + back) + (1 - w) * back  # w is 0 or 1: exact either way
         return x_next, x0_hat
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -139,7 +134,7 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
     meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
             "shape": [channels, size, size], "prior": _prior(name, D) if info.get("task") == "generation" else None, "noise_std": noise_std,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "sha256": {f: _sha256(folder / f) for f in ("step.onnx", "degrade.onnx")}}
+            "sha256": {f: zoo.sha256_of(folder / f) for f in ("step.onnx", "degrade.onnx")}}
     _write_atomic(folder / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
     return folder
 
