@@ -70,12 +70,6 @@
     return new window.ort.Tensor("float32", data, [images.length].concat(m.meta.shape));
   }
 
-  function split(m, tensor) {
-    const out = [];
-    for (let i = 0; i < tensor.dims[0]; i++) out.push(tensor.data.slice(i * m.size, (i + 1) * m.size));
-    return out;
-  }
-
   function levels(n, value) {
     return new window.ort.Tensor("int64", BigInt64Array.from({ length: n }, () => BigInt(value)), [n]);
   }
