@@ -96,11 +96,16 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 30
 
 
 @torch.no_grad()
-def predict(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Predicted classes LongTensor[N] for digits [N, 1, 32, 32] in [-1, 1]."""
+def probabilities(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Class probabilities [N, 10] (softmax of the logits, on the CPU) for digits [N, 1, 32, 32] in [-1, 1]."""
     model.eval()
     dev = next(model.parameters()).device
-    return torch.cat([model(chunk.to(dev)).argmax(1).cpu() for chunk in images.split(batch_size)])
+    return torch.cat([model(chunk.to(dev)).float().softmax(1).cpu() for chunk in images.split(batch_size)])
+
+
+def predict(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Predicted classes LongTensor[N] for digits [N, 1, 32, 32] in [-1, 1]."""
+    return probabilities(model, images, batch_size).argmax(1)
 
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -5,6 +5,10 @@ restored by one call of R (direct), by Algorithm 1 and by Algorithm 2; the sampl
 degrading draw of a random D only where a restorer would know it (``D.state_is_observed``, true
 for an inpainting mask's position, false for snow, noise and blend targets). Every result is compared
 with x0 by :func:`colddiff_lib.metrics.image_metrics` (RMSE, SSIM, PSNR on [0, 1]).
+
+Generated digits are judged by :func:`generation_measures`: the share the shipped classifier is
+confident about (a scribble also lands in some class, so the histogram alone cannot tell digits
+from scribbles), the classifier FID against the training digits, and the class histogram.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
-from .metrics import image_metrics
+from .metrics import fid, image_metrics
 from .sampling import direct, sample
 from .runtime import step_generator
 from .tables import format_table  # noqa: F401 (re-exported)
@@ -58,3 +62,37 @@ def evaluate_reconstruction(R: Callable, D, x0: torch.Tensor, t: Optional[int] =
     results = reconstruct(R, D, x0, t, seed, methods, batch_size)
     reference = x0.float().cpu()
     return {m: image_metrics(y.clamp(-1, 1), reference) for m, y in results.items()}
+
+
+#: A generated digit counts as "confident" when the shipped classifier gives its class this probability or more.
+CONFIDENT = 0.9
+
+
+@torch.no_grad()
+def generation_measures(samples: torch.Tensor, classifier, reference: torch.Tensor,
+                        threshold: float = CONFIDENT) -> dict:
+    """How much generated digits look like digits, by the project's classifier.
+
+    Args:
+        samples: generated digits [N, 1, 32, 32] in [-1, 1] (clamped here).
+        classifier: the :class:`~colddiff_lib.classifier.DigitClassifier` (``zoo.load_classifier()``).
+        reference: real digits [M, 1, 32, 32] in [-1, 1] that FID compares against (the training digits).
+        threshold: the probability a sample's class needs to count as confident.
+    Returns:
+        ``{"confident": share of samples whose top class has probability >= threshold, "fid": classifier FID
+        against ``reference``, "class_histogram": samples per class 0..9 (list of ints), "class_share_min",
+        "class_share_max": the rarest and commonest class's share of the samples}``.
+    """
+    from .classifier import probabilities
+
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+    samples = samples.float().clamp(-1, 1)
+    probs = probabilities(classifier, samples)
+    top = probs.max(1)
+    histogram = torch.bincount(top.indices, minlength=probs.shape[1]).tolist()
+    n = len(samples)
+    return {"confident": float((top.values >= threshold).float().mean()),
+            "fid": fid(reference, samples, classifier=classifier),
+            "class_histogram": histogram,
+            "class_share_min": min(histogram) / n, "class_share_max": max(histogram) / n}

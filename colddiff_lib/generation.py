@@ -72,7 +72,7 @@ class GaussianPrior:
 
 @torch.no_grad()
 def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Callable] = None,
-             noise_std: float = 0.0, algorithm: str = "improved", generator: Optional[torch.Generator] = None,
+             noise_std: Optional[float] = None, algorithm: str = "improved", generator: Optional[torch.Generator] = None,
              device="cpu", callback: Optional[Callable[[dict], None]] = None):
     """Generate ``n`` images by inverting D from a random x_T.
 
@@ -82,16 +82,20 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
         n: number of images; shape: (C, H, W).
         prior: ``prior(n, generator=..., device=...) -> x_T``; by default ``D.prior``.
         noise_std: standard deviation of Gaussian noise added to x_T to break the symmetry of a flat
-            start (the paper uses 0.002 for the blur; 0 is "perfect symmetry").
-        algorithm: ``"improved"`` (Algorithm 2, the paper's choice), ``"naive"``, or ``"ddim"`` (the
-            Gaussian-noise baseline's standard sampler).
+            start; default ``D.symmetry_noise`` (the paper's 0.002 for a blur that collapses to a flat
+            colour, a noisy degradation's sigma_T, else 0; 0 is "perfect symmetry").
+        algorithm: ``"improved"`` (Algorithm 2, the paper's choice), ``"naive"``, or for a degradation with
+            a noise schedule ``"ddim"`` or ``"ancestral"`` (fresh noise at every step).
+        generator: draws x_T, its noise and the ancestral sampler's fresh noise.
     Returns:
         (x0 [n, C, H, W] in about [-1, 1], x_T [n, C, H, W]).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    if noise_std is None:
+        noise_std = D.symmetry_noise
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not noise_std >= 0:
+        raise ValueError(f"noise_std must be a number >= 0, got {noise_std!r}")
     if prior is None:
         x_T = D.prior(n, shape, generator=generator, device=device)
     else:
@@ -101,4 +105,4 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
         x_T = x_T + noise_std * noise.to(x_T.device)
     x_T = x_T.to(device)
     frozen = D.freeze_to(x_T)
-    return sample(R, frozen, x_T, D.T, algorithm=algorithm, callback=callback), x_T
+    return sample(R, frozen, x_T, D.T, algorithm=algorithm, callback=callback, generator=generator), x_T

@@ -25,6 +25,7 @@ from .evaluation import reconstruct
 from .generation import GaussianPrior, generate
 from .metrics import fid, image_metrics
 from .runtime import machine
+from .sampling import ALGORITHMS
 from .tables import to_csv, to_markdown  # noqa: F401 (the tables' format, re-exported)
 
 # The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table 1-3.
@@ -34,7 +35,7 @@ PAPER_MNIST = {
     "mnist-superres": {"degraded": (368.56, 0.178, 0.231), "improved": (4.33, 0.820, 0.115), "direct": (4.05, 0.823, 0.114)},
 }
 METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2",
-                "ddim": "DDIM"}
+                "ddim": "DDIM", "ancestral": "Ancestral"}
 # Where the committed tables live online (read when only the library is installed, e.g. on Colab).
 RESULTS_URL = "https://raw.githubusercontent.com/colddiff/colddiff-book/main/results/"
 
@@ -118,8 +119,8 @@ def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
             noise_std = float(noise)
         except ValueError:
             noise_std = -1.0
-        if algorithm not in ("improved", "naive", "ddim") or not noise_std >= 0:
-            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM improved, naive or ddim and "
+        if algorithm not in ALGORITHMS or not noise_std >= 0:
+            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM one of {', '.join(ALGORITHMS)} and "
                              f"NOISE_STD >= 0 (e.g. improved:0.02), got {text!r}")
         settings.append((algorithm, noise_std))
     return settings

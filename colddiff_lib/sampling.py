@@ -6,10 +6,16 @@ optional ``callback`` that sees every x_s and every x0 estimate.
 
 * Algorithm 1 (naive):     x_{s-1} = D(R(x_s, s), s - 1)
 * Algorithm 2 (improved):  x_{s-1} = x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)
-* DDIM (the hot baseline's standard sampler, Song et al. 2021, deterministic): for
-  D(x0, s) = sqrt(abar_s) x0 + sqrt(1 - abar_s) z, re-estimate z from x_s and x0_hat at every step,
-  z_hat = (x_s - sqrt(abar_s) x0_hat) / sqrt(1 - abar_s), then x_{s-1} = sqrt(abar_{s-1}) x0_hat
-  + sqrt(1 - abar_{s-1}) z_hat. Algorithm 2 is the same step with z frozen instead of re-estimated.
+* For a degradation with a noise schedule, D(x0, s) = clean(x0, s) + sigma_s z (the hot baseline,
+  where clean(x0, s) = sqrt(abar_s) x0, or a cold degradation with noise on top, :class:`Noisy`),
+  two samplers re-estimate z from x_s and x0_hat at every step, z_hat = (x_s - clean(x0_hat, s)) / sigma_s:
+
+  - DDIM (Song et al. 2021, deterministic): x_{s-1} = clean(x0_hat, s - 1) + sigma_{s-1} z_hat.
+    Algorithm 2 is the same step with z frozen instead of re-estimated.
+  - ancestral (DDPM's sampler, Ho et al. 2020): part of z_hat is replaced by fresh noise,
+    x_{s-1} = clean(x0_hat, s - 1) + sqrt(sigma_{s-1}^2 - c_s^2) z_hat + c_s e, e ~ N(0, I), with c_s^2 the
+    variance of DDPM's posterior, sigma_{s-1}^2 (1 - SNR_s / SNR_{s-1}) (SNR: signal^2 / sigma^2).
+    It is the "Algorithm 2 with a little fresh noise at every step" of chapter 6.
 
 For D(x, s) = x + s e (the first-order Taylor picture) Algorithm 2 returns D(x0, s - 1) exactly,
 whatever R is, because the x0 estimate cancels; Algorithm 1 only does if R is exact.
@@ -24,7 +30,9 @@ import torch
 
 from .degradations.base import TimeLike, as_time_tensor, check_images
 
-ALGORITHMS = ("improved", "naive", "ddim")
+ALGORITHMS = ("improved", "naive", "ddim", "ancestral")
+#: The samplers that need ``D.noise_schedule()``.
+NOISE_ALGORITHMS = ("ddim", "ancestral")
 
 
 def _time(t: TimeLike, x: torch.Tensor, T: int) -> torch.Tensor:
@@ -57,9 +65,31 @@ def direct(R: Callable, D, x_t: torch.Tensor, t: TimeLike, clip_x0: bool = True)
     return x0_hat.clamp(-1, 1) if clip_x0 else x0_hat
 
 
+def noise_step(D, x: torch.Tensor, x0_hat: torch.Tensor, s: int, eta: float = 0.0,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One step s -> s - 1 that re-estimates the noise: DDIM (``eta = 0``) or ancestral (``eta = 1``).
+
+    ``D`` has a :meth:`~colddiff_lib.degradations.Degradation.noise_schedule`; x, x0_hat are [B, C, H, W].
+    """
+    schedule = D.noise_schedule()
+    if schedule is None:
+        raise ValueError(f"{type(D).__name__} has no noise schedule (D(x0, t) = clean + sigma_t z), so its noise "
+                         f"cannot be re-estimated: use algorithm 'improved' or 'naive'")
+    signal, sigma = (v.to(dtype=torch.float64) for v in schedule)
+    a_s, a_prev, sig_s, sig_prev = signal[s], signal[s - 1], sigma[s], sigma[s - 1]
+    z_hat = (x.double() - D.clean(x0_hat, s).double()) / sig_s
+    c2 = (eta ** 2) * sig_prev ** 2 * (1 - (a_s * sig_prev / (a_prev * sig_s)) ** 2) if s > 1 else sig_prev * 0
+    c2 = c2.clamp(min=0.0)
+    x_next = D.clean(x0_hat, s - 1).double() + (sig_prev ** 2 - c2).clamp(min=0).sqrt() * z_hat
+    if eta:
+        x_next = x_next + c2.sqrt() * D.fresh_noise(x, generator).double()
+    return x_next.to(x.dtype)
+
+
 @torch.no_grad()
 def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
-           callback: Optional[Callable[[dict], None]] = None, clip_x0: bool = True) -> torch.Tensor:
+           callback: Optional[Callable[[dict], None]] = None, clip_x0: bool = True,
+           generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Run Algorithm 1 or 2 from level ``t`` down to 0 and return the final x_0.
 
     Args:
@@ -68,23 +98,23 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
             (``D.freeze(x0)`` or ``D.freeze_to(x_T)``) so that every call uses the same noise.
         x_t: starting images [B, C, H, W] (degraded images, or a generation prior).
         t: starting level, int or LongTensor[B] (each image stops at 0 after its own t steps).
-        algorithm: ``"improved"`` (Algorithm 2), ``"naive"`` (Algorithm 1), or ``"ddim"`` (for a
-            mixing degradation with a schedule ``D.alpha_bar``: the Gaussian-noise baseline sampled
-            the standard way; it ignores D's frozen z).
+        algorithm: ``"improved"`` (Algorithm 2), ``"naive"`` (Algorithm 1), or, for a degradation with a
+            noise schedule (``D.noise_schedule()``: the Gaussian-noise baseline, :class:`Noisy`), ``"ddim"``
+            or ``"ancestral"`` (they re-estimate z from x_s, ignoring D's frozen z).
         callback: called once per step with a dict ``{"s", "x", "x0_hat", "x_next"}``: the level s,
             x_s [B, C, H, W], the estimate R(x_s, s), and x_{s-1}.
         clip_x0: clamp R's estimates to [-1, 1].
+        generator: the fresh noise of ``"ancestral"`` (default: torch's global generator).
     Returns:
         [B, C, H, W], the restored images (the level-0 iterate).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
     check_images(x_t, "x_t", getattr(D, "channels", None))
-    if algorithm == "ddim":
-        if getattr(D, "alpha_bar", None) is None:
-            raise ValueError(f"algorithm 'ddim' needs a mixing degradation with a schedule alpha_bar "
-                             f"(GaussianNoise, Blend), got {type(D).__name__}")
-        alpha_bar = D.alpha_bar.to(device=x_t.device, dtype=torch.float64)
+    if algorithm in NOISE_ALGORITHMS:
+        if D.noise_schedule() is None:
+            raise ValueError(f"algorithm {algorithm!r} re-estimates a noise, so it needs a degradation with a noise "
+                             f"schedule (GaussianNoise, Blend, Noisy), got {type(D).__name__}")
     else:
         _check_frozen(D)
     levels = _time(t, x_t, D.T)
@@ -98,10 +128,8 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
             x0_hat = x0_hat.clamp(-1, 1)
         if algorithm == "naive":
             x_next = D(x0_hat, s - 1)
-        elif algorithm == "ddim":
-            a_s, a_prev = alpha_bar[s], alpha_bar[s - 1]
-            z_hat = (x.double() - a_s.sqrt() * x0_hat.double()) / (1 - a_s).sqrt()
-            x_next = (a_prev.sqrt() * x0_hat.double() + (1 - a_prev).sqrt() * z_hat).to(x.dtype)
+        elif algorithm in NOISE_ALGORITHMS:
+            x_next = noise_step(D, x, x0_hat, s, eta=1.0 if algorithm == "ancestral" else 0.0, generator=generator)
         else:
             x_next = x - D(x0_hat, s) + D(x0_hat, s - 1)
         x_next = torch.where(active, x_next, x)

@@ -48,6 +48,8 @@ class TrainConfig:
     bf16: bool = True  # autocast the model to bfloat16 where the device runs it natively (see bf16_supported)
     channels_last: bool = True  # channels_last memory format on CUDA (on the CPU it does not pay: benchmarks/)
     compile: bool = False
+    input_noise: float = 0.0  # std of Gaussian noise added to x_t in training: R then tolerates the small
+    # deviations of x_s from D(x0, s) that Algorithm 2 makes (benchmarks/README.md, compute study)
     augment_shift: int = 0  # random translation by up to this many pixels
     hflip: bool = False  # random horizontal flips
     checkpoint_dir: Optional[str] = None
@@ -75,6 +77,9 @@ class TrainConfig:
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if isinstance(self.input_noise, bool) or not isinstance(self.input_noise, (int, float)) \
+                or not 0 <= self.input_noise <= 1:
+            raise ValueError(f"input_noise must be a number in [0, 1], got {self.input_noise!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
 
@@ -145,12 +150,16 @@ def _distributed() -> Tuple[int, int, bool]:
 
 
 def degradation_loss(model: nn.Module, D, x0: torch.Tensor, t: torch.Tensor, generator, loss: str = "l1",
-                     autocast=None):
+                     autocast=None, input_noise: float = 0.0):
     """The training objective on one batch: mean |R(D(x0, t), t) - x0| (or squared for ``l2``).
 
     D runs in full precision; only the model runs under ``autocast`` (a context manager) if given.
+    ``input_noise``: the standard deviation of Gaussian noise added to x_t (t >= 1), drawn from ``generator``.
     """
     x_t = D.freeze(x0, generator)(x0, t)
+    if input_noise:
+        noise = torch.randn(x_t.shape, generator=generator).to(x_t.device, x_t.dtype)
+        x_t = x_t + input_noise * noise * (t > 0).view(-1, 1, 1, 1).to(x_t.dtype)
     if autocast is None:
         pred = model(x_t, t)
     else:
@@ -297,7 +306,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
             if use_cuda and config.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
             t = torch.randint(1, D.T + 1, (len(x0),), generator=g).to(device)
-            loss = degradation_loss(net, D, x0, t, g, config.loss, autocast) / config.grad_accum
+            loss = degradation_loss(net, D, x0, t, g, config.loss, autocast, config.input_noise) / config.grad_accum
             loss.backward()
             step_loss += float(loss.detach())
         if not math.isfinite(step_loss):

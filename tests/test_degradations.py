@@ -23,6 +23,9 @@ def make_all(channels=1, size=32):
         "snow": dg.Snow(T=30),
         "noise": dg.GaussianNoise(T=50),
         "blend": dg.Blend("lfw", T=50),
+        "noisy_blur": dg.build("noisy", std=0.2),
+        "noisy_fill": dg.build("noisy", base={"name": "inpaint_fill", "T": 30, "std": 0.2}, std=0.1, power=0.0),
+        "noisy_superres": dg.build("noisy", base={"name": "superres", "T": 4}, std=0.3, power=2.0),
     }
 
 
@@ -243,3 +246,32 @@ def test_a_new_degradation_needs_one_method(x0):
     torch.testing.assert_close(D(x0, 3), x0 - 0.3)
     with pytest.raises(ValueError):
         D(x0, 6)
+
+
+@pytest.mark.parametrize("name", ["noisy_blur", "noisy_fill", "noisy_superres"])
+def test_noisy_is_its_base_plus_noise_of_the_scheduled_spread(name):
+    """D(x0, t) - B(x0, t) is the frozen z times sigma_t = std (t / T)^power; D.freeze_to(x_T) reaches x_T at T."""
+    D = ALL[name]
+    x0 = torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    Df = D.freeze(x0, torch.Generator().manual_seed(4))
+    for t in (1, D.T // 2, D.T):
+        residual = Df(x0, t) - Df.clean(x0, t)
+        expected = D.std * (t / D.T) ** D.power
+        assert abs(float(residual.std()) / expected - 1) < 0.02, (t, float(residual.std()), expected)
+        torch.testing.assert_close(residual, expected * Df.noise, atol=1e-5, rtol=0)
+    x_T = Df(x0, D.T)
+    again = D.freeze_to(x_T)  # from any image whose end state is x_T's noise-free part, D reaches x_T
+    start = D.from_latent(D.latent(x_T), x_T.shape[1:])
+    torch.testing.assert_close(again(start, D.T), x_T, atol=1e-5, rtol=0)
+    assert D.symmetry_noise == D.std
+    assert dg.build(**D.config()).config() == D.config()
+
+
+def test_noisy_refuses_bad_arguments():
+    for kwargs, message in [({"base": {"T": 4}}, "base must be a degradation's config"),
+                            ({"base": {"name": "noisy"}}, "not another noisy one"),
+                            ({"std": 0}, "std must be a positive number"),
+                            ({"power": -1}, "power must be a number in"),
+                            ({"base": {"name": "blurr"}}, "did you mean 'blur'")]:
+        with pytest.raises(ValueError, match=message):
+            dg.build("noisy", **kwargs)

@@ -205,5 +205,35 @@ def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm
     ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
     alg2 = sample(imperfect, Df, x_T, D.T, algorithm="improved")
     assert float((ddim - alg2).abs().max()) > 1e-3
-    with pytest.raises(ValueError, match="'ddim' needs a mixing degradation"):
-        sample(lambda x, t: x, dg.GaussianBlur(T=4, kernel_size=3, std=1.0), x0, 4, algorithm="ddim")
+    for algorithm in ("ddim", "ancestral"):
+        with pytest.raises(ValueError, match=f"'{algorithm}' re-estimates a noise, so it needs a degradation with a noise"):
+            sample(lambda x, t: x, dg.GaussianBlur(T=4, kernel_size=3, std=1.0), x0, 4, algorithm=algorithm)
+
+
+@pytest.mark.parametrize("make", [lambda: dg.GaussianNoise(T=20, channels=1),
+                                  lambda: dg.build("noisy", base={"name": "blur", "T": 8, "kernel_size": 5, "std": 1.0,
+                                                                  "collapse_at_T": True}, std=0.3, channels=1)])
+def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generator(x0, make):
+    """With an exact R, each ancestral step lands on clean(x0, s-1) plus noise of standard deviation sigma_{s-1}
+    (the fresh part and the kept part of z together), the run ends on x0, and the same generator repeats it."""
+    D = make()
+    Df = D.freeze(x0, torch.Generator().manual_seed(0))
+    x_T = Df(x0, D.T)
+    _, sigma = D.noise_schedule()
+    steps = []
+    out = sample(lambda x, t: x0, Df, x_T, D.T, algorithm="ancestral", callback=steps.append,
+                 generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+    for info in steps[1:-1]:  # s = T - 1 .. 2: a fresh part was drawn
+        s = info["s"]
+        spread = float((info["x_next"] - D.clean(x0, s - 1)).std())
+        assert abs(spread / float(sigma[s - 1]) - 1) < 0.1, (s, spread, float(sigma[s - 1]))
+    def imperfect(x, t):
+        return (0.7 * x0 + 0.3 * x).clamp(-1, 1)
+
+    runs = [sample(imperfect, Df, x_T, D.T, algorithm="ancestral", generator=torch.Generator().manual_seed(k))
+            for k in (3, 3, 4)]
+    torch.testing.assert_close(runs[0], runs[1], atol=0, rtol=0)
+    assert float((runs[0] - runs[2]).abs().max()) > 1e-3
+    ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
+    assert float((runs[0] - ddim).abs().max()) > 1e-3

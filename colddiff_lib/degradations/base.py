@@ -177,6 +177,28 @@ class Degradation:
         with ``has_latent``)."""
         raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False)")
 
+    def noise_schedule(self):
+        """For a degradation of the form ``D(x0, t) = clean(x0, t) + sigma_t z`` with Gaussian-like z (noise,
+        a noisy cold degradation): ``(signal [T + 1], sigma [T + 1])`` float64, the gain of x0 in clean() and
+        the noise's standard deviation. The samplers that re-estimate z (``"ddim"``, ``"ancestral"``) need it;
+        ``None`` (the default) for a degradation without such a noise."""
+        return None
+
+    def clean(self, x0: torch.Tensor, t) -> torch.Tensor:
+        """The noise-free part of D(x0, t) [B, C, H, W], for degradations with a :meth:`noise_schedule`."""
+        raise NotImplementedError(f"{type(self).__name__} has no noise schedule (noise_schedule() is None)")
+
+    def fresh_noise(self, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """A new draw of z [B, C, H, W] shaped like ``like``, for degradations with a :meth:`noise_schedule`."""
+        raise NotImplementedError(f"{type(self).__name__} has no noise schedule (noise_schedule() is None)")
+
+    @property
+    def symmetry_noise(self) -> float:
+        """The standard deviation of the Gaussian noise that generation adds to a start x_T by default: 0, but
+        for end states that forget x0 entirely and need their symmetry broken (the paper's 0.002 for a blur
+        that collapses to a flat colour), or a noisy degradation's own sigma_T."""
+        return 0.0
+
     def axis_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """For a separable linear D, the per-axis matrices ``M_t`` with ``D(x0, t) = M_t x0 M_t^T`` on every
         channel of a square ``n`` x ``n`` image: [T + 1, n, n], ``M_0 = I``. What :mod:`colddiff_lib.export`

@@ -141,6 +141,11 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
         # x_t = M_t x M_t^T on every channel.
         return torch.einsum("bij,bcjk,blk->bcil", MH, x, MW)
 
+    @property
+    def symmetry_noise(self) -> float:
+        """0.002 (the paper's) when the blur collapses to a flat colour at T, else 0."""
+        return 0.002 if self.collapse_at_T else 0.0
+
     def prior(self, n: int, shape: Sequence[int], generator: Optional[torch.Generator] = None,
               device="cpu") -> torch.Tensor:
         """Flat images of a uniform random colour in [-1, 1] per channel: [n, C, H, W].

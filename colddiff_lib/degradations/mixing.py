@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import Degradation, check_images, draw, per_sample
+from .base import Degradation, as_time_tensor, check_images, draw, per_sample
 
 
 def cosine_alpha_bar(T: int, s: float = 0.008) -> torch.Tensor:
@@ -50,6 +50,19 @@ class Mixing(Degradation):
         frozen = self.freeze(x_T)
         frozen.source = x_T
         return frozen
+
+    def noise_schedule(self):
+        """``(sqrt(abar) [T + 1], sqrt(1 - abar) [T + 1])``: D(x0, t) = sqrt(abar_t) x0 + sqrt(1 - abar_t) z."""
+        return self.alpha_bar.sqrt(), (1 - self.alpha_bar).sqrt()
+
+    def clean(self, x0, t):
+        """sqrt(abar_t) x0 [B, C, H, W]: D without its second signal."""
+        t = as_time_tensor(t, x0.shape[0], self.T, x0.device)
+        return per_sample(self.alpha_bar, t, x0).sqrt() * x0
+
+    def fresh_noise(self, like, generator=None):
+        """A new second signal z shaped like ``like`` (noise, or blend targets)."""
+        return self.draw_source(like, generator)
 
     def degrade(self, x0, t):
         z = self.source if self.source is not None else self.draw_source(x0, None)
