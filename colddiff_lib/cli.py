@@ -36,7 +36,7 @@ from .sampling import ALGORITHMS
 from .checkpoint import load_checkpoint, restore, write_json_atomic
 
 
-TABLES = ("zoo", "data", "degradation", "model", "train")
+TABLES = ("zoo", "sampling", "data", "degradation", "model", "train")
 DATA_KEYS = ("dataset", "image_size")
 
 
@@ -282,12 +282,15 @@ def _evaluate_zoo(args) -> int:
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
     tables = reproduce(names, args.out, n=args.n, seed=args.seed, device=resolve_device(args.device or "auto"),
                        command=command, settings=settings)
+    replaced = tables.pop("replaced")
     for table, rows in tables.items():
         if rows:
             print(f"{table} ({args.n} held-out digits; FID on the project's classifier features, "
                   f"not comparable with Inception FID):")
             print(to_markdown(rows))
-    print(f"wrote the tables to {args.out}")
+    for table, *key in replaced:
+        print(f"replaced in {Path(args.out) / (table + '.csv')}: the row {' / '.join(k for k in key if k)}")
+    print(f"wrote the tables to {args.out} (merged: rows of other models and methods kept)")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 * Reconstruction models: Degraded / Direct / Algorithm 1 / Algorithm 2, each with FID (offline
   classifier features), SSIM, RMSE (on [0, 1]) and PSNR.
-* Generation models: FID of Algorithm 1 and Algorithm 2 samples (with and without the small
-  symmetry-breaking noise for the blur), and the classifier's histogram of the generated classes.
+* Generation models: for each sampler setting (the card's default first), the share of samples the
+  project's classifier is confident about, FID against the training digits (offline classifier features)
+  and the histogram of the generated classes; ``generation_reference`` gives the same measures for real
+  digits, sharp and mildly blurred.
 
 ``python -m colddiff_lib evaluate --zoo all --out results`` writes ``results/reconstruction.{csv,md}``
 and ``results/generation.{csv,md}``; each row carries the command that made it.
@@ -21,8 +23,7 @@ from . import zoo
 from .checkpoint import atomic_write, write_text_atomic
 from .classifier import class_histogram
 from .data import load_dataset
-from .evaluation import reconstruct
-from .generation import GaussianPrior, generate
+from .evaluation import generation_measures, reconstruct
 from .metrics import fid, image_metrics
 from .runtime import machine
 from .sampling import ALGORITHMS
@@ -98,16 +99,22 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
 def generation_settings(name: str) -> List[Tuple[str, float]]:
     """The (algorithm, noise_std) pairs of the generation table for the shipped model ``name``.
 
-    The blur ends at a flat colour: Algorithm 2 with and without the paper's symmetry-breaking noise
-    (0.002), and Algorithm 1 with it. The other generators are sampled as they are, by both algorithms;
-    the Gaussian-noise baseline also by DDIM, the standard sampler of hot diffusion.
+    The card's default (:func:`colddiff_lib.zoo.sampling`) comes first; then Algorithm 2 and Algorithm 1
+    with the same start noise, Algorithm 2 from a start without it ("perfect symmetry") where the
+    degradation adds one by default, and, for a degradation with a noise schedule (the hot baseline, a
+    noisy cold one), DDIM and the ancestral sampler too.
     """
-    degradation = zoo.card(name)["degradation"]["name"]
-    if degradation == "blur":
-        return [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
-    if degradation == "noise":
-        return [("improved", 0.0), ("naive", 0.0), ("ddim", 0.0)]
-    return [("improved", 0.0), ("naive", 0.0)]
+    from . import degradations as dg
+
+    default = zoo.sampling(name)
+    D = dg.build(**zoo.card(name)["degradation"])
+    noise = default["noise_std"]
+    settings = [(default["algorithm"], noise), ("improved", noise), ("naive", noise)]
+    if D.symmetry_noise and D.noise_schedule() is None:
+        settings.append(("improved", 0.0))
+    if D.noise_schedule() is not None:
+        settings += [("ddim", noise), ("ancestral", noise)]
+    return list(dict.fromkeys(settings))
 
 
 def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
@@ -129,33 +136,31 @@ def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
 def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
                     grid_path: Optional[Path] = None,
                     settings: Optional[Sequence[Tuple[str, float]]] = None) -> List[dict]:
-    """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting.
+    """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting, judged by
+    :func:`colddiff_lib.evaluation.generation_measures` against the 4,000 training digits.
 
-    ``settings``: (algorithm, noise_std) pairs, by default :func:`generation_settings`. Each setting
-    starts from the same seed, so a row does not depend on which other settings are computed.
+    ``settings``: (algorithm, noise_std) pairs, by default :func:`generation_settings`; the row of the
+    card's own setting says ``default: yes``. Each setting starts from the same seed, so a row does not
+    depend on which other settings are computed.
     """
-    R, D = zoo.load_pretrained(name, device=device)
     classifier = zoo.load_classifier(device=device)
-    real = load_dataset("mnist5k", split="test").images[:n]
     train = load_dataset("mnist5k", split="train").images
-    prior = GaussianPrior(D, train) if D.has_latent else None
+    default = zoo.sampling(name)
     settings = generation_settings(name) if settings is None else list(settings)
+    has_latent = zoo.load_pretrained(name)[1].has_latent
     rows, grids = [], []
     for algorithm, noise_std in settings:
-        g = torch.Generator().manual_seed(seed)
-        samples = []
-        batch = 1000 if torch.device(device).type == "cuda" else 250
-        for chunk in range(0, n, batch):
-            k = min(batch, n - chunk)
-            x, _ = generate(R, D, k, tuple(real.shape[1:]), prior=prior, noise_std=noise_std, algorithm=algorithm,
-                            generator=g, device=device)
-            samples.append(x.clamp(-1, 1).cpu())
-        samples = torch.cat(samples)
+        samples, _ = zoo.generate(name, n, seed=seed, device=device, algorithm=algorithm, noise_std=noise_std)
+        samples = samples.cpu()
         grids.append(samples[:16])
+        m = generation_measures(samples, classifier, train)
         rows.append({"model": name, "method": METHOD_NAMES[algorithm], "noise_std": noise_std, "n": n,
-                     "prior": "gaussian fit" if prior is not None else "D.prior",
-                     "fid": fid(real, samples, classifier=classifier),
-                     "class_histogram": " ".join(str(c) for c in class_histogram(classifier, samples)),
+                     "default": "yes" if (algorithm, noise_std) == (default["algorithm"], default["noise_std"]) else "no",
+                     "prior": (f"gaussian fit ({default['components']} component"
+                               f"{'s' if default['components'] > 1 else ''})") if has_latent else "D.prior",
+                     "confident": m["confident"], "fid": m["fid"],
+                     "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
+                     "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
                      "evaluated_on": machine(), "command": command})
     if grid_path is not None:
         from .plotting import save_grid
@@ -164,11 +169,37 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
     return rows
 
 
+def reference_rows(command: str = "") -> List[dict]:
+    """What the generation measures give for real digits: the 1,000 held-out digits, and the same digits
+    after a 3 x 3 box blur (a mild blur), so that a reader can tell what a sample's FID means."""
+    import torch.nn.functional as F
+
+    classifier = zoo.load_classifier()
+    train = load_dataset("mnist5k", split="train").images
+    held_out = load_dataset("mnist5k", split="test").images
+    blurred = F.avg_pool2d(F.pad(held_out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    rows = []
+    for label, images in (("held-out digits", held_out), ("held-out digits, 3 x 3 box blur", blurred)):
+        m = generation_measures(images, classifier, train)
+        rows.append({"images": label, "n": len(images), "confident": m["confident"], "fid": m["fid"],
+                     "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
+                     "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+                     "evaluated_on": machine(), "command": command})
+    return rows
+
+
 def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, device="cpu",
               command: str = "", settings: Optional[Sequence[Tuple[str, float]]] = None) -> Dict[str, List[dict]]:
-    """Evaluate shipped models and write ``reconstruction`` and ``generation`` tables (CSV, Markdown)
-    and sample grids into ``out_dir``. ``settings`` replaces the generation models' default
-    (algorithm, noise_std) pairs. Returns the rows by table."""
+    """Evaluate shipped models and write ``reconstruction`` and ``generation`` tables (CSV, Markdown), the
+    ``generation_reference`` rows and sample grids into ``out_dir``.
+
+    A table that is already there is merged into, never overwritten: a row with the same model, method and
+    noise replaces the old one, every other row is kept (:func:`colddiff_lib.tables.merge_rows`).
+    ``settings`` replaces the generation models' default (algorithm, noise_std) pairs. Returns
+    ``{table: rows written}`` and, under ``"replaced"``, the keys of the rows that replaced older ones.
+    """
+    from .tables import merge_rows, read_csv
+
     out = Path(out_dir)
     tables: Dict[str, List[dict]] = {"reconstruction": [], "generation": []}
     for name in names:
@@ -179,8 +210,16 @@ def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, devic
             tables[task] += generation_rows(name, n, seed, device, command, out / f"{name}.png", settings)
         else:
             raise ValueError(f"{name!r} is neither a reconstruction nor a generation model (task={task!r})")
-    for table, rows in tables.items():
-        if rows:
-            write_text_atomic(to_csv(rows), out / f"{table}.csv")
-            write_text_atomic(to_markdown(rows), out / f"{table}.md")
+    if tables["generation"]:
+        tables["generation_reference"] = reference_rows(command)
+    replaced = []
+    for table, rows in list(tables.items()):
+        if not rows:
+            continue
+        key = ("images",) if table == "generation_reference" else ("model", "method", "noise_std")
+        merged, dropped = merge_rows(read_csv(out / f"{table}.csv"), rows, key)
+        replaced += [(table, *k) for k in dropped]
+        write_text_atomic(to_csv(merged), out / f"{table}.csv")
+        write_text_atomic(to_markdown(merged), out / f"{table}.md")
+    tables["replaced"] = replaced
     return tables

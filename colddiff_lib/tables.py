@@ -36,6 +36,39 @@ def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluat
     return "\n".join(lines) + "\n"
 
 
+#: The columns that name a row of a results table: a new row with the same values replaces the old one.
+ROW_KEY = ("model", "method", "noise_std")
+
+
+def merge_rows(old: Sequence[dict], new: Sequence[dict], key: Sequence[str] = ROW_KEY):
+    """``(rows, replaced)``: ``old`` with every row that a row of ``new`` names the same (by ``key``, compared
+    as text, as CSV cells are) replaced in place, and the other new rows appended; ``replaced`` lists the
+    keys of the replaced rows. Nothing of ``old`` that ``new`` does not name is lost."""
+    def name(row):
+        return tuple("" if row.get(k) is None else (f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]))
+                     for k in key)
+
+    incoming = {name(row): row for row in new}
+    rows, replaced = [], []
+    for row in old:
+        if name(row) in incoming:
+            rows.append(incoming.pop(name(row)))
+            replaced.append(name(row))
+        else:
+            rows.append(row)
+    return rows + list(incoming.values()), replaced
+
+
+def read_csv(path) -> list:
+    """The rows of a CSV file as dicts of strings (``[]`` when there is no such file)."""
+    import os
+
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
     """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
 

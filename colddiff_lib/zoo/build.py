@@ -20,7 +20,6 @@ quick smoke run. The log gives each model's progress and an ETA for the whole bu
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -181,6 +180,7 @@ def export_runs(names, runs: Path, state: BuildState) -> None:
         history = longest_history([run_dir / "best.pt", run_dir / "last.pt"])
         t = state.get(name, "trained")
         info = {"task": task_of(name), "config": f"colddiff_lib/zoo/configs/{name}.toml",
+                "sampling": config_of(name).get("sampling", {}),
                 "command": t.get("command", run.get("command")), "machine": machine(),
                 "device": run.get("device_name"), "parameters": run.get("parameters"),
                 "train_seconds": t.get("train_seconds"), "stopped_by_time_limit": t.get("timed_out", False),
@@ -218,17 +218,18 @@ def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
     ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
     from ..checkpoint import write_json_atomic, write_text_atomic
-    from ..tables import to_csv, to_markdown
+    from ..tables import read_csv, to_csv, to_markdown
 
+    references = sorted((results / "parts").glob("*/generation_reference.csv"), key=lambda p: p.stat().st_mtime)
+    if references:  # the real digits' rows: the same whichever model's evaluation wrote them last
+        rows = read_csv(references[-1])
+        write_text_atomic(to_csv(rows), results / "generation_reference.csv")
+        write_text_atomic(to_markdown(rows), results / "generation_reference.md")
     for table in ("reconstruction", "generation"):
-        rows = []
-        merged = results / f"{table}.csv"
-        if merged.exists():  # keep the other models' rows: only the re-evaluated ones are replaced
-            with open(merged) as f:
-                rows = [r for r in csv.DictReader(f) if r["model"] not in names]
+        # keep the other models' rows: only the re-evaluated ones are replaced
+        rows = [r for r in read_csv(results / f"{table}.csv") if r["model"] not in names]
         for path in sorted((results / "parts").glob(f"*/{table}.csv")):
-            with open(path) as f:
-                rows += [r for r in csv.DictReader(f) if r["model"] in names]
+            rows += [r for r in read_csv(path) if r["model"] in names]
         rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
         if rows:
             write_text_atomic(to_csv(rows), results / f"{table}.csv")
