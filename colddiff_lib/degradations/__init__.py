@@ -28,6 +28,8 @@ def build(name: str, **kwargs) -> Degradation:
     ``build(**D.config())`` rebuilds ``D``. Unknown names and arguments raise ValueError with the
     nearest known one.
     """
+    if not isinstance(name, str):  # a list (name = ["blur"]) is not a name, and is not hashable either
+        raise ValueError(f"degradation name must be a string, one of {sorted(REGISTRY)}, got {name!r}")
     if name not in REGISTRY:
         raise ValueError(f"degradation name must be one of {sorted(REGISTRY)}, got {name!r}"
                          + _did_you_mean(name, REGISTRY))

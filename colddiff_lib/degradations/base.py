@@ -25,11 +25,18 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 
 import torch
 
 TimeLike = Union[int, torch.Tensor]
+
+#: The largest number of steps a degradation accepts (the paper's largest is 750; schedules and
+#: precomputed matrices grow with T, so a config asking for 10**9 is refused rather than allocated).
+MAX_T = 10_000
+#: The largest number of image channels a degradation accepts.
+MAX_CHANNELS = 64
 
 #: Every named degradation class, by name: filled by ``class X(Degradation, name="x")``.
 REGISTRY: Dict[str, type] = {}
@@ -55,6 +62,8 @@ def as_time_tensor(t: TimeLike, batch: int, T: Optional[int], device: torch.devi
     if isinstance(t, bool):
         raise ValueError(f"{name} must be an int or a LongTensor[B], got bool")
     if isinstance(t, int):
+        if not 0 <= t < 2 ** 63:  # levels are non-negative, and a LongTensor holds them
+            raise ValueError(f"{name} must lie in 0..{'T = 0..' + str(T) if T is not None else '2**63 - 1'}, got {t}")
         t = torch.full((batch,), t, dtype=torch.long, device=device)
     elif isinstance(t, torch.Tensor):
         if t.is_floating_point() or t.is_complex():
@@ -136,10 +145,11 @@ class Degradation:
         return self
 
     def __init__(self, T: int, channels: Optional[int] = None):
-        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"T must be a positive int (number of steps), got {T!r}")
-        if channels is not None and (not isinstance(channels, int) or channels < 1):
-            raise ValueError(f"channels must be a positive int or None, got {channels!r}")
+        if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= MAX_T:
+            raise ValueError(f"T must be a positive int (number of steps) of at most {MAX_T}, got {T!r}")
+        if channels is not None and (not isinstance(channels, int) or isinstance(channels, bool)
+                                     or not 1 <= channels <= MAX_CHANNELS):
+            raise ValueError(f"channels must be None or an int in 1..{MAX_CHANNELS}, got {channels!r}")
         self.T = T
         self.channels = channels
 
@@ -211,6 +221,8 @@ class Degradation:
         check_images(x0, "x0", self.channels)
         t = as_time_tensor(t, x0.shape[0], self.T, x0.device)
         self._check_frozen_batch(x0)
+        if x0.shape[0] == 0:  # an empty batch degrades to an empty batch, whatever the operator
+            return x0.clone()
         out = self.degrade(x0, t)
         # t = 0 must return x0 bit for bit, whatever rounding the operator does.
         keep = (t == 0).view(-1, *([1] * (x0.dim() - 1)))
@@ -228,6 +240,8 @@ class Degradation:
         if t.numel() and int(t.min()) < 1:
             raise ValueError(f"t must lie in 1..T = 1..{self.T} for step(), got {int(t.min())}")
         self._check_frozen_batch(x)
+        if x.shape[0] == 0:
+            return x.clone()
         return self.step_op(x, t).to(x.dtype)
 
     def freeze(self, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> "Degradation":
@@ -296,13 +310,22 @@ def _plain(value: Any, where: str):
 
 
 def check_choice(value, name: str, choices: Sequence) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
-def check_positive(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+def check_positive(value, name: str, at_most: Optional[float] = None) -> None:
+    """A finite number > 0 (and <= ``at_most``): NaN and infinity are refused, bools are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf \
+            or (at_most is not None and value > at_most):
+        bound = f" of at most {at_most:g}" if at_most is not None else ""
+        raise ValueError(f"{name} must be a positive number{bound} (finite), got {value!r}")
+
+
+def check_bool(value, name: str) -> None:
+    """A real bool: the string "false" is not False (a bool() of it would be True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false (a bool), got {value!r}")
 
 
 class FlatEnd:

@@ -20,10 +20,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .base import Degradation, FlatEnd, check_choice, check_positive
+from .base import Degradation, FlatEnd, check_bool, check_choice, check_positive
 
 SCHEDULES = ("constant", "incremental", "exponential")
 PADDINGS = ("circular", "reflect")
+#: The widest kernel accepted, in pixels.
+MAX_KERNEL = 255
+#: exp(MAX_EXPONENT) is about 1e304: the exponential schedule's sigma_T = exp(std * (T - 1)) must stay below it.
+MAX_EXPONENT = 700.0
+#: Bytes the cached blur matrices [T + 1, n, n] (float64) of one image size may take.
+MAX_MATRIX_BYTES = 2 * 2 ** 30
 
 
 def blur_sigmas(T: int, std: float, schedule: str) -> List[float]:
@@ -40,8 +46,12 @@ def blur_sigmas(T: int, std: float, schedule: str) -> List[float]:
 
 
 def gaussian_kernel_1d(kernel_size: int, sigma: float, dtype=torch.float64) -> torch.Tensor:
-    """Normalised 1-D Gaussian ``exp(-(i - k//2)^2 / (2 sigma^2))``, shape [kernel_size]."""
+    """Normalised 1-D Gaussian ``exp(-(i - k//2)^2 / (2 sigma^2))``, shape [kernel_size].
+
+    A width far below a pixel is the identity (a one at the centre): sigma is floored where its square
+    would underflow to 0 and make the centre 0 / 0."""
     i = torch.arange(kernel_size, dtype=dtype) - kernel_size // 2
+    sigma = max(float(sigma), 1e-100 if dtype == torch.float64 else 1e-15)
     g = torch.exp(-(i ** 2) / (2 * sigma ** 2))
     return g / g.sum()
 
@@ -68,11 +78,16 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
     def __init__(self, T: int = 20, kernel_size: int = 11, std: float = 7.0, schedule: str = "constant",
                  padding: str = "circular", channels: Optional[int] = None, collapse_at_T: bool = False):
         super().__init__(T, channels)
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or not 1 <= kernel_size <= MAX_KERNEL \
+                or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int of at most {MAX_KERNEL}, got {kernel_size!r}")
         check_positive(std, "std")
         check_choice(schedule, "schedule", SCHEDULES)
         check_choice(padding, "padding", PADDINGS)
+        check_bool(collapse_at_T, "collapse_at_T")
+        if schedule == "exponential" and std * (T - 1) > MAX_EXPONENT:
+            raise ValueError(f"std: the exponential schedule's last width exp(std * (T - 1)) = exp({std * (T - 1):g}) "
+                             f"overflows; std * (T - 1) must be at most {MAX_EXPONENT:g}, got std = {std!r}, T = {T}")
         self.kernel_size = kernel_size
         self.std = float(std)
         self.schedule = schedule
@@ -122,6 +137,9 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
     def composed_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """``M_t`` for t = 0..T along an axis of length ``n``: [T + 1, n, n], ``M_0 = I``."""
         self._check_size(n)
+        if (self.T + 1) * n * n * 8 > MAX_MATRIX_BYTES:
+            raise ValueError(f"images of {n} pixels a side with T = {self.T} need {(self.T + 1) * n * n * 8 / 2 ** 30:.1f} "
+                             f"GiB of blur matrices, more than {MAX_MATRIX_BYTES / 2 ** 30:g} GiB: use smaller images or T")
         key = (n, torch.device(device) if device is not None else torch.device("cpu"), dtype)
         if key not in self._composed:
             mats = [torch.eye(n, dtype=torch.float64)]

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .base import Degradation, FlatEnd, check_positive, draw
+from .base import Degradation, FlatEnd, check_bool, check_positive, draw
 
 
 def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,13 @@ def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tens
     rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H, 1)
     cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, 1, W)
     d2 = (rows - centre[:, 0].view(-1, 1, 1, 1)) ** 2 + (cols - centre[:, 1].view(-1, 1, 1, 1)) ** 2
-    return 1 - torch.exp(-d2 / (2 * sigma.view(1, -1, 1, 1) ** 2))
+    return 1 - torch.exp(-d2 / (2 * _floor(sigma).view(1, -1, 1, 1) ** 2))
+
+
+def _floor(sigma: torch.Tensor) -> torch.Tensor:
+    """Widths floored where their square underflows to 0 (a hole far below a pixel wide is one pixel;
+    without the floor the centre would be 0 / 0)."""
+    return sigma.clamp(min=1e-100 if sigma.dtype == torch.float64 else 1e-15)
 
 
 class Inpainting(Degradation, name="inpaint"):
@@ -57,8 +63,8 @@ class Inpainting(Degradation, name="inpaint"):
                  channels: Optional[int] = None):
         super().__init__(T, channels)
         check_positive(std, "std")
-        if isinstance(initial_mask, bool) or not isinstance(initial_mask, (int, float)) or initial_mask <= 0:
-            raise ValueError(f"initial_mask must be a positive number, got {initial_mask!r}")
+        check_positive(initial_mask, "initial_mask")
+        check_bool(random_centre, "random_centre")
         self.std = float(std)
         self.initial_mask = float(initial_mask)
         self.random_centre = bool(random_centre)
@@ -105,7 +111,7 @@ class Inpainting(Degradation, name="inpaint"):
 
     def step_op(self, x, t):
         centres = self._centres(x).to(torch.float64)
-        sigma = self.sigmas.to(x.device)[t - 1]  # image b needs the mask of its own step t[b]
+        sigma = _floor(self.sigmas.to(x.device)[t - 1])  # image b needs the mask of its own step t[b]
         H, W = x.shape[-2:]
         rows = torch.arange(H, dtype=torch.float64, device=x.device).view(1, H, 1)
         cols = torch.arange(W, dtype=torch.float64, device=x.device).view(1, 1, W)

@@ -32,8 +32,9 @@ class Mixing(Degradation):
 
     def __init__(self, T: int = 200, s: float = 0.008, channels: Optional[int] = None):
         super().__init__(T, channels)
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
-            raise ValueError(f"s must be a non-negative number, got {s!r}")
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 1:  # NaN fails too
+            raise ValueError(f"s must be a number in [0, 1] (the cosine schedule's offset, 0.008 in the paper), "
+                             f"got {s!r}")
         self.s = float(s)
         self.alpha_bar = cosine_alpha_bar(T, self.s)
         self.source: Optional[torch.Tensor] = None  # z [B, C, H, W], set by freeze()
@@ -108,7 +109,7 @@ class Blend(Mixing, name="blend"):
         else:
             from ..data import BLEND_SOURCES
 
-            if targets not in BLEND_SOURCES:
+            if not isinstance(targets, str) or targets not in BLEND_SOURCES:
                 raise ValueError(f"targets must be a tensor [M, C, H, W] or one of {list(BLEND_SOURCES)}, "
                                  f"got {targets!r}")
         super().__init__(T, s, channels)

@@ -45,6 +45,9 @@ class Noisy(Degradation, name="noisy"):
                  channels: Optional[int] = None):
         from . import build
 
+        if base is not None and not isinstance(base, dict):
+            raise ValueError(f"base must be a degradation's config (a table), e.g. {{'name': 'blur', 'T': 20}}, "
+                             f"got {base!r}")
         base = dict(DEFAULT_BASE if base is None else base)
         if not base.get("name"):
             raise ValueError(f"base must be a degradation's config, e.g. {{'name': 'blur', 'T': 20}}, got {base!r}")

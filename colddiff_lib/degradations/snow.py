@@ -37,11 +37,18 @@ class Snow(Degradation, name="snow"):
     def __init__(self, T: int = 200, flake_size: float = 1.5, threshold=(1.05, 0.45), max_streak: float = 6.0,
                  loc: float = 0.05, scale: float = 0.3, channels: Optional[int] = None):
         super().__init__(T, channels)
-        check_positive(flake_size, "flake_size")
-        check_positive(max_streak, "max_streak")
-        check_positive(scale, "scale")
-        if len(threshold) != 2 or not threshold[0] >= threshold[1]:
-            raise ValueError(f"threshold must be a pair (at t=0, at t=T) that does not increase, got {threshold!r}")
+        check_positive(flake_size, "flake_size", at_most=1000.0)
+        if flake_size < 0.5:  # more noise samples than pixels: 4x for 0.5, and a 1e-300 would ask for 1e600
+            raise ValueError(f"flake_size must be at least 0.5 pixels, got {flake_size!r}")
+        check_positive(max_streak, "max_streak", at_most=100.0)  # one shifted copy of the layer per pixel
+        check_positive(scale, "scale", at_most=100.0)
+        if isinstance(loc, bool) or not isinstance(loc, (int, float)) or not -100 <= loc <= 100:
+            raise ValueError(f"loc must be a number in [-100, 100], got {loc!r}")
+        if not isinstance(threshold, (list, tuple)) or len(threshold) != 2 \
+                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in threshold) \
+                or not threshold[0] >= threshold[1]:
+            raise ValueError(f"threshold must be a pair of numbers (at t=0, at t=T) that does not increase, got "
+                             f"{threshold!r}")
         self.flake_size = float(flake_size)
         self.threshold = (float(threshold[0]), float(threshold[1]))
         self.max_streak = float(max_streak)
