@@ -33,6 +33,13 @@ PRESETS = {
 }
 
 
+#: The parameter budget: a model config asking for more is refused before anything is allocated (the
+#: ``paper`` preset has 38M; a checkpoint's ``dim = 200000`` would ask for tens of billions).
+MAX_PARAMETERS = 200_000_000
+#: Bounds on the constructor's sizes, so that even counting the parameters (on the meta device) is quick.
+LIMITS = {"channels": 64, "dim": 4096, "num_blocks": 32, "patch": 16, "levels": 8, "dim_mult": 64, "groups": 1024}
+
+
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Embed levels ``t`` (LongTensor[B]) as [B, dim] sines and cosines of geometric frequencies."""
     half = dim // 2
@@ -109,15 +116,16 @@ class UNet(nn.Module):
     def __init__(self, channels: int = 1, dim: int = 32, dim_mults: Sequence[int] = (1, 2, 2), num_blocks: int = 2,
                  attn_levels: Sequence[int] = (), dropout: float = 0.0, groups: int = 8, patch: int = 1):
         super().__init__()
-        for name, value in (("channels", channels), ("dim", dim), ("num_blocks", num_blocks), ("patch", patch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not dim_mults or any((not isinstance(m, int)) or m < 1 for m in dim_mults):
-            raise ValueError(f"dim_mults must be a non-empty sequence of positive ints, got {dim_mults!r}")
-        if any(level not in range(len(dim_mults)) for level in attn_levels):
-            raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
+        check_config(channels=channels, dim=dim, dim_mults=dim_mults, num_blocks=num_blocks, attn_levels=attn_levels,
+                     dropout=dropout, groups=groups, patch=patch)
         self._config = dict(channels=channels, dim=dim, dim_mults=tuple(dim_mults), num_blocks=num_blocks,
-                            attn_levels=tuple(attn_levels), dropout=dropout, groups=groups, patch=patch)
+                            attn_levels=tuple(attn_levels), dropout=float(dropout), groups=groups, patch=patch)
+        if not _COUNTING:  # the budget, counted on the meta device before a single weight is allocated
+            n = parameter_count(self._config)
+            if n > MAX_PARAMETERS:
+                raise ValueError(f"this model config has {n:,} parameters ({n * 4 / 2 ** 30:.1f} GiB of float32 "
+                                 f"weights), more than the budget of {MAX_PARAMETERS:,}: lower dim, dim_mults or "
+                                 f"num_blocks")
         self.channels = channels
         self.levels = len(dim_mults)
         self.patch = patch
@@ -173,6 +181,10 @@ class UNet(nn.Module):
     def _check(self, x: torch.Tensor, t) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
             raise ValueError(f"x must be a tensor [B, C, H, W], got shape {tuple(getattr(x, 'shape', ()))}")
+        weight = self.conv_in.weight
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert one to the "
+                             f"other (x.to({weight.dtype}) or model.to({x.dtype}))")
         if x.shape[1] != self.channels:
             raise ValueError(f"x has {x.shape[1]} channels but the model was built with channels={self.channels}")
         f = self.patch * 2 ** (self.levels - 1)
@@ -200,6 +212,47 @@ class UNet(nn.Module):
             h = stage["up"](h)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
+
+
+_COUNTING = False
+
+
+def _int(value, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
+    return value
+
+
+def check_config(channels=1, dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), dropout=0.0, groups=8,
+                 patch=1) -> None:
+    """Check the :class:`UNet` arguments' types and ranges (ValueError naming the argument); no budget."""
+    _int(channels, "channels", 1, LIMITS["channels"])
+    _int(dim, "dim", 1, LIMITS["dim"])
+    _int(num_blocks, "num_blocks", 1, LIMITS["num_blocks"])
+    _int(patch, "patch", 1, LIMITS["patch"])
+    _int(groups, "groups", 1, LIMITS["groups"])  # 0 would divide by zero in GroupNorm's group count
+    if not isinstance(dim_mults, (list, tuple)) or not 1 <= len(dim_mults) <= LIMITS["levels"] or any(
+            isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= LIMITS["dim_mult"] for m in dim_mults):
+        raise ValueError(f"dim_mults must be a list of 1 to {LIMITS['levels']} ints in 1..{LIMITS['dim_mult']}, "
+                         f"got {dim_mults!r}")
+    if not isinstance(attn_levels, (list, tuple)) or any(
+            isinstance(level, bool) or not isinstance(level, int) or level not in range(len(dim_mults))
+            for level in attn_levels):
+        raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+
+
+def parameter_count(config: dict) -> int:
+    """The number of parameters of ``UNet(**config)``, counted on the meta device (nothing is allocated)."""
+    global _COUNTING
+    check_config(**config)
+    before, _COUNTING = _COUNTING, True
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in UNet(**config).parameters())
+    finally:
+        _COUNTING = before
 
 
 def count_parameters(model: nn.Module) -> int:
