@@ -16,13 +16,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .images import _check_channels, _check_positive_int, _match_channels, _uint8_to_images, from_unit
+from .images import _check_channels, _check_positive_int, _match_channels, _uint8_to_images, from_unit, open_image
+from .images import image_size as image_size_of
 
 #: Names accepted by :func:`load_dataset` (besides a folder path).
 DATASET_NAMES = ("mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba")
 
-#: File extensions (lower case) picked up by the image-folder loader.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+#: File extensions (lower case) picked up by the image-folder loader: those of the only formats it
+#: decodes (:data:`~colddiff_lib.data.images.IMAGE_FORMATS`).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+#: The largest output size :func:`load_dataset` makes (pixels a side).
+MAX_IMAGE_SIZE = 1024
 
 
 class ImageTensorDataset(Dataset):
@@ -80,10 +85,14 @@ class _LazyImageDataset(Dataset):
 class ImageFolderDataset(_LazyImageDataset):
     """A folder of images (searched recursively), loaded lazily.
 
-    Images (``.png .jpg .jpeg .bmp .webp``, sorted by path) are converted to
+    Images (``.png .jpg .jpeg``, sorted by path) are converted to
     RGB (or to grey ``L`` when ``channels == 1``), resized so that the shorter
     side equals ``image_size`` and center-cropped to
     ``[C, image_size, image_size]``, with values in ``[-1, 1]``.
+
+    Files are decoded as PNG or JPEG only, whatever their content claims to be, and each is checked
+    when the folder is opened (format and size, from its header): a file that is not one, or has more
+    than :data:`~colddiff_lib.data.images.MAX_IMAGE_PIXELS` pixels, is a ValueError naming it.
     """
 
     def __init__(self, root: Union[str, Path], image_size: int = 32, channels: Optional[int] = None):
@@ -98,6 +107,8 @@ class ImageFolderDataset(_LazyImageDataset):
                 f"`name` is the folder {str(self.root)!r}, which contains no images "
                 f"(expected files with extensions {', '.join(IMAGE_EXTENSIONS)})"
             )
+        for path in self.paths:  # headers only: what each file is and how large, before any pixel is decoded
+            image_size_of(path)
         self.image_size = image_size
         self.channels = channels
         self.mode = "L" if channels == 1 else "RGB"
@@ -114,10 +125,7 @@ class ImageFolderDataset(_LazyImageDataset):
         return len(self.paths)
 
     def __getitem__(self, i) -> Tensor:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            im = im.convert(self.mode)
+        with open_image(self.paths[i], self.mode) as im:
             x = self.transform(im)
         return self._finish(x)
 
@@ -266,6 +274,8 @@ def load_dataset(
     if split not in ("train", "test"):
         raise ValueError(f'`split` must be "train" or "test", got {split!r}')
     image_size = _check_positive_int(image_size, "image_size")
+    if image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"`image_size` must be at most {MAX_IMAGE_SIZE}, got {image_size}")
     channels = _check_channels(channels)
     if root is None:
         root = os.environ.get("COLDDIFF_DATA") or "~/.cache/colddiff"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -12,6 +14,12 @@ from torch import Tensor
 # Luma weights (ITU-R BT.601) used for RGB -> grey.
 _LUMA = (0.299, 0.587, 0.114)
 
+#: The only formats an image file is decoded as, whatever its content claims to be: Pillow otherwise picks
+#: its decoder from the content, and a "preview.png" that holds PostScript would run Ghostscript.
+IMAGE_FORMATS = ("PNG", "JPEG")
+#: The largest image (in pixels) that is decoded: 4096 x 4096. A 400-megapixel PNG is refused from its header.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
 
 def to_unit(x: Tensor) -> Tensor:
     """Map ``x`` with values in ``[-1, 1]`` to ``[0, 1]`` (clamped). Any shape."""
@@ -21,6 +29,52 @@ def to_unit(x: Tensor) -> Tensor:
 def from_unit(x: Tensor) -> Tensor:
     """Map ``x`` with values in ``[0, 1]`` to ``[-1, 1]``. Any shape."""
     return x * 2.0 - 1.0
+
+
+@contextlib.contextmanager
+def _opened(path):
+    """Pillow's lazy image of ``path`` (its header read, no pixel decoded yet), opened as PNG or JPEG only and
+    checked against :data:`MAX_IMAGE_PIXELS`; every problem, while opening or decoding, a ValueError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    decode_errors = (OSError, SyntaxError, EOFError)  # truncated or damaged data
+    too_large = f"more than the {MAX_IMAGE_PIXELS:,} pixels an image may have (not decoded)"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path, formats=list(IMAGE_FORMATS))
+    except UnidentifiedImageError:
+        raise ValueError(f"image {path}: not a PNG or JPEG image (whatever its name says); only "
+                         f"{', '.join(IMAGE_FORMATS)} files are read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"image {path}: {too_large}") from None
+    except decode_errors as err:
+        raise ValueError(f"image {path}: not a readable image ({type(err).__name__}: {err})") from None
+    with im:
+        width, height = im.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"image {path}: {width} x {height} pixels, {too_large}")
+        try:
+            yield im
+        except decode_errors as err:
+            raise ValueError(f"image {path}: not a readable image ({type(err).__name__}: {err})") from None
+
+
+def image_size(path) -> tuple:
+    """``(width, height)`` of the PNG or JPEG file ``path``, from its header (see :func:`open_image`)."""
+    with _opened(path) as im:
+        return im.size
+
+
+def open_image(path, mode: str = "RGB"):
+    """Decode the PNG or JPEG file ``path`` into a Pillow image in ``mode`` (``"RGB"`` or ``"L"``).
+
+    Only :data:`IMAGE_FORMATS` are tried (never a format guessed from the content, such as PostScript,
+    which Pillow hands to Ghostscript), and an image of more than :data:`MAX_IMAGE_PIXELS` pixels is
+    refused from its header, before it is decoded. Every problem is a ValueError naming the file.
+    """
+    with _opened(path) as im:
+        return im.convert(mode)
 
 
 def _check_positive_int(value, arg: str) -> int:
