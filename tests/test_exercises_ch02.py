@@ -48,6 +48,11 @@ def test_agrees_with_the_composed_operator_on_an_impulse():
     (4.0, dict(sigmas=[0.5, 1.0, 1.5, 2.0]), "sqrt(t)"),
     (2.0, dict(sigmas=[0.5, 1.0, 1.5, 2.0]), "one blur's width"),
     (math.sqrt(20) * 7, dict(sigmas=7.0, t=20, kernel_size=11), "ideal Gaussians"),
+    (math.sqrt(8), dict(sigmas=1.0, t=9), "that is 8 blurs"),
+    (math.sqrt(10), dict(sigmas=1.0, t=9), "that is 10 blurs"),
+    (math.sqrt(0.25 + 1 + 2.25), dict(sigmas=[0.5, 1.0, 1.5, 2.0]), "left out the last blur"),
+    (math.sqrt(19 * float((dg.gaussian_kernel_1d(11, 7.0) * (torch.arange(11.0) - 5) ** 2).sum())),
+     dict(sigmas=7.0, t=20, kernel_size=11), "that is 19 blurs"),
     (-3.0, dict(sigmas=1.0, t=9), "positive"),
     (3.5, dict(sigmas=1.0, t=9), "too large"),
     (2.5, dict(sigmas=1.0, t=9), "too small"),
@@ -90,10 +95,17 @@ def test_masked_fraction_other_threshold_and_pixel_count():
     assert check_masked_fraction(round(fraction(25) * 1024) / 1024 + 0.4 / 1024, 25)  # within half a pixel
 
 
+def test_the_book_answers_rounded_pass():
+    assert check_effective_sigma(2.739, [0.5, 1.0, 1.5, 2.0])  # sqrt(7.5) = 2.7386
+    assert check_masked_fraction(round(fraction(25), 4), 25)
+
+
 def test_masked_fraction_typical_slips(capsys):
     D = dg.Inpainting(T=50, std=0.1, initial_mask=5.0)
     step = float((D.step_masks(torch.zeros(1, 1, 32, 32))[0, 24] < 0.5).double().mean())
+    assert len({round(v, 6) for v in (fraction(24), fraction(25), fraction(26), step)}) == 4, "slips must differ"
     cases = [(1 - fraction(25), "kept"), (step, "cumulative"), (fraction(24), "off by one"),
+             (fraction(26), "that is a_26"), (1024 * fraction(25), "number of masked pixels"),
              (100 * fraction(25), "percentage"), (0.9, "too large"), (0.0, "too small")]
     for answer, words in cases:
         assert check_masked_fraction(answer, 25) is False

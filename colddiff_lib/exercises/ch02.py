@@ -72,6 +72,7 @@ def check_effective_sigma(answer, sigmas, t: Optional[int] = None, kernel_size: 
     """
     value = _as_float(answer, "answer")
     widths = _sigma_list(sigmas, t)
+    constant = isinstance(sigmas, numbers.Real)
     if kernel_size is not None:
         kernel_size = _as_int(kernel_size, "kernel_size")
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -103,6 +104,18 @@ def check_effective_sigma(answer, sigmas, t: Optional[int] = None, kernel_size: 
                                     "are equal; add the squares of the widths one by one."),
         (widths[-1], "one blur's width is not the total: every step widens the blur."),
     ]
+    if n >= 2:
+        if constant:
+            slips.append((math.sqrt(variances[0] * (n - 1)), f"off by one: that is {n - 1} blurs; t = {n} blurs add "
+                                                             f"{n} variances."))
+        else:
+            slips += [(math.sqrt(sum(variances[1:])), "you left out the first blur: add the variances of all "
+                                                      f"{n} widths."),
+                      (math.sqrt(sum(variances[:-1])), "you left out the last blur: add the variances of all "
+                                                       f"{n} widths.")]
+    if constant:
+        slips.append((math.sqrt(variances[0] * (n + 1)), f"off by one: that is {n + 1} blurs; t = {n} blurs add "
+                                                         f"{n} variances."))
     if kernel_size is not None:
         slips.insert(0, (math.sqrt(sum(s * s for s in widths)),
                          f"that is the answer for ideal Gaussians. The {kernel_size}-tap kernel is cut off at "
@@ -167,7 +180,15 @@ def check_masked_fraction(answer, t: int, threshold: float = 0.5, T: int = 50, s
                       "every mask so far: use the cumulative product a_t = m_1 m_2 ... m_t."))
         slips.append((float((a[t - 1] < threshold).double().mean()),
                       "off by one step: a_t includes the masks m_1 up to and including m_t."))
+    if t < D.T:
+        slips.append((float((a[t + 1] < threshold).double().mean()),
+                      f"off by one step: that is a_{t + 1}; a_t includes the masks m_1 up to and including m_t "
+                      f"(cumulative_masks(...)[0, t] is a_t, index 0 being a_0 = 1)."))
+    slips.append((float((a[t] <= 1 - threshold).double().mean()) if threshold != 0.5 else float("nan"),
+                  f"you compared with 1 - threshold; a pixel is masked when a_t < {threshold}."))
     slips.append((expected * 100, "give a fraction in [0, 1], not a percentage."))
+    slips.append((expected * size * size, f"that is the number of masked pixels; divide by the {size * size} "
+                                          "pixels of the image for the fraction."))
     for wrong, message in slips:
         if abs(value - wrong) <= tol and abs(wrong - expected) > tol:
             return report(False, "", message)
