@@ -1,42 +1,76 @@
-"""Chapter 5's checker: a hand-written RMSE on [0, 1] images."""
+"""Chapter 5's checker: a hand-written RMSE on [0, 1] images, the book's per-image convention."""
+
+import time
 
 import pytest
 import torch
 
-from colddiff_lib.exercises.ch05 import check_rmse
+from colddiff_lib.exercises.ch05 import _test_pairs, check_rmse
+from colddiff_lib.metrics import rmse, rmse_as_paper
 
 
 def good_rmse(x, y):
-    a, b = (x + 1) / 2, (y + 1) / 2
+    a, b = ((x + 1) / 2).clamp(0, 1), ((y + 1) / 2).clamp(0, 1)
     return float((a - b).pow(2).flatten(1).mean(1).sqrt().mean())
+
+
+def unit(x):
+    return ((x + 1) / 2).clamp(0, 1)
 
 
 def test_a_correct_rmse_passes(capsys):
     assert check_rmse(good_rmse) is True
     assert "Correct" in capsys.readouterr().out
-    # A 0-d tensor is a fine answer too.
+    # A 0-d tensor is a fine answer too, and so is the library itself.
     assert check_rmse(lambda x, y: torch.tensor(good_rmse(x, y))) is True
+    assert check_rmse(rmse) is True
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (lambda x, y: float((x - y).pow(2).flatten(1).mean(1).sqrt().mean()), "[0, 1]"),
-    (lambda x, y: float(((x - y) / 2).pow(2).mean().sqrt()), "whole batch"),
-    (lambda x, y: float(((x - y) / 2).pow(2).flatten(1).mean(1).mean()), "mean squared error"),
-    (lambda x, y: float(((x - y) / 2).abs().flatten(1).mean(1).mean()), "absolute"),
-    (lambda x, y: float(((x - y) / 2).pow(2).flatten(1).mean(1).sqrt().sum()), "summed"),
-    (lambda x, y: 0.123, "instead of"),
-])
+# The mutation table: a plausible wrong RMSE, the words its message must contain.
+MUTATIONS = [
+    ("on [-1, 1]", lambda x, y: float((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean()),
+     "[0, 1]"),
+    ("on [-1, 1], no clamp", lambda x, y: float((x - y).pow(2).flatten(1).mean(1).sqrt().mean()), "[0, 1]"),
+    ("no clamp", lambda x, y: float(((x - y) / 2).pow(2).flatten(1).mean(1).sqrt().mean()), "did not clamp"),
+    ("whole batch", lambda x, y: float((unit(x) - unit(y)).pow(2).mean().sqrt()), "rmse_as_paper"),
+    ("rmse_as_paper", rmse_as_paper, "rmse_as_paper"),
+    ("per channel", lambda x, y: float((unit(x) - unit(y)).pow(2).mean(dim=(2, 3)).sqrt().mean()), "per channel"),
+    ("per channel, one channel", lambda x, y: float((unit(x) - unit(y))[:, :1].pow(2).flatten(1).mean(1).sqrt()
+                                                     .mean()), "instead of"),
+    ("batch first", lambda x, y: float((unit(x) - unit(y)).pow(2).mean(0).sqrt().mean()), "batch first"),
+    ("mse", lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).mean()), "mean squared error"),
+    ("mae", lambda x, y: float((unit(x) - unit(y)).abs().flatten(1).mean(1).mean()), "absolute"),
+    ("sum over the batch", lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).sqrt().sum()),
+     "summed"),
+    ("only x rescaled", lambda x, y: float((unit(x) - y).pow(2).flatten(1).mean(1).sqrt().mean()), "rescale both"),
+    ("in place", lambda x, y: good_rmse(x.add_(0), y.clamp_(-1, 1)), "changed y in place"),
+    ("in place on x", lambda x, y: float((x.add_(1).div_(2).clamp(0, 1) - unit(y)).pow(2).flatten(1).mean(1).sqrt()
+                                         .mean()), "changed x in place"),
+    ("a constant", lambda x, y: 0.123, "instead of"),
+]
+
+
+@pytest.mark.parametrize("wrong, hint", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
 def test_typical_mistakes_fail_with_a_useful_message(wrong, hint, capsys):
     assert check_rmse(wrong) is False
     out = capsys.readouterr().out
-    assert "Not yet" in out and hint in out
+    assert "Not yet" in out and hint in out, out
+
+
+def test_the_test_batches_tell_the_conventions_apart():
+    """Colour images with unequal channel errors, and a y that overshoots: each slip changes the number."""
+    (x, y), (x2, y2) = _test_pairs()
+    assert x.shape[1] == 3 and x2.shape[1] == 3
+    right = rmse(x, y)
+    per_channel = float((unit(x) - unit(y)).pow(2).mean(dim=(2, 3)).sqrt().mean())
+    assert abs(per_channel - right) > 0.01 and abs(rmse_as_paper(x, y) - right) > 0.01
+    assert float(y2.abs().max()) > 1.3
+    no_clamp = float(((x2 - y2) / 2).pow(2).flatten(1).mean(1).sqrt().mean())
+    assert abs(no_clamp - rmse(x2, y2)) > 0.01
 
 
 def test_a_constant_equal_to_the_first_answer_does_not_pass(capsys):
-    from colddiff_lib.exercises.ch05 import _test_pairs
-    from colddiff_lib.metrics import rmse
-
-    x, y = _test_pairs()
+    (x, y), _ = _test_pairs()
     value = rmse(x, y)
     assert check_rmse(lambda a, b: value) is False
     assert "another" in capsys.readouterr().out
@@ -49,3 +83,10 @@ def test_wrong_types_raise_value_error_naming_the_argument():
         check_rmse(lambda x, y: "0.25")
     with pytest.raises(ValueError, match="my_rmse"):
         check_rmse(lambda x, y: (x - y).flatten(1).mean(1))
+
+
+def test_the_checker_is_fast():
+    check_rmse(good_rmse)
+    start = time.process_time()
+    check_rmse(good_rmse)
+    assert time.process_time() - start < 1.0

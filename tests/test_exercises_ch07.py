@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from colddiff_lib import degradations as dg, zoo
 from colddiff_lib.data import load_dataset
+from colddiff_lib.degradations.base import FlatEnd
 from colddiff_lib.exercises.ch07 import check_degradation, check_training_time
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -126,6 +127,149 @@ class Raises(dg.Degradation):
         return x0 * self.strength  # no such attribute
 
 
+# --- the Darken exercise's slips (the formula) and claimed end states -----------------------------
+class DarkenBase(dg.Degradation):
+    """The exercise's Darken, with the contrast c_t as a hook for the slips below."""
+
+    def __init__(self, T=10, kappa=0.9, channels=None):
+        super().__init__(T, channels)
+        self.kappa = kappa
+
+    def contrast(self, t, like):
+        return (1 - self.kappa * t.to(like.dtype) / self.T).view(-1, 1, 1, 1)
+
+    def degrade(self, x0, t):
+        return -1 + self.contrast(t, x0) * (x0 + 1)
+
+
+class GoodDarken(DarkenBase, name="test-good-darken"):
+    pass
+
+
+class DarkenToZero(DarkenBase, name="test-darken-to-zero"):
+    def degrade(self, x0, t):
+        return self.contrast(t, x0) * x0  # fades toward mid-grey, not black
+
+
+class DarkenWrongSign(DarkenBase, name="test-darken-wrong-sign"):
+    def contrast(self, t, like):
+        return (1 + self.kappa * t.to(like.dtype) / self.T).view(-1, 1, 1, 1)  # outputs reach 2.8
+
+
+class DarkenOffByOne(DarkenBase, name="test-darken-off-by-one"):
+    def contrast(self, t, like):
+        return (1 - self.kappa * (t - 1).clamp(min=0).to(like.dtype) / self.T).view(-1, 1, 1, 1)  # (t - 1) / T
+
+
+class DarkenNoKappa(DarkenBase, name="test-darken-no-kappa"):
+    def contrast(self, t, like):
+        return (1 - t.to(like.dtype) / self.T).view(-1, 1, 1, 1)
+
+
+class DarkenNoOffset(DarkenBase, name="test-darken-no-offset"):
+    def degrade(self, x0, t):
+        return -1 + self.contrast(t, x0) * x0
+
+
+class DarkenFirstLevel(DarkenBase, name="test-darken-first-level"):
+    def degrade(self, x0, t):
+        return -1 + self.contrast(t[:1].expand_as(t), x0) * (x0 + 1)  # a batch-wide t
+
+
+class DarkenInPlace(DarkenBase, name="test-darken-in-place"):
+    def degrade(self, x0, t):
+        return x0.add_(1).mul_(self.contrast(t, x0)).sub_(1)
+
+
+class DarkenUnnamed(DarkenBase):  # the book's solution before the fix: no registry name
+    pass
+
+
+class FadeClaimingFlatEnd(FlatEnd, dg.Degradation, name="test-fade-flat-claim"):
+    """Claims a flat end state (the FlatEnd mixin) but fades only halfway: D(x0, T) = x0 / 2."""
+
+    def __init__(self, T=10, channels=None):
+        super().__init__(T, channels)
+
+    def degrade(self, x0, t):
+        return (1 - 0.5 * t.to(x0.dtype) / self.T).view(-1, 1, 1, 1) * x0
+
+
+class FadeToFlat(FlatEnd, dg.Degradation, name="test-fade-to-flat"):
+    """Blends toward each image's mean colour: D(x0, T) is flat, as the FlatEnd mixin says."""
+
+    def __init__(self, T=10, channels=None):
+        super().__init__(T, channels)
+
+    def degrade(self, x0, t):
+        u = (t.to(x0.dtype) / self.T).view(-1, 1, 1, 1)
+        return (1 - u) * x0 + u * x0.mean(dim=(-2, -1), keepdim=True)
+
+    def prior(self, n, shape, generator=None, device="cpu"):
+        return self.flat_prior(n, shape, 1.0, generator, device)
+
+
+class FlatEndWithWideFlatPrior(FadeToFlat, name="test-flat-prior-too-wide"):
+    def prior(self, n, shape, generator=None, device="cpu"):
+        return self.flat_prior(n, shape, 1.5, generator, device)  # colours out to +-1.5
+
+
+class FlatEndWithNoisyPrior(FadeToFlat, name="test-flat-prior-noisy"):
+    def prior(self, n, shape, generator=None, device="cpu"):
+        return torch.rand((n, *shape), generator=generator) * 2 - 1  # not flat
+
+
+def test_the_exercise_formula_is_accepted_by_the_right_darken(capsys):
+    ok, out = _verdict(capsys, GoodDarken(T=10, channels=1), formula="darken")
+    assert ok, out
+    assert "equals D(x0, t) = -1 + (1 - kappa t / T)(x0 + 1)" in out and "stay in [-1, 1]" in out
+    ok, out = _verdict(capsys, GoodDarken(T=10, channels=1), formula=lambda x0, t: -1 + (1 - 0.09 * t) * (x0 + 1))
+    assert ok, out
+
+
+@pytest.mark.parametrize("D, formula, words", [
+    (DarkenToZero(T=10, channels=1), "darken", ["fades toward 0"]),
+    (DarkenWrongSign(T=10, channels=1), None, ["leaves [-1, 1]", "2.8"]),
+    (DarkenOffByOne(T=10, channels=1), "darken", ["(t - 1) / T"]),
+    (DarkenNoKappa(T=10, channels=1), "darken", ["left out kappa"]),
+    (DarkenNoOffset(T=10, channels=1), None, ["should grow with t"]),
+    (DarkenFirstLevel(T=10, channels=1), "darken", ["own t"]),
+    (DarkenInPlace(T=10, channels=1), "darken", ["in place"]),
+    (DarkenUnnamed(T=10, channels=1), "darken", ["no registry name", "name="]),
+    (FadeToGrey(T=10, channels=1), "darken", ["differs from the exercise's formula"]),
+    (FadeClaimingFlatEnd(T=10, channels=1), None, ["FlatEnd mixin", "is not that end state"]),
+    (FlatEndWithWideFlatPrior(T=10, channels=1), None, ["D.prior", "clamp"]),
+    (FlatEndWithNoisyPrior(T=10, channels=1), None, ["D.prior", "not end states"]),
+], ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else None)
+def test_the_exercise_slips_fail_with_a_message_naming_them(capsys, D, formula, words):
+    ok, out = _verdict(capsys, D, formula=formula)
+    assert ok is False, out
+    assert out.startswith("Not yet")
+    for word in words:
+        assert word in out, out
+
+
+def test_a_real_flat_end_passes(capsys):
+    ok, out = _verdict(capsys, FadeToFlat(T=10, channels=1))
+    assert ok, out
+    assert "end state" in out
+
+
+def test_a_bad_formula_argument_raises():
+    with pytest.raises(ValueError, match="formula must be"):
+        check_degradation(GoodDarken(T=10), formula="brighten")
+
+
+def test_the_checker_is_fast(capsys):
+    import time
+
+    D = GoodDarken(T=10, channels=1)
+    check_degradation(D, formula="darken")
+    start = time.process_time()
+    check_degradation(D, formula="darken")
+    assert time.process_time() - start < 1.0
+
+
 def _verdict(capsys, D, **kwargs):
     ok = check_degradation(D, **kwargs)
     return ok, capsys.readouterr().out
@@ -141,7 +285,9 @@ def _verdict(capsys, D, **kwargs):
     lambda: dg.Snow(),
     lambda: dg.GaussianNoise(),
     lambda: dg.Blend("lfw", T=200),
-], ids=["blur", "blur-collapse", "inpaint", "inpaint-fill", "superres", "superres-bicubic", "snow", "noise", "blend"])
+    lambda: dg.build("noisy"),
+], ids=["blur", "blur-collapse", "inpaint", "inpaint-fill", "superres", "superres-bicubic", "snow", "noise", "blend",
+        "noisy"])
 def test_every_library_degradation_passes(capsys, make):
     ok, out = _verdict(capsys, make())
     assert ok, out
@@ -271,6 +417,8 @@ def test_chapter_7_blend_step_identity_matches_the_sampler():
         torch.testing.assert_close(steps[0]["x_next"], Df(x0, s - 1) + w * e, atol=1e-5, rtol=0)
     cells = json.loads((Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb").read_text())["cells"]
     text = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells)
-    assert r"x_{s-1} = D(x_0, s-1) + w_s\,(\hat x_0 - x_0)" in text
+    # Displays may be split over lines (aligned): compare without alignment marks, line breaks and spaces.
+    flat = "".join(text.replace("\\\\", "").replace("&", "").replace(r"\quad", "").split())
+    assert r"x_{s-1}=D(x_0,s-1)+w_s\,(\hatx_0-x_0)" in flat
     assert r"one step of Algorithm 2 gives $D(x_0, s - 1) + w_s\, e$" in text
-    assert r"w_s\,(x_0 - \hat x_0)" not in text and r"D(x_0, s - 1) - w_s" not in text
+    assert r"w_s\,(x_0-\hatx_0)" not in flat and r"D(x_0,s-1)-w_s" not in flat

@@ -11,15 +11,25 @@ from . import report
 
 
 def _test_pairs():
-    """Image pairs [B, 1, 16, 16] in [-1, 1] with per-image errors of very different sizes."""
+    """Two fixed batches of colour image pairs (x, y), [B, 3, 16, 16].
+
+    The first is in [-1, 1], with per-image errors of very different sizes and, inside an image, channels
+    with very different errors (so that a per-channel RMSE or a whole-set RMSE gives another number).
+    The second ``y`` is a raw restoration that overshoots [-1, 1], as a network's output can, so that a
+    missing clamp shows.
+    """
     g = torch.Generator().manual_seed(5)
-    x = torch.rand(4, 1, 16, 16, generator=g) * 2 - 1
+    x = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
     y = x.clone()
-    y[0] = (y[0] + 0.05 * torch.randn(1, 16, 16, generator=g)).clamp(-1, 1)  # a small error
-    y[1] = -y[1]                                                             # a large error
-    y[2] = y[2]                                                              # no error
-    y[3] = torch.rand(1, 16, 16, generator=g) * 2 - 1                        # an unrelated image
-    return x, y
+    y[0, 0] = -y[0, 0]                                                           # one channel wrong, two right
+    y[0, 1] = (y[0, 1] + 0.05 * torch.randn(16, 16, generator=g)).clamp(-1, 1)  # and a small error
+    y[1] = -y[1]                                                                 # a large error
+    y[2, 1:] = (y[2, 1:] + 0.3 * torch.randn(2, 16, 16, generator=g)).clamp(-1, 1)  # two channels off
+    y[3] = torch.rand(3, 16, 16, generator=g) * 2 - 1                           # an unrelated image
+    x2 = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    y2 = 1.4 * x2 + 0.2 * torch.randn(3, 3, 16, 16, generator=g)  # reaches beyond +-1.4
+    y2[0, 2] = x2[0, 2]
+    return [(x, y), (x2, y2)]
 
 
 def _as_float(value, name: str) -> float:
@@ -33,44 +43,93 @@ def _as_float(value, name: str) -> float:
     return float(value)
 
 
+def _diagnoses(x: torch.Tensor, y: torch.Tensor):
+    """(value, what it is) of the usual wrong RMSEs on the batch pair (x, y)."""
+    a, b = ((x + 1) / 2).clamp(0, 1), ((y + 1) / 2).clamp(0, 1)  # what metrics.rmse compares
+    ua, ub = (x + 1) / 2, (y + 1) / 2                                # the same, without the clamp
+    per_image = (a - b).pow(2).flatten(1).mean(1)
+    return [
+        ((ua - ub).pow(2).flatten(1).mean(1).sqrt().mean(), "you did not clamp: after mapping to [0, 1], clamp to "
+                                                            "[0, 1] (a restoration can overshoot [-1, 1]; "
+                                                            "metrics.rmse clamps, as the table's images are)."),
+        ((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean(),
+         "you measured on [-1, 1]: map the images to [0, 1] first, (x + 1) / 2, which halves every error."),
+        ((x - y).pow(2).flatten(1).mean(1).sqrt().mean(), "you measured on [-1, 1]: map the images to [0, 1] "
+                                                          "first, (x + 1) / 2 (then clamp), which halves every "
+                                                          "error."),
+        ((a - b).pow(2).mean().sqrt(), "you took one square root over the whole batch: that is "
+                                       "metrics.rmse_as_paper, the convention of the paper's code; this exercise "
+                                       "asks for metrics.rmse, one RMSE per image, then the mean over the images "
+                                       "(the square root does not commute with the mean)."),
+        ((a - b).pow(2).mean(dim=(2, 3)).sqrt().mean(), "you took an RMSE per channel: an image's RMSE averages the "
+                                                        "squared errors over all its channels and pixels before the "
+                                                        "square root (flatten(1), not mean over H and W)."),
+        ((a - b).pow(2).mean(0).sqrt().mean(), "you averaged over the batch first, pixel by pixel: average over "
+                                               "each image's pixels, take the root, then average the images."),
+        (per_image.mean(), "you returned the mean squared error: take the square root of each image's MSE."),
+        ((a - b).abs().flatten(1).mean(1).mean(), "you returned the mean absolute error: square, average, "
+                                                  "then take the square root."),
+        (per_image.sqrt().sum(), "you summed over the batch: average the per-image RMSEs instead."),
+        ((ua.clamp(0, 1) - y).pow(2).flatten(1).mean(1).sqrt().mean(), "you mapped x to [0, 1] but not y: "
+                                                                        "rescale both images."),
+    ]
+
+
 def check_rmse(my_rmse: Callable) -> bool:
-    """Check a hand-written RMSE against :func:`colddiff_lib.metrics.rmse`.
+    """Check a hand-written RMSE against :func:`colddiff_lib.metrics.rmse`, the book's convention.
+
+    That convention (the tables' "RMSE (per img)" column) maps images to [0, 1], clamps, computes the
+    RMSE of each image over all its channels and pixels, and averages over the batch. The paper's code
+    takes one square root over every pixel of the set instead (:func:`colddiff_lib.metrics.rmse_as_paper`);
+    this checker names that as a different answer.
 
     Args:
-        my_rmse: a function ``my_rmse(x, y) -> float`` taking two batches of images
-            [B, C, H, W] with values in [-1, 1]. It should map them to [0, 1], compute the RMSE of
-            each image, and return the mean over the batch (the paper's convention).
+        my_rmse: a function ``my_rmse(x, y) -> float`` taking two batches of images [B, C, H, W]
+            (values in [-1, 1]; ``y`` may be a raw restoration that overshoots) and returning one number.
+            It must not change ``x`` or ``y``.
     Returns:
-        True when it agrees with ``metrics.rmse`` to 1e-5 on a few test batches.
+        True when it agrees with ``metrics.rmse`` to 1e-5 on two test batches of colour images.
+    Raises:
+        ValueError: if ``my_rmse`` is not a function, or returns something other than one number.
     """
     from ..metrics import rmse
 
     if not callable(my_rmse):
         raise ValueError(f"my_rmse must be a function my_rmse(x, y) -> float, got {type(my_rmse).__name__}")
-    x, y = _test_pairs()
-    want = rmse(x, y)
-    got = _as_float(my_rmse(x.clone(), y.clone()), "my_rmse")
-    if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
-        # One more batch, so that a lucky constant cannot pass.
-        x2, y2 = x[:2], y[:2]
-        got2 = _as_float(my_rmse(x2.clone(), y2.clone()), "my_rmse")
-        ok = math.isclose(got2, rmse(x2, y2), rel_tol=1e-5, abs_tol=1e-6)
-        return report(ok, f"your RMSE is {got:.5f}, as metrics.rmse says.",
-                      f"right on one batch but {got2:.5f} instead of {rmse(x2, y2):.5f} on another.")
-    a, b = (x + 1) / 2, (y + 1) / 2
-    per_image = (a - b).pow(2).flatten(1).mean(1)
-    diagnoses = [
-        ((x - y).pow(2).flatten(1).mean(1).sqrt().mean(), "you measured on [-1, 1]: map the images to [0, 1] "
-                                                          "first, (x + 1) / 2, which halves every error."),
-        ((a - b).pow(2).mean().sqrt(), "you took one RMSE over the whole batch: the paper's RMSE is computed per "
-                                       "image and then averaged (the square root does not commute with the mean)."),
-        (per_image.mean(), "you returned the mean squared error: take the square root of each image's MSE."),
-        ((a - b).abs().flatten(1).mean(1).mean(), "you returned the mean absolute error: square, average, "
-                                                  "then take the square root."),
-        (per_image.sqrt().sum(), "you summed over the batch: average the per-image RMSEs instead."),
-    ]
-    for value, message in diagnoses:
-        if math.isclose(got, float(value), rel_tol=1e-4, abs_tol=1e-6):
+    pairs = _test_pairs()
+    results = []
+    for x, y in pairs:
+        x_in, y_in = x.clone(), y.clone()
+        got = _as_float(my_rmse(x_in, y_in), "my_rmse")
+        if not (torch.equal(x_in, x) and torch.equal(y_in, y)):
+            which = "x" if not torch.equal(x_in, x) else "y"
+            return report(False, "", f"your function changed {which} in place (for example {which}.add_(1) or "
+                                     f"{which} += 1): the caller's images must stay as they were; compute "
+                                     f"(x + 1) / 2 into a new tensor.")
+        results.append((got, rmse(x, y)))
+
+    def close(a, b):
+        return math.isclose(a, float(b), rel_tol=1e-5, abs_tol=1e-6)
+
+    wrong = [i for i, (got, want) in enumerate(results) if not close(got, want)]
+    if not wrong:
+        return report(True, f"your RMSE is {results[0][0]:.5f} and {results[1][0]:.5f} on the two test batches, "
+                            "as metrics.rmse says (per image, then the mean).", "")
+    if len(wrong) < len(results) and len({round(got, 9) for got, _ in results}) == 1:
+        return report(False, "", f"right on one batch but {results[wrong[0]][0]:.5f} instead of "
+                                 f"{results[wrong[0]][1]:.5f} on another: compute it from x and y.")
+    table = [_diagnoses(x, y) for x, y in pairs]
+    first = wrong[0]
+    got, want = results[first]
+    # A slip that explains both batches first, then one that explains the first wrong batch.
+    for k, (_, message) in enumerate(table[first]):
+        if all(close(results[i][0], table[i][k][0]) for i in range(len(pairs))):
             return report(False, "", f"{got:.5f} instead of {want:.5f}: {message}")
-    return report(False, "", f"{got:.5f} instead of {want:.5f}. Map to [0, 1], square the differences, "
-                             "average each image's pixels, take the square root, then average over the batch.")
+    for value, message in table[first]:
+        if close(got, value):
+            return report(False, "", f"{got:.5f} instead of {want:.5f}: {message}")
+    if len(wrong) < len(results):
+        return report(False, "", f"right on one batch but {got:.5f} instead of {want:.5f} on another.")
+    return report(False, "", f"{got:.5f} instead of {want:.5f}. Map to [0, 1] and clamp, square the differences, "
+                             "average each image's channels and pixels, take the square root, then average over "
+                             "the batch.")
