@@ -137,6 +137,43 @@ def test_a_bad_parameter_stops_the_first_cell(parameters, message, tmp_path):
     assert failed == [first_library_cell]
 
 
+@pytest.mark.parametrize("parameters, message", [
+    ({"quick": True}, "notebook parameter quick (injected with papermill -p): not a parameter of this chapter, "
+                      "expected one of FULL_TRAINING, DEVICE, QUICK (did you mean QUICK?)"),
+    ({"QUICK": True, "DEVCE": "cpu"}, "notebook parameter DEVCE (injected with papermill -p): not a parameter of "
+                                      "this chapter, expected one of FULL_TRAINING, DEVICE, QUICK (did you mean "
+                                      "DEVICE?)"),
+], ids=["quick-lowercase", "devce"])
+def test_a_misspelled_parameter_name_stops_the_first_cell(parameters, message, tmp_path):
+    """papermill only warns about a name the parameters cell does not set; the chapter's check refuses it
+    before anything runs at full size."""
+    import papermill
+
+    path = ROOT / "book" / "00_preface.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute(path, tmp_path / path.name, **parameters)
+    assert message in str(info.value)
+    executed = json.loads((tmp_path / path.name).read_text())["cells"]
+    failed = [i for i, c in enumerate(executed) if c["cell_type"] == "code"
+              and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert failed == [[i for i, c in enumerate(executed) if "check_parameters(" in "".join(c["source"])][0]]
+
+
+def test_the_injected_names_are_read_from_the_kernel_history():
+    from colddiff_lib.notebook import check_injected_names, injected_parameters
+
+    params = 'FULL_TRAINING = False  # True: train\nDEVICE = "auto"\nQUICK = False\nDATASET = "mnist5k"'
+    assert injected_parameters(["", params, '# Parameters\nDATASET = "mnist"\n', "import torch"]) == (
+        ["DATASET"], ["FULL_TRAINING", "DEVICE", "QUICK", "DATASET"])
+    check_injected_names(["", params, '# Parameters\nDATASET = "mnist"\nQUICK = True\n'])  # documented names pass
+    with pytest.raises(ValueError, match="notebook parameter dataset .*did you mean DATASET"):
+        check_injected_names(["", params, '# Parameters\ndataset = "mnist"\n'])
+    # No injection (a reader's own session), or an injected-looking cell that is not after the parameters: no check.
+    check_injected_names(["", params, "x = 1"])
+    check_injected_names(["", "x = 1", "# Parameters\nquick = True\n"])
+    check_injected_names([])
+
+
 def test_chapters_3_and_5_agree_on_what_the_l1_optimum_paints():
     """Chapter 3's exercise: the l1-optimal R paints the per-pixel median, ink or background, never grey;
     chapter 5 must not call the median an average that blurs to grey."""
