@@ -27,12 +27,89 @@ def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
     return to_numpy_image(g * 2 - 1)
 
 
-def save_grid(images: torch.Tensor, path, nrow: int = 8) -> None:
-    """Write images [B, C, H, W] in [-1, 1] as one PNG grid, atomically."""
+def save_grid(images: torch.Tensor, path, nrow: int = 8, labels: Optional[Sequence[str]] = None) -> None:
+    """Write images [B, C, H, W] in [-1, 1] as one PNG grid (``nrow`` images a row), atomically.
+
+    ``labels``: one label per row of the grid, kept in the PNG's text metadata (``read_grid`` returns
+    them), so that a page that shows the grid can name its rows."""
+    import json
+
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     a = (grid(images, nrow) * 255).round().astype(np.uint8)
-    atomic_write(path, lambda f: Image.fromarray(a).save(f, format="PNG"))
+    info = PngInfo()
+    info.add_text("colddiff-grid", json.dumps({"tile": list(images.shape[-2:]), "padding": 2, "nrow": nrow,
+                                              "labels": list(labels) if labels is not None else None}))
+    atomic_write(path, lambda f: Image.fromarray(a).save(f, format="PNG", pnginfo=info))
+
+
+def read_grid(path, tile: int = 32, padding: int = 2):
+    """The images of a grid that :func:`save_grid` wrote: ``(rows, labels)``, ``rows`` a tensor
+    [rows, columns, C, tile, tile] in [-1, 1] (C = 1 for a grey grid) and ``labels`` the row labels the
+    PNG records (None when it records none). A grid without metadata is read with ``tile`` and ``padding``.
+    """
+    import json
+
+    from PIL import Image
+
+    with Image.open(path) as im:
+        meta = json.loads(im.text.get("colddiff-grid", "null") or "null") if hasattr(im, "text") else None
+        a = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    if meta:
+        tile, padding = int(meta["tile"][0]), int(meta["padding"])
+    step = tile + padding
+    n_rows, n_cols = (a.shape[0] - padding) // step, (a.shape[1] - padding) // step
+    if n_rows < 1 or n_cols < 1:
+        raise ValueError(f"{path}: {a.shape[1]} x {a.shape[0]} pixels hold no {tile}-pixel tile")
+    grey = bool(np.allclose(a[..., 0], a[..., 1]) and np.allclose(a[..., 0], a[..., 2]))
+    x = torch.from_numpy(a).permute(2, 0, 1)[:1 if grey else 3] * 2 - 1  # [C, H, W] in [-1, 1]
+    rows = torch.stack([torch.stack([x[:, padding + i * step:padding + i * step + tile,
+                                       padding + j * step:padding + j * step + tile] for j in range(n_cols)])
+                        for i in range(n_rows)])
+    return rows, (meta or {}).get("labels")
+
+
+def grid_html(rows: Sequence[torch.Tensor], labels: Optional[Sequence[str]] = None, title: Optional[str] = None,
+              per_line: int = 8, digit_px: int = 48):
+    """Rows of images as an IPython ``HTML`` figure: each row's label above its images, ``per_line``
+    images a line, each drawn ``digit_px`` pixels wide with crisp pixels (shrunk with the column on a
+    phone). A readable size whatever the images' own: a 32-pixel digit at 48 px.
+
+    Args:
+        rows: tensors [N, C, H, W] in [-1, 1], one per row (the rows of :func:`read_grid`, or samples).
+        labels: one label per row; title: a caption above the figure.
+    """
+    import base64
+    import html
+    import io
+
+    from IPython.display import HTML
+    from PIL import Image
+
+    if labels is not None and len(labels) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
+    parts = ['<figure class="colddiff-grid" style="margin: 0.6em 0;">']
+    if title:
+        parts.append(f'<figcaption style="font-weight: bold; margin-bottom: 0.3em;">{html.escape(title)}'
+                     "</figcaption>")
+    for i, row in enumerate(rows):
+        row = row.detach().float().cpu()
+        tile = int(row.shape[-1])
+        a = (grid(row, nrow=per_line) * 255).round().astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        width = round(a.shape[1] * digit_px / tile)
+        label = html.escape(labels[i]) if labels is not None else ""
+        src = base64.b64encode(buf.getvalue()).decode()
+        parts.append(
+            '<div class="colddiff-grid-row" style="margin: 0 0 0.5em 0;">'
+            f'<div class="colddiff-grid-label" style="font-size: 0.9em;">{label}</div>'
+            f'<img class="colddiff-grid-images" data-tile="{tile}" data-per-line="{min(per_line, len(row))}" '
+            f'width="{width}" alt="{label}: {len(row)} images" src="data:image/png;base64,{src}" '
+            'style="image-rendering: pixelated; max-width: 100%; height: auto; display: block;"></div>')
+    parts.append("</figure>")
+    return HTML("".join(parts))
 
 
 def show_rows(rows: Sequence[torch.Tensor], labels: Optional[Sequence[str]] = None, titles=None, scale: float = 1.2):

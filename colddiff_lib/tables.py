@@ -69,15 +69,34 @@ def read_csv(path) -> list:
         return list(csv.DictReader(f))
 
 
-def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[str] = None):
+def html_table(head: Sequence[str], rows: Sequence, title: Optional[str] = None,
+               columns: Optional[Sequence[str]] = None, headers: Optional[Dict[str, str]] = None):
     """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
 
     Styled inline (padding, rules, numbers right-aligned) so that it reads the same in Jupyter, Colab
     and the built book.
+
+    Args:
+        head: the column names.
+        rows: lists of values in ``head``'s order, or dicts keyed by column name (a CSV row); a dict
+            without one of the columns leaves its cell empty.
+        columns: the columns to show, by name and in this order; a name that is not in ``head`` is
+            left out, so a table read from a CSV whose columns have changed shows the ones it has.
+            Default: all of ``head``.
+        headers: ``{name: title}`` shown instead of a column's name (short titles keep a table narrow).
     """
     import html
 
     from IPython.display import HTML
+
+    head = list(head)
+    keep = head if columns is None else [c for c in columns if c in head]
+
+    def values(row):
+        if isinstance(row, dict):
+            return [row.get(c, "") for c in keep]
+        by_name = dict(zip(head, row))
+        return [by_name.get(c, "") for c in keep]
 
     def is_number(value) -> bool:
         try:
@@ -90,13 +109,14 @@ def html_table(head: Sequence[str], rows: Sequence[Sequence], title: Optional[st
         out = []
         for v in values:
             align = "right" if tag == "td" and is_number(v) else "left"
-            out.append(f'<{tag} style="padding: 3px 12px; text-align: {align}; border-bottom: {rule};">'
+            out.append(f'<{tag} style="padding: 3px 8px; text-align: {align}; border-bottom: {rule};">'
                        f"{html.escape(str(v))}</{tag}>")
         return "".join(out)
 
+    titles = [(headers or {}).get(c, c) for c in keep]
     caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
-    header = f"<tr>{cells('th', head, '2px solid #888')}</tr>"
-    body = "".join(f"<tr>{cells('td', row, '1px solid #ddd')}</tr>" for row in rows)
+    header = f"<tr>{cells('th', titles, '2px solid #888')}</tr>"
+    body = "".join(f"<tr>{cells('td', values(row), '1px solid #ddd')}</tr>" for row in rows)
     return HTML(f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>')
 
 
