@@ -98,3 +98,95 @@ def test_contributing_walkthrough(tmp_path, monkeypatch):
     finally:
         dg.REGISTRY.pop("toy_pixelate", None)
         sys.modules.pop("toy_pixelate", None)
+
+
+def _blocks(text: str, language: str):
+    """The fenced blocks of ``text`` in ``language`` ('' for unlabelled ones), in order."""
+    import re
+
+    return re.findall(r"^```" + re.escape(language) + r"\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_contributing_followed_in_a_temporary_copy(tmp_path):
+    """CONTRIBUTING.md followed to the letter in a copy of the package: both modules it shows go into
+    colddiff_lib/degradations/ and register themselves; its contract command says []; chapter 7's checker
+    accepts them (the flat end state included); its TOML template has every table and trains through the
+    command line and the zoo's reader; its autodoc line documents a class in a module of its own under
+    Sphinx with warnings as errors (the namespace path it warns against fails); the trial build it gives
+    writes to a scratch folder."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+    import tomllib
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "colddiff_lib", copy / "colddiff_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+    def run(*argv, ok=True):
+        done = subprocess.run([sys.executable, *argv], cwd=copy, env=env, capture_output=True, text=True,
+                              timeout=300)
+        if ok:
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    # 1. The modules, where the document says: colddiff_lib/degradations/<name>.py.
+    modules = _blocks(text, "python")
+    assert len(modules) == 2, "CONTRIBUTING.md shows a module and a flat-end module"
+    names = []
+    for source in modules:
+        name = source.split('name="', 1)[1].split('"', 1)[0]
+        (copy / "colddiff_lib" / "degradations" / f"{name}.py").write_text(source)
+        names.append(name)
+    assert "from colddiff_lib.degradations.base import FlatEnd" in modules[1]
+
+    # 2. The contract, by the document's own command (run from the copy: it must see the copy's package).
+    command = next(line for line in text.splitlines() if line.startswith("python -c "))
+    argv = shlex.split(command)[1:]
+    out = run(*argv).stdout
+    assert out.startswith("([], "), out
+    checked = run("-c", "import colddiff_lib, sys\n"
+                        f"assert colddiff_lib.__file__.startswith({str(copy)!r}), colddiff_lib.__file__\n"
+                        "from colddiff_lib.degradations import build\n"
+                        "from colddiff_lib.exercises.ch07 import check_degradation\n"
+                        f"for name in {names!r}:\n"
+                        "    assert check_degradation(build(name)), name\n").stdout
+    assert checked.count("Correct: ") == 2 and "the end state its latent() describes" in checked, checked
+
+    # 3. The zoo config: every table the command line, the build and export read; it trains.
+    template = _blocks(text, "toml")
+    assert len(template) == 1
+    config = template[0].replace("<name>", names[0])
+    tables = tomllib.loads(config)
+    assert set(tables) == {"zoo", "data", "model", "train", "degradation"}, sorted(tables)
+    path = copy / "colddiff_lib" / "zoo" / "configs" / f"mnist-{names[0]}.toml"
+    path.write_text(config)
+    run("-c", f"from colddiff_lib.zoo.build import task_of; assert task_of('mnist-{names[0]}') == 'reconstruction'")
+    run("-m", "colddiff_lib", "train", "--config", str(path), "--out", str(tmp_path / "run"), "--steps", "2",
+        "--batch-size", "4", "--val-images", "8", "--eval-every", "2", "--checkpoint-every", "2",
+        "--no-progress", "--device", "cpu")
+    assert (tmp_path / "run" / "best.pt").is_file()
+    # The trial build: a scratch folder of its own for runs, tables, weights and card.
+    assert ('python -m colddiff_lib.zoo.build --names mnist-<name> --runs /tmp/trial/runs --results '
+            '/tmp/trial/results --out /tmp/trial/zoo --train-args "--steps 20"') in text
+
+    # 4. The API line, under Sphinx with warnings as errors; the namespace path fails there.
+    line = next(x for x in text.splitlines() if x.startswith(".. autoclass:: "))
+    assert line == ".. autoclass:: colddiff_lib.degradations.<name>.<Class>", line
+    assert "book/A2_api.md" in text and "{eval-rst}" in text
+
+    def sphinx(directive):
+        src = tmp_path / "docs"
+        shutil.rmtree(src, ignore_errors=True)
+        src.mkdir()
+        (src / "conf.py").write_text('extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon"]\n')
+        (src / "index.rst").write_text(f"API\n===\n\n{directive}\n")
+        return run("-m", "sphinx", "-W", "-q", "-b", "text", str(src), str(tmp_path / "html"), ok=False)
+
+    built = sphinx(line.replace("<name>", names[0]).replace("<Class>", "Pixelate"))
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "Pixelate" in (tmp_path / "html" / "index.txt").read_text()
+    wrong = sphinx(".. autoclass:: colddiff_lib.degradations.Pixelate")
+    assert wrong.returncode != 0 and "Pixelate" in wrong.stderr
