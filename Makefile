@@ -1,4 +1,5 @@
 # Two commands: `make book` and `make test`. Each sets up .venv on a fresh machine.
+# `make lab` opens the chapters in JupyterLab (the same .venv, set up the same way).
 PYTHON ?= python3
 VENV = .venv
 VPY = $(VENV)/bin/python
@@ -6,7 +7,7 @@ STAMP = $(VENV)/.installed
 # Optional: e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only torch (used in CI).
 TORCH_INDEX_URL ?=
 
-.PHONY: setup static test book clean
+.PHONY: setup static test book lab clean
 
 setup: $(STAMP)
 
@@ -39,6 +40,11 @@ test: setup static
 # -W turns Sphinx warnings into errors; --keep-going reports all of them before failing.
 book: setup static
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+# The chapters in JupyterLab, from book/ (where they run); e.g. LAB_ARGS="--no-browser --port 8890".
+LAB_ARGS ?=
+lab: setup
+	cd book && $(CURDIR)/$(VENV)/bin/jupyter lab $(LAB_ARGS)
 
 clean:
 	rm -rf _build book/_static/ort book/_static/live
