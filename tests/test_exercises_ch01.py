@@ -84,3 +84,13 @@ def test_typical_wrong_answers_fail_with_a_useful_message(wrong, words, capsys):
 def test_wrong_types_raise_value_error_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         check_alpha_bar(**kwargs)
+
+
+def test_the_checker_is_fast():
+    import time
+
+    check_alpha_bar(0.847, 50)
+    start = time.process_time()
+    for t in (0, 50, 199, 200):
+        check_alpha_bar(by_hand(t), t)
+    assert time.process_time() - start < 1.0

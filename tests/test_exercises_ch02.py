@@ -122,3 +122,14 @@ def test_masked_fraction_typical_slips(capsys):
 def test_masked_fraction_wrong_types_raise(kwargs, name):
     with pytest.raises(ValueError, match=name):
         check_masked_fraction(**kwargs)
+
+
+def test_the_checkers_are_fast():
+    import time
+
+    check_masked_fraction(fraction(25), 25)
+    start = time.process_time()
+    check_masked_fraction(fraction(25), 25)
+    check_effective_sigma(3.0, 1.0, t=9)
+    check_effective_sigma(2.0, 7.0, t=12, kernel_size=11)
+    assert time.process_time() - start < 1.0
