@@ -196,7 +196,11 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = self._check(x, t)
         temb = self.time_mlp(sinusoidal_embedding(t, self.conv_in.out_channels).to(x.dtype))
-        h = self.conv_in(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
+        x_in = F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
+        # The stem runs in the input's precision even under bf16 autocast: a heavily blurred digit differs from
+        # its flat mean by about 0.01, which bf16 (8 bits of mantissa) rounds away when it rides on the mean.
+        with torch.autocast(x.device.type, enabled=False):
+            h = self.conv_in(x_in)
         hs = [h]
         for stage in self.down:
             for i in range(0, len(stage["blocks"]), 2):
