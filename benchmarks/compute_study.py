@@ -1,28 +1,27 @@
 """Quality per CPU minute: which model size and settings to spend a CPU budget on.
 
-    python benchmarks/compute_study.py run NAME --config mnist-blur --preset cpu --batch 64 --lr 1e-3 \\
-        --minutes 2.5 5 10 20                      # one run; resumable; writes runs/study/NAME/points.json
+    python benchmarks/compute_study.py run NAME --config mnist-blur --preset cpu --minutes 5 20
     python benchmarks/compute_study.py report       # collects every run: table + figure
 
-A run trains one zoo config (``colddiff_lib/zoo/configs/NAME.toml``) with some settings replaced, on one
-CPU thread, with a constant learning rate after the warm-up and an EMA of the weights. When its training
-clock passes each budget (CPU minutes: this process's CPU time, so that other jobs on the machine do not
-shift the budgets; evaluation is not counted) it stops the clock and measures the EMA weights on held-out digits:
+A run trains one zoo config (``colddiff_lib/zoo/configs/NAME.toml``) with its recipe (batch, learning rate,
+warm-up, cosine decay, EMA, shifts) and some settings replaced, on one CPU thread, once per budget: the
+number of steps is sized from a short probe so that the cosine schedule ends when the budget is spent.
+A budget is CPU minutes: this process's CPU time, so that other jobs on the machine do not shift it.
+The EMA weights at the end are measured on held-out digits:
 
 * reconstruction configs: direct and Algorithm 2 per-image RMSE / SSIM on 200 held-out digits;
-* generation configs: 500 samples from the card's prior with each sampler setting (``--sample``), judged
+* generation configs: 500 samples from the fitted prior with each sampler setting (``--sample``), judged
   by :func:`colddiff_lib.evaluation.generation_measures` (share of confident digits, classifier FID
   against the 4,000 training digits, class histogram).
 
 One thread per run, so two runs share the 2-core machine (two 1-thread jobs train 1.4x the images of one
-2-thread job): a budget is the same amount of CPU whichever way the runs are scheduled. Each run owns its
-folder under ``runs/study``; killed, the same command continues from the last budget it reached.
+2-thread job). Each run owns its folder under ``runs/study``; killed, the same command resumes the budget
+it was training and skips the budgets already measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -33,10 +32,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 STUDY = Path("runs/study")
-
-
-class BudgetReached(Exception):
-    """Raised from the training callback after the last budget's measurement: the run is done."""
 
 
 def machine() -> str:
@@ -110,117 +105,160 @@ def run(args) -> None:
     D = dg.build(channels=1, **deg)
     model_cfg = {**cfg.get("model", {}), **({"preset": args.preset} if args.preset else {})}
     preset = model_cfg.pop("preset")
-    torch.manual_seed(0)
-    model = UNet.from_preset(preset, channels=1, **model_cfg)
+    # The zoo recipe of the config (batch, lr, warm-up, cosine decay, EMA, shifts), with the study's changes.
+    recipe = {**cfg.get("train", {}), **({"batch_size": args.batch} if args.batch else {}),
+              **({"lr": args.lr} if args.lr else {}), **_settings(args.train)}
+    recipe.update(device="cpu", progress=False, log_every=25, checkpoint_every=250, seed=0)
+    for key in ("steps", "eval_every"):
+        recipe.pop(key, None)
     spec = {"name": args.name, "config": args.config, "task": args.task, "preset": preset,
-            "parameters": count_parameters(model), "batch_size": args.batch, "lr": args.lr, "ema": args.ema,
-            "degradation": D.config(), "train": _settings(args.train), "minutes": args.minutes, "sample": args.sample, "machine": machine(),
+            "parameters": count_parameters(UNet.from_preset(preset, channels=1, **model_cfg)),
+            "degradation": D.config(), "train": recipe, "sample": args.sample, "machine": machine(),
             "command": "python benchmarks/compute_study.py " + " ".join(sys.argv[1:])}
     state = json.loads(points_path.read_text()) if points_path.is_file() else {"spec": spec, "points": []}
-    same = ("degradation", "preset", "train", "batch_size", "lr", "ema")
-    if any(state["spec"].get(k) != spec[k] for k in same):
+    if any(state["spec"].get(k) != spec[k] for k in ("degradation", "preset", "train")):
         raise SystemExit(f"error: {folder} holds another run ({state['spec']['command']}); choose another NAME")
-    done = [p["minutes"] for p in state["points"]]
-    todo = [m for m in sorted(args.minutes) if m not in done]
+    todo = [m for m in sorted(args.minutes) if m not in [p["minutes"] for p in state["points"]]]
     if not todo:
         print(f"{args.name}: every budget measured already", flush=True)
         return
     data = {"train": load_dataset("mnist5k", split="train").images,
             "test": load_dataset("mnist5k", split="test").images,
             "classifier": zoo.load_classifier()}
-    last = folder / "last.pt"
-    clock = CpuClock(folder / "clock.json")
-    from colddiff_lib.checkpoint import save_atomic
-
-    config = TrainConfig(steps=10 ** 7, batch_size=args.batch, lr=args.lr, warmup_steps=100, lr_schedule="constant",
-                         ema_decay=args.ema, augment_shift=2, device="cpu", progress=False, log_every=25,
-                         checkpoint_dir=str(folder), checkpoint_every=500, resume=last.exists(), seed=0,
-                         **spec["train"])
-    if last.exists():
-        step = load_checkpoint(last)["step"]
-        clock.resume(step)
-        print(f"{args.name}: resuming at step {step}, {clock.seconds(step) / 60:.1f} CPU min", flush=True)
-    print(f"{args.name}: {preset} ({spec['parameters'] / 1e6:.2f}M), batch {args.batch}, lr {args.lr}, budgets "
-          f"{todo} CPU min on {spec['machine']}", flush=True)
-
-    def at_budget(info):
-        minutes = clock.seconds(info["step"]) / 60
-        if not todo or minutes < todo[0]:
-            return
-        start = time.perf_counter()
-        with clock.paused():
-            quality = measure(args, info["ema"], D, data)
-        info["ema"].train()
-        budget = todo.pop(0)
-        state["points"].append({"minutes": budget, "train_minutes": minutes, "step": info["step"],
-                                "images": info["step"] * args.batch, "quality": quality,
-                                "wall_minutes": info["elapsed"] / 60, "eval_seconds": time.perf_counter() - start})
-        # The run's state at this budget: what a resumed run continues from (the EMA weights are in it).
-        save_atomic({"model": model.state_dict(), "ema": info["ema"].state_dict(), "step": info["step"],
-                     "model_config": model.config(), "degradation": D.config()}, folder / f"ema-{budget:g}min.pt")
+    if "seconds_per_step" not in state:  # CPU seconds of one training step, to size each budget's schedule
+        torch.manual_seed(0)
+        probe = UNet.from_preset(preset, channels=1, **model_cfg)
+        train(probe, D, data["train"], TrainConfig(**{**recipe, "steps": 10, "checkpoint_every": 10 ** 6}))
+        t0 = time.process_time()
+        train(probe, D, data["train"], TrainConfig(**{**recipe, "steps": 40, "checkpoint_every": 10 ** 6}))
+        state["seconds_per_step"] = (time.process_time() - t0) / 40
         write_json_atomic(state, points_path)
-        print(f"{args.name}: {budget:g} min, step {info['step']}: {json.dumps(quality)}", flush=True)
-        if not todo:
-            raise BudgetReached
-
-    try:
-        train(model, D, data["train"], config, callback=at_budget)
-    except BudgetReached:
-        pass
+    print(f"{args.name}: {preset} ({spec['parameters'] / 1e6:.2f}M), batch {recipe['batch_size']}, lr "
+          f"{recipe['lr']}, {state['seconds_per_step']:.3f} CPU s a step; budgets {todo} CPU min on "
+          f"{spec['machine']}", flush=True)
+    for budget in todo:
+        steps = max(200, int(budget * 60 / state["seconds_per_step"]))
+        sub = folder / f"{budget:g}min"
+        clock = CpuClock(sub / "clock.json")
+        resume = (sub / "last.pt").exists()
+        if resume:
+            clock.resume(load_checkpoint(sub / "last.pt")["step"])
+        torch.manual_seed(0)
+        model = UNet.from_preset(preset, channels=1, **model_cfg)
+        config = TrainConfig(**{**recipe, "steps": steps, "checkpoint_dir": str(sub), "resume": resume})
+        result = train(model, D, data["train"], config, callback=lambda info: clock.seconds(info["step"]))
+        minutes = clock.seconds(result.step) / 60
+        quality = measure(args, result.ema, D, data)
+        state["points"].append({"minutes": budget, "train_minutes": minutes, "step": result.step,
+                                "images": result.step * recipe["batch_size"], "quality": quality,
+                                "wall_minutes": result.history["elapsed"][-1] / 60})
+        write_json_atomic(state, points_path)
+        print(f"{args.name}: {budget:g} min ({minutes:.1f} used), {steps} steps: {json.dumps(quality)}", flush=True)
     print(f"{args.name}: done ({len(state['points'])} budgets)", flush=True)
 
 
 class CpuClock:
-    """The run's training time in CPU seconds (this process's, so other jobs on the machine do not
-    count), without the measurements, kept per step in ``clock.json`` so that a resumed run goes on."""
+    """A run's training time in CPU seconds (this process's, so other jobs on the machine do not count),
+    kept per step in ``clock.json`` so that a resumed run goes on from it."""
 
     def __init__(self, path: Path):
         from colddiff_lib.checkpoint import write_json_atomic
 
         self.path, self._write = path, write_json_atomic
         self.marks = json.loads(path.read_text()) if path.is_file() else {}
-        self.before, self.start, self.excluded = 0.0, time.process_time(), 0.0
+        self.before, self.start = 0.0, time.process_time()
 
     def resume(self, step: int) -> None:
-        self.before = self.marks[str(step)]
-        self.start, self.excluded = time.process_time(), 0.0
+        self.before, self.start = self.marks[str(step)], time.process_time()
 
     def seconds(self, step: int) -> float:
-        now = self.before + time.process_time() - self.start - self.excluded
-        if str(step) not in self.marks:  # train() checkpoints every 500 steps: keep those marks
-            self.marks = {k: v for k, v in self.marks.items() if int(k) % 500 == 0}
+        now = self.before + time.process_time() - self.start
+        if str(step) not in self.marks:  # train() checkpoints every 250 steps: keep those marks
+            self.marks = {k: v for k, v in self.marks.items() if int(k) % 250 == 0}
             self.marks[str(step)] = now
             self._write(self.marks, self.path)
         return now
 
-    @contextlib.contextmanager
-    def paused(self):
-        t0 = time.process_time()
-        try:
-            yield
-        finally:
-            self.excluded += time.process_time() - t0
-
 
 def report(args) -> None:
-    rows = []
-    for path in sorted(STUDY.glob("*/points.json")):
-        state = json.loads(path.read_text())
-        rows.append(state)
-    out = {"runs": rows}
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    for state in rows:
-        spec = state["spec"]
-        for p in state["points"]:
-            q = p["quality"]
-            if spec["task"] == "reconstruction":
-                text = (f"direct {q['direct']['rmse']:.3f}/{q['direct']['ssim']:.3f}, "
-                        f"Alg2 {q['improved']['rmse']:.3f}/{q['improved']['ssim']:.3f}")
-            else:
-                text = "; ".join(f"{k}: conf {v['confident']:.2f} FID {v['fid']:.1f} "
-                                 f"min/max {v['class_share_min']:.2f}/{v['class_share_max']:.2f}" for k, v in q.items())
-            print(f"| {spec['name']} | {spec['preset']} | {spec['batch_size']} | {spec['lr']:g} | {p['minutes']:g} | "
-                  f"{p['step']} | {text} |")
+    """Print the study's two tables (Markdown) and draw its figure: quality against CPU minutes, one curve
+    per model size (reconstruction: per-image RMSE of the direct estimate and of Algorithm 2; generation:
+    the share of confident digits and FID of each sampler). Saves every run's measurements as JSON."""
+    runs = [json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))]
+    runs = [r for r in runs if r["points"]]
+    Path(args.out).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    print(f"machine: {runs[0]['spec']['machine'] if runs else '-'}\n")
+    print("| run | preset | params | batch | lr | other | CPU min | steps | direct RMSE / SSIM | Alg. 2 RMSE / SSIM |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---|---|")
+    for run in runs:
+        spec = run["spec"]
+        if spec["task"] != "reconstruction":
+            continue
+        for p in run["points"]:
+            d, a = p["quality"]["direct"], p["quality"]["improved"]
+            print(f"| {spec['name']} | {spec['preset']} | {spec['parameters'] / 1e6:.2f}M | {spec['train']['batch_size']} | "
+                  f"{spec['train']['lr']:g} | {_other(spec)} | {p['train_minutes']:.1f} | {p['step']} | "
+                  f"{d['rmse']:.3f} / {d['ssim']:.3f} | {a['rmse']:.3f} / {a['ssim']:.3f} |")
+    print("\n| run | preset | degradation | CPU min | steps | sampler | confident | FID | rarest / commonest class |")
+    print("|---|---|---|---:|---:|---|---:|---:|---|")
+    for run in runs:
+        spec = run["spec"]
+        if spec["task"] != "generation":
+            continue
+        for p in run["points"]:
+            for setting, m in p["quality"].items():
+                print(f"| {spec['name']} | {spec['preset']} | {_degradation(spec)} | {p['train_minutes']:.1f} | "
+                      f"{p['step']} | {setting} | {m['confident']:.2f} | {m['fid']:.1f} | "
+                      f"{m['class_share_min']:.2f} / {m['class_share_max']:.2f} |")
+    if args.figure:
+        draw(runs, args.figure)
+        print(f"\nfigure: {args.figure}")
+
+
+def _other(spec) -> str:
+    keys = sorted(set(spec["train"]) - {"batch_size", "lr", "device", "progress", "log_every", "checkpoint_every",
+                                         "seed", "warmup_steps", "lr_schedule", "ema_decay", "augment_shift"})
+    return ", ".join(f"{k} {spec['train'][k]}" for k in keys) or "-"
+
+
+def _degradation(spec) -> str:
+    d = spec["degradation"]
+    if d["name"] == "noisy":
+        return f"{d['base']['name']} + noise {d['std']:g}"
+    return d["name"]
+
+
+def draw(runs, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rec = [r for r in runs if r["spec"]["task"] == "reconstruction"]
+    gen = [r for r in runs if r["spec"]["task"] == "generation"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for run in rec:
+        spec, pts = run["spec"], sorted(run["points"], key=lambda p: p["train_minutes"])
+        label = f"{spec['preset']} ({spec['parameters'] / 1e6:.2f}M)" + ("" if _other(spec) == "-" else f", {_other(spec)}")
+        x = [p["train_minutes"] for p in pts]
+        line, = axes[0].plot(x, [p["quality"]["direct"]["rmse"] for p in pts], "o-", label=label)
+        axes[1].plot(x, [p["quality"]["improved"]["rmse"] for p in pts], "o-", color=line.get_color(), label=label)
+    for ax, title in zip(axes[:2], ("deblurring, direct estimate", "deblurring, Algorithm 2")):
+        ax.set(title=title, xlabel="CPU minutes of training", ylabel="per-image RMSE (held-out)", xscale="log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    for run in gen:
+        spec = run["spec"]
+        for setting in run["spec"]["sample"]:
+            pts = sorted(run["points"], key=lambda p: p["train_minutes"])
+            axes[2].plot([p["quality"][setting]["fid"] for p in pts], [p["quality"][setting]["confident"] for p in pts],
+                         "o", label=f"{_degradation(spec)}, {setting.split(':')[0]}")
+    axes[2].set(title="generation (500 samples)", xlabel="classifier FID (lower is better)",
+                ylabel="share of confident digits", xscale="log")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
@@ -230,16 +268,16 @@ def main() -> None:
     r.add_argument("name", help="the run's folder under runs/study")
     r.add_argument("--config", default="mnist-blur", help="zoo config to start from (default: %(default)s)")
     r.add_argument("--preset", default=None, help="U-Net preset (default: the config's)")
-    r.add_argument("--batch", type=int, default=64, help="batch size (default: %(default)s)")
-    r.add_argument("--lr", type=float, default=1e-3, help="learning rate after warm-up (default: %(default)s)")
-    r.add_argument("--ema", type=float, default=0.999, help="EMA decay (default: %(default)s)")
+    r.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
+    r.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the config's)")
     r.add_argument("--deg", nargs="*", default=[], help="degradation settings KEY=VALUE replacing the config's")
     r.add_argument("--train", nargs="*", default=[], help="TrainConfig settings KEY=VALUE (e.g. input_noise=0.01)")
-    r.add_argument("--minutes", nargs="+", type=float, default=[2.5, 5, 10, 20], help="budgets in CPU minutes")
+    r.add_argument("--minutes", nargs="+", type=float, default=[5, 20], help="budgets in CPU minutes (default: %(default)s)")
     r.add_argument("--sample", nargs="*", default=["improved:0.002"],
                    help="generation: sampler settings ALGORITHM:NOISE_STD to measure (default: %(default)s)")
     q = sub.add_parser("report", help="print every run's measurements and save them")
     q.add_argument("--out", default="benchmarks/compute_study.json", help="where to save (default: %(default)s)")
+    q.add_argument("--figure", default="benchmarks/compute_study.png", help="the figure (default: %(default)s)")
     args = p.parse_args()
     run(args) if args.command == "run" else report(args)
 
