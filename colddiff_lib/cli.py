@@ -215,6 +215,67 @@ def _load_model(args):
     return R, D, ckpt, device
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default: argparse's "(default: ...)" where the default is a value; an
+    option whose default comes from elsewhere (a config file, the checkpoint, the degradation) says so in its
+    own help text."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+#: The symmetry-breaking noise ``sample --mode generate`` adds to x_T unless --noise-std says otherwise.
+SAMPLE_NOISE_STD = 0.002
+#: How the samplers are called in what ``sample`` and ``evaluate`` print.
+ALGORITHM_NAMES = {"improved": "Algorithm 2", "naive": "Algorithm 1", "ddim": "DDIM", "ancestral": "ancestral sampling"}
+
+
+def _sample_warnings(args, D, images=None) -> List[str]:
+    """What does not fit in a ``sample`` request: a start the model was not trained on, ignored options."""
+    warnings = []
+    if args.mode == "generate":
+        if getattr(D, "collapse_at_T", None) is False:
+            warnings.append(f"--mode generate: this blur does not collapse to a flat colour at T = {D.T} "
+                            f"(collapse_at_T is false), so D(x0, T) still shows the digit and a flat start is not "
+                            f"an end state the model was trained on: expect blobs; train a generator with --deg "
+                            f"collapse_at_T=true (the mnist-blur-gen recipe)")
+        elif D.has_latent and images is not None and D.noise_schedule() is None:
+            x0 = images[:8].float()
+            x_T = D.freeze(x0, torch.Generator().manual_seed(0))(x0, D.T) if D.random else D(x0, D.T)
+            gap = float((D.from_latent(D.latent(x_T), tuple(x_T.shape[1:])) - x_T).abs().max())
+            if gap > 1e-3:
+                warnings.append(f"--mode generate: {type(D).__name__}'s end state D(x0, T) is not the start that "
+                                f"its latent describes (off by up to {gap:.3g}), so generation starts where the "
+                                f"model was not trained")
+        elif not D.has_latent and type(D).prior is dg.Degradation.prior:
+            warnings.append(f"--mode generate: {type(D).__name__}'s end state does not forget the image (no "
+                            f"latent, no prior): there is nothing random to generate from")
+        if args.t is not None:
+            warnings.append(f"--t {args.t} is ignored with --mode generate: generation starts at T = {D.T}")
+    else:
+        if args.uniform_prior:
+            warnings.append("--uniform-prior only applies to --mode generate; ignored")
+        if args.noise_std is not None:
+            warnings.append("--noise-std only applies to --mode generate; ignored")
+    return warnings
+
+
+def _grid_rows(inputs, result, labels, columns: int):
+    """The input rows above the result, for each group of ``columns`` images: (images, row labels)."""
+    rows, names = [], []
+    for start in range(0, len(result), columns):
+        for images, label in zip((*inputs, result), labels):
+            chunk = images[start:start + columns].cpu()
+            if len(chunk) < columns:  # pad the last group with blank (mid-grey) tiles
+                chunk = torch.cat([chunk, torch.zeros(columns - len(chunk), *chunk.shape[1:])])
+            rows.append(chunk)
+            names.append(label)
+    return torch.cat(rows), names
+
+
 def cmd_sample(args) -> int:
     from .data import load_dataset
     from .generation import GaussianPrior, generate
@@ -223,20 +284,47 @@ def cmd_sample(args) -> int:
 
     R, D, ckpt, device = _load_model(args)
     data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
+    name = data_cfg["dataset"]
+    if args.mode == "reconstruct" and args.t is not None and not 1 <= args.t <= D.T:
+        raise ValueError(f"--t must lie in 1..T = 1..{D.T} for this {type(D).name} model, got {args.t}")
+    noise_std = SAMPLE_NOISE_STD if args.noise_std is None else args.noise_std
+    algorithm = ALGORITHM_NAMES.get(args.algorithm, args.algorithm)
     g = torch.Generator().manual_seed(args.seed)
     if args.mode == "generate":
-        images = load_dataset(data_cfg["dataset"], "train", data_cfg["image_size"]).images
+        images = load_dataset(name, "train", data_cfg["image_size"]).images
         prior = GaussianPrior(D, images) if D.has_latent and not args.uniform_prior else None
-        x, _ = generate(R, D, args.n, tuple(images.shape[1:]), prior=prior, noise_std=args.noise_std,
-                        algorithm=args.algorithm, generator=g, device=device)
+        for warning in _sample_warnings(args, D, images):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        if prior is None:
+            try:
+                D.prior(1, tuple(images.shape[1:]))
+            except NotImplementedError:
+                raise ValueError(f"--mode generate: {type(D).__name__} has no generation prior (its end state does "
+                                 f"not forget the image); generate with a blur (collapse_at_T), inpaint_fill, "
+                                 f"superres, noise or blend model") from None
+        start = "a Gaussian fitted to training images" if prior is not None else "D.prior"
+        print(f"sample: mode generate, {args.n} images from x_T at t = T = {D.T} ({start}, start noise "
+              f"{noise_std:g}), by {algorithm} ({args.algorithm}), {D.T} steps", flush=True)
+        x, x_T = generate(R, D, args.n, tuple(images.shape[1:]), prior=prior, noise_std=noise_std,
+                          algorithm=args.algorithm, generator=g, device=device)
+        inputs, labels = (x_T,), ["x_T", f"generated ({algorithm})"]
     else:
-        test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
+        test = load_dataset(name, "test", data_cfg["image_size"])
+        for warning in _sample_warnings(args, D):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         x0 = torch.stack([test[i] for i in range(args.n)]).to(device)
         Df = D.freeze(x0, g)
         t = args.t if args.t is not None else D.T
-        x = sample(R, Df, Df(x0, t), t, algorithm=args.algorithm)
-    save_grid(x.cpu(), args.out, nrow=int(max(1, round(args.n ** 0.5))))
-    print(f"wrote {args.n} images to {args.out}")
+        print(f"sample: mode reconstruct, {args.n} held-out images of {name}, from x_t = D(x0, t) at t = {t} "
+              f"(of T = {D.T}), by {algorithm} ({args.algorithm}), {t} steps", flush=True)
+        x_t = Df(x0, t)
+        x = sample(R, Df, x_t, t, algorithm=args.algorithm)
+        inputs, labels = (x0, x_t), ["x0", f"x_t (t = {t})", f"restored ({algorithm})"]
+    columns = min(args.n, 8)
+    grid, row_labels = _grid_rows(inputs, x, labels, columns)
+    save_grid(grid, args.out, nrow=columns, labels=row_labels)
+    print(f"wrote {args.n} images to {args.out}: {len(row_labels)} rows of {columns}, "
+          f"{' / '.join(labels)} for each group of {columns}")
     return 0
 
 
@@ -252,8 +340,18 @@ def cmd_evaluate(args) -> int:
     data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
     test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
     x0 = test.images[: args.n]
-    rows = evaluate_reconstruction(R, D, x0.to(device), seed=args.seed)
-    print(f"{args.checkpoint}: {D} on {len(x0)} held-out images (RMSE and SSIM on [0, 1], PSNR in dB)")
+    from .evaluation import METHODS
+
+    print(f"evaluate: {args.checkpoint}: {D} on {len(x0)} held-out images, degraded to t = T = {D.T}, "
+          f"{len(METHODS)} methods", flush=True)
+    rows, began = {}, time.perf_counter()
+    for k, method in enumerate(METHODS, 1):  # one method at a time (the same draws as all at once)
+        start = time.perf_counter()
+        rows.update(evaluate_reconstruction(R, D, x0.to(device), seed=args.seed, methods=(method,)))
+        print(f"  [{k}/{len(METHODS)}] {method} ({ALGORITHM_NAMES.get(method, method)}): RMSE "
+              f"{rows[method]['rmse']:.4f}, {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"{args.checkpoint}: {D} on {len(x0)} held-out images (RMSE and SSIM on [0, 1], PSNR in dB; "
+          f"{time.perf_counter() - began:.0f} s)")
     print(format_table(rows))
     if args.json:
         write_json_atomic({"checkpoint": str(args.checkpoint), "n": len(x0), "rows": rows}, args.json)
@@ -280,9 +378,23 @@ def _evaluate_zoo(args) -> int:
         except ValueError as err:
             raise ValueError(f"--{err}") from None
     command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
-    tables = reproduce(names, args.out, n=args.n, seed=args.seed, device=resolve_device(args.device or "auto"),
-                       command=command, settings=settings)
-    replaced = tables.pop("replaced")
+    device = resolve_device(args.device or "auto")
+    print(f"evaluate --zoo: {len(names)} model{'s' if len(names) != 1 else ''}, {args.n} held-out digits or "
+          f"samples per row, into {args.out}", flush=True)
+    tables, replaced, written, began = {}, [], set(), time.perf_counter()
+    for k, name in enumerate(names, 1):  # one model at a time, each merged into the tables as it finishes
+        start = time.perf_counter()
+        print(f"  [{k}/{len(names)}] {name} ({models[name].get('task')}) ...", flush=True)
+        part = reproduce([name], args.out, n=args.n, seed=args.seed, device=device, command=command,
+                         settings=settings)
+        # Rows this command wrote itself (the generation reference rows, once per generator) are not "replaced".
+        replaced += [key for key in part.pop("replaced") if tuple(key) not in written]
+        for table, rows in part.items():
+            tables.setdefault(table, [])
+            tables[table] = [r for r in tables[table] if table != "generation_reference"] + rows
+            written |= {(table, r.get("images")) for r in rows if table == "generation_reference"}
+        print(f"  [{k}/{len(names)}] {name}: done in {time.perf_counter() - start:.0f} s "
+              f"({time.perf_counter() - began:.0f} s so far)", flush=True)
     for table, rows in tables.items():
         if rows:
             print(f"{table} ({args.n} held-out digits; FID on the project's classifier features, "
@@ -295,64 +407,106 @@ def _evaluate_zoo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .training import TrainConfig
+
+    d = TrainConfig.__dataclass_fields__  # the training defaults, where neither a flag nor --config sets them
+
+    def default(key):
+        return d[key].default
+
     parser = argparse.ArgumentParser(prog="python -m colddiff_lib", description=__doc__.split("\n")[0],
+                                     formatter_class=_HelpFormatter,
                                      epilog="Errors print one line and exit with status 2; add --debug to any "
                                             "command to see the traceback instead.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a restoration network and write checkpoints and a sample grid")
-    p.add_argument("--config", help="TOML file with [data], [degradation], [model], [train] tables")
+    p = sub.add_parser("train", help="train a restoration network and write checkpoints and a sample grid",
+                       formatter_class=_HelpFormatter,
+                       description="Train R to invert a degradation. Flags override the --config file, which "
+                                   "overrides the defaults shown.")
+    p.add_argument("--config", help="TOML file with [zoo], [data], [degradation], [model], [train] tables "
+                                    "(default: none, every setting from the flags and their defaults)")
     p.add_argument("--out", required=True, help="output folder (checkpoints, run.json, history, figures)")
-    p.add_argument("--dataset", help="mnist5k (offline default), mnist, fashion_mnist, cifar10, celeba, or a folder")
-    p.add_argument("--image-size", type=int, dest="image_size")
-    p.add_argument("--degradation", choices=sorted(dg.REGISTRY), help="degradation name")
-    p.add_argument("--deg", nargs="*", default=[], metavar="KEY=VALUE", help="degradation arguments, e.g. T=20 std=7")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="U-Net size")
-    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE", help="UNet arguments to override")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-every", type=int, dest="eval_every", help="held-out loss every N steps; keeps best.pt")
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every")
-    p.add_argument("--log-every", type=int, dest="log_every", help="log (and record the loss) every N steps")
-    p.add_argument("--val-images", type=int, default=1000, dest="val_images")
+    p.add_argument("--dataset", help="mnist5k (offline), mnist, fashion_mnist, cifar10, celeba, or a folder "
+                                     "(default: the config's [data] dataset, else mnist5k)")
+    p.add_argument("--image-size", type=int, dest="image_size",
+                   help="image height and width in pixels (default: the config's [data] image_size, else 32)")
+    p.add_argument("--degradation", choices=sorted(dg.REGISTRY),
+                   help="degradation name (default: the config's [degradation] name, else blur)")
+    p.add_argument("--deg", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="degradation arguments, e.g. T=20 std=7 (default: the config's [degradation] table, else "
+                        "the degradation's own defaults)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="U-Net size (default: the config's [model] preset, "
+                                                              "else tiny)")
+    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="UNet arguments to override, e.g. dim=32 (default: the config's [model] table, else the "
+                        "preset's)")
+    p.add_argument("--steps", type=int, help=f"training steps (default: the config's, else {default('steps')})")
+    p.add_argument("--batch-size", type=int, dest="batch_size",
+                   help=f"images per step (default: the config's, else {default('batch_size')})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default: the config's, else "
+                                            f"{default('lr'):g})")
+    p.add_argument("--device", help=f"auto, cpu, cuda, cuda:1, mps (default: the config's, else "
+                                    f"{default('device')})")
+    p.add_argument("--seed", type=int, help=f"seed of the initial weights, batches and levels: a run repeats "
+                                            f"bit for bit (default: the config's, else {default('seed')})")
+    p.add_argument("--eval-every", type=int, dest="eval_every",
+                   help=f"held-out loss every N steps, keeping best.pt; 0: never (default: the config's, else "
+                        f"{default('eval_every')})")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                   help=f"write last.pt every N steps (default: the config's, else {default('checkpoint_every')})")
+    p.add_argument("--log-every", type=int, dest="log_every",
+                   help=f"log (and record the loss) every N steps (default: the config's, else "
+                        f"{default('log_every')})")
+    p.add_argument("--val-images", type=int, default=1000, dest="val_images",
+                   help="held-out images for the held-out loss; 0: none")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per --log-every)")
     p.set_defaults(func=cmd_train)
 
     for name, func, text in (("sample", cmd_sample, "restore or generate images from a checkpoint"),
                              ("evaluate", cmd_evaluate, "print RMSE/SSIM/PSNR of degraded, direct, Algorithms 1, 2")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--checkpoint", required=name == "sample", help="a last.pt or best.pt written by train")
-        p.add_argument("--n", type=int, default=64 if name == "sample" else 1000, help="number of images")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", help="auto (default), cpu, cuda")
+        p = sub.add_parser(name, help=text, formatter_class=_HelpFormatter, description=text[0].upper() + text[1:]
+                           + (". The grid shows the input rows above the result." if name == "sample" else
+                              ", one line of progress per method (per model with --zoo)."))
+        p.add_argument("--checkpoint", required=name == "sample",
+                       help="a last.pt or best.pt written by train" + ("" if name == "sample" else
+                                                                        " (default: none; or --zoo)"))
+        p.add_argument("--n", type=int, default=64 if name == "sample" else 1000,
+                       help="number of images" + (" (at most the held-out ones)" if name == "sample" else
+                                                  " (held-out digits per table row with --zoo)"))
+        p.add_argument("--seed", type=int, default=0, help="seed of the random draws (frozen degradations, x_T)")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
         p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
         if name == "sample":
-            p.add_argument("--mode", choices=["reconstruct", "generate"], default="reconstruct")
-            p.add_argument("--algorithm", choices=list(ALGORITHMS), default="improved")
-            p.add_argument("--t", type=int, help="starting level for reconstruction (default T)")
-            p.add_argument("--noise-std", type=float, default=0.002, dest="noise_std",
-                           help="symmetry-breaking noise added to x_T when generating (0: perfect symmetry)")
-            p.add_argument("--uniform-prior", action="store_true", help="draw x_T from D.prior, not a fitted Gaussian")
+            p.add_argument("--mode", choices=["reconstruct", "generate"], default="reconstruct",
+                           help="reconstruct held-out images from x_t = D(x0, t), or generate from a start x_T")
+            p.add_argument("--algorithm", choices=list(ALGORITHMS), default="improved",
+                           help="improved: Algorithm 2; naive: Algorithm 1; ddim, ancestral: for degradations with "
+                                "a noise schedule")
+            p.add_argument("--t", type=int, help="starting level for reconstruction, 1..T (default: T)")
+            p.add_argument("--noise-std", type=float, default=None, dest="noise_std",
+                           help=f"symmetry-breaking noise added to x_T when generating; 0: perfect symmetry "
+                                f"(default: {SAMPLE_NOISE_STD})")
+            p.add_argument("--uniform-prior", action="store_true",
+                           help="generate from D.prior, not a Gaussian fitted to training images")
             p.add_argument("--out", default="samples.png", help="PNG grid to write")
         else:
-            p.add_argument("--json", help="also write the table as JSON here")
+            p.add_argument("--json", help="also write the table as JSON here (default: none)")
             p.add_argument("--zoo", nargs="+", help="evaluate shipped models (names, or 'all') and write the "
-                                                    "paper's tables into --out")
-            p.add_argument("--out", default="results", help="folder for the --zoo tables (default results)")
+                                                    "paper's tables into --out (default: none; or --checkpoint)")
+            p.add_argument("--out", default="results", help="folder for the --zoo tables (merged into)")
             p.add_argument("--settings", nargs="+", metavar="ALGORITHM:NOISE_STD",
-                           help="with --zoo: generation settings instead of the table's own, e.g. improved:0.02")
+                           help="with --zoo: generation settings instead of the table's own, e.g. improved:0.02 "
+                                "(default: each model's own)")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("export", help="write shipped models to ONNX for the book's in-page sampler")
+    p = sub.add_parser("export", help="write shipped models to ONNX for the book's in-page sampler",
+                       formatter_class=_HelpFormatter)
     p.add_argument("names", nargs="*", help="zoo models (default: the book's, " + ", ".join(BOOK_MODELS) + ")")
     p.add_argument("--out", required=True, help="folder (the book uses book/_static/live)")
     p.set_defaults(func=cmd_export)
     return parser
-
 
 def cmd_export(args) -> int:
     from . import zoo

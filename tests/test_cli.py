@@ -110,17 +110,31 @@ def test_evaluate_prints_table_and_writes_json(trained, tmp_path, capsys):
 
 
 def test_sample_reconstruct_writes_png(trained, tmp_path, capsys):
+    from colddiff_lib.data import load_dataset
+    from colddiff_lib.plotting import read_grid
+
     out, _ = trained
     png = tmp_path / "x.png"
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--n", "4", "--out", str(png),
                  "--device", "cpu"]) == 0
-    assert "wrote 4 images" in capsys.readouterr().out
-    assert _png_size(png) == (2 * 34 + 2, 2 * 34 + 2)  # a 2 x 2 grid of 32 px images
-    # Deterministic under --seed; naive algorithm and a smaller starting level also work.
+    printed = capsys.readouterr().out
+    assert "sample: mode reconstruct, 4 held-out images of mnist5k, from x_t = D(x0, t) at t = 20 (of T = 20), " \
+           "by Algorithm 2 (improved), 20 steps" in printed, printed
+    assert "wrote 4 images" in printed and "x0 / x_t (t = 20) / restored (Algorithm 2)" in printed
+    # The input rows above the result: x0, x_t, then the restored images, 4 columns of 32 px images.
+    assert _png_size(png) == (4 * 34 + 2, 3 * 34 + 2)
+    rows, labels = read_grid(png)
+    assert labels == ["x0", "x_t (t = 20)", "restored (Algorithm 2)"]
+    x0 = load_dataset("mnist5k", split="test").images[:4]
+    assert float((rows[0] - x0).abs().max()) <= 2 / 255 + 1e-6  # the first row is x0 itself (8-bit PNG)
+    assert float((rows[1] - x0).abs().mean()) > 0.05             # the second is degraded
+    # Deterministic under --seed; naive algorithm and a smaller starting level also work, and say so.
     png2 = tmp_path / "y.png"
     assert main(["sample", "--checkpoint", str(out / "best.pt"), "--n", "4", "--out", str(png2), "--t", "5",
                  "--algorithm", "naive", "--raw-weights", "--device", "cpu"]) == 0
-    assert png2.is_file()
+    printed = capsys.readouterr().out
+    assert "at t = 5 (of T = 20), by Algorithm 1 (naive), 5 steps" in printed, printed
+    assert read_grid(png2)[1] == ["x0", "x_t (t = 5)", "restored (Algorithm 1)"]
     png3 = tmp_path / "z.png"
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--n", "4", "--out", str(png3),
                  "--device", "cpu"]) == 0
@@ -138,7 +152,17 @@ def test_generation_run(tmp_path, capsys):
     png = tmp_path / "gen.png"
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--mode", "generate", "--n", "4",
                  "--out", str(png), "--device", "cpu"]) == 0
-    assert _png_size(png) == (2 * 18 + 2, 2 * 18 + 2)
+    captured = capsys.readouterr()
+    assert "sample: mode generate, 4 images from x_T at t = T = 10 (a Gaussian fitted to training images, start " \
+           "noise 0.002), by Algorithm 2 (improved), 10 steps" in captured.out, captured.out
+    assert "warning" not in captured.err, captured.err  # a collapsing blur fits generation
+    assert _png_size(png) == (4 * 18 + 2, 2 * 18 + 2)  # the x_T row above the generated row, 16 px images
+    from colddiff_lib.plotting import read_grid
+
+    rows, labels = read_grid(png, tile=16)
+    assert labels == ["x_T", "generated (Algorithm 2)"]
+    start = rows[0]
+    assert float((start - start.mean(dim=(-2, -1), keepdim=True)).abs().max()) < 0.03  # flat (+ tiny noise)
     uni = tmp_path / "uni.png"
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--mode", "generate", "--n", "2",
                  "--uniform-prior", "--noise-std", "0", "--out", str(uni), "--device", "cpu"]) == 0
@@ -184,3 +208,108 @@ def test_config_file_is_honoured_and_flags_override_it(tmp_path):
     assert ckpt["model"]["conv_in.weight"].shape[0] == 8
 
 
+
+
+# --- what the command line tells the user --------------------------------------------------------
+def _subparsers():
+    import argparse
+
+    from colddiff_lib.cli import build_parser
+
+    parser = build_parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser, actions[0].choices
+
+
+def test_every_option_has_help_and_shows_its_default():
+    """Every option of every command has a help text, and --help shows its default: argparse's
+    "(default: ...)" for a value, or the help's own words where the default comes from elsewhere."""
+    _, commands = _subparsers()
+    assert {"train", "sample", "evaluate", "export"} <= set(commands)
+    for name, p in commands.items():
+        formatter = p._get_formatter()
+        for action in p._actions:
+            if action.dest == "help":
+                continue
+            flag = "/".join(action.option_strings) or action.dest
+            assert action.help and len(action.help) > 10, f"{name} {flag} has no help text"
+            if action.required:
+                continue
+            shown = formatter._get_help_string(action) % {**vars(action), "prog": p.prog}
+            assert "default" in shown, f"{name} {flag}: --help shows no default ({shown!r})"
+    text = commands["train"].format_help()
+    for words in ("training steps (default: the config's, else 1000)", "peak learning rate",
+                  "seed of the initial weights", "(default: 1000)"):
+        assert words in " ".join(text.split()), words
+    assert "(default: 1000)" in " ".join(commands["evaluate"].format_help().split())  # --n, which runs minutes
+
+
+def test_sample_warns_when_the_request_does_not_fit_the_model(trained, tmp_path, capsys):
+    out, _ = trained  # a blur that does not collapse to a flat colour at T
+    png = tmp_path / "g.png"
+    assert main(["sample", "--checkpoint", str(out / "last.pt"), "--mode", "generate", "--n", "2", "--t", "3",
+                 "--out", str(png), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --mode generate: this blur does not collapse to a flat colour at T = 20 (collapse_at_T " \
+           "is false)" in err, err
+    assert "warning: --t 3 is ignored with --mode generate" in err
+    assert main(["sample", "--checkpoint", str(out / "last.pt"), "--n", "2", "--noise-std", "0.1",
+                 "--out", str(png), "--device", "cpu"]) == 0
+    assert "warning: --noise-std only applies to --mode generate; ignored" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", str(out / "last.pt"), "--n", "2", "--t", "21", "--out", str(png),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --t must lie in 1..T = 1..20") and err.count("\n") == 1, err
+
+
+def test_evaluate_prints_a_line_per_method_and_the_same_numbers_as_one_call(trained, tmp_path, capsys):
+    from colddiff_lib.checkpoint import restore
+    from colddiff_lib.data import load_dataset
+    from colddiff_lib.evaluation import evaluate_reconstruction
+
+    out, _ = trained
+    js = tmp_path / "e.json"
+    assert main(["evaluate", "--checkpoint", str(out / "last.pt"), "--n", "16", "--json", str(js),
+                 "--device", "cpu", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert lines[0].startswith(f"evaluate: {out / 'last.pt'}: ") and "on 16 held-out images" in lines[0]
+    for k, method in enumerate(("degraded", "direct", "naive", "improved"), 1):
+        assert any(line.startswith(f"  [{k}/4] {method} ") for line in lines), printed
+    R, D = restore(out / "last.pt")
+    together = evaluate_reconstruction(R, D, load_dataset("mnist5k", split="test").images[:16], seed=3)
+    rows = json.loads(js.read_text())["rows"]
+    for method, values in together.items():
+        for key, value in values.items():
+            assert rows[method][key] == pytest.approx(value, abs=1e-6), (method, key)
+
+
+def test_evaluate_zoo_prints_a_line_per_model(tmp_path, capsys):
+    out = tmp_path / "tables"
+    assert main(["evaluate", "--zoo", "mnist-superres", "mnist-superres-gen", "--n", "10", "--out", str(out),
+                 "--device", "cpu", "--settings", "improved:0"]) == 0
+    printed = capsys.readouterr().out
+    assert "evaluate --zoo: 2 models, 10 held-out digits or samples per row" in printed
+    assert "  [1/2] mnist-superres (reconstruction) ..." in printed and "  [1/2] mnist-superres: done in" in printed
+    assert "  [2/2] mnist-superres-gen (generation) ..." in printed and "  [2/2] mnist-superres-gen: done in" in printed
+    assert "replaced" not in printed  # a fresh folder: nothing replaced
+    assert (out / "reconstruction.csv").is_file() and (out / "generation.csv").is_file()
+
+
+def _readme_sentence(start: str) -> list:
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert start in text, f"README.md has no sentence starting {start!r}"
+    sentence = text[text.index(start):].split(". ", 1)[0]
+    return [w for w in re.findall(r"`([^`]+)`", sentence) if not w.startswith("-")]
+
+
+def test_the_readme_lists_the_presets_and_degradations_of_the_code():
+    from colddiff_lib import degradations as dg
+    from colddiff_lib.models import PRESETS
+
+    assert sorted(_readme_sentence("Model sizes come as presets")) == sorted(PRESETS)
+    library = [name for name, cls in dg.REGISTRY.items() if cls.__module__.startswith("colddiff_lib.degradations")]
+    assert sorted(_readme_sentence("The degradations (`--degradation`)")) == sorted(library)
