@@ -9,6 +9,7 @@ the CPU, nccl on CUDA); rank 0 writes the checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -20,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_checkpoint, save_atomic
+from .checkpoint import load_checkpoint, non_finite, save_atomic
 from .degradations.base import check_images
 from .runtime import bf16_supported, random_shift, resolve_device, step_generator  # noqa: F401 (re-exported)
 
@@ -61,27 +62,43 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "grad_accum", "ema_every", "checkpoint_every", "log_every"):
+        for name, most in (("steps", 10 ** 9), ("batch_size", 65536), ("grad_accum", 1024), ("ema_every", 10 ** 9),
+                           ("checkpoint_every", 10 ** 9), ("log_every", 10 ** 9)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        for name in ("warmup_steps", "ema_start", "eval_every", "augment_shift", "num_workers"):
+            if value > most:
+                raise ValueError(f"{name} must be a positive int of at most {most:,}, got {value!r}")
+        for name, most in (("warmup_steps", 10 ** 9), ("ema_start", 10 ** 9), ("eval_every", 10 ** 9),
+                           ("augment_shift", 256), ("num_workers", 64), ("seed", 2 ** 63 - 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            if value > most:
+                raise ValueError(f"{name} must be a non-negative int of at most {most:,}, got {value!r}")
+        for name in ("bf16", "channels_last", "compile", "resume", "hflip", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false (a bool), got {getattr(self, name)!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
+        if not _real(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if isinstance(self.input_noise, bool) or not isinstance(self.input_noise, (int, float)) \
-                or not 0 <= self.input_noise <= 1:
+        if not _real(self.lr) or not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be positive and finite, got {self.lr!r}")
+        if not _real(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if not _real(self.grad_clip) or not 0 <= self.grad_clip < math.inf:  # -1 would reverse the gradients
+            raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip!r}")
+        if not _real(self.input_noise) or not 0 <= self.input_noise <= 1:
             raise ValueError(f"input_noise must be a number in [0, 1], got {self.input_noise!r}")
-        if not 0 <= self.ema_decay < 1:
+        if not _real(self.ema_decay) or not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise ValueError(f"checkpoint_dir must be a folder (a string) or None, got {self.checkpoint_dir!r}")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train") -> "TrainConfig":
@@ -107,6 +124,95 @@ class TrainConfig:
             return cls(**d)
         except ValueError as err:
             raise ValueError(f"{where}.{err}") from None
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: The :class:`TrainConfig` fields that change what a run computes: a resume must have the same ones
+#: (:func:`run_identity`). The others cannot change the weights: how long (``steps``; with a cosine
+#: schedule a longer run decays more slowly from there), where and how often the run logs, evaluates
+#: and checkpoints, the device and its speed settings.
+RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "min_lr_ratio", "loss",
+                 "grad_accum", "grad_clip", "ema_decay", "ema_every", "ema_start", "seed", "bf16", "input_noise",
+                 "augment_shift", "hflip")
+
+
+def run_identity(model: nn.Module, D, config: "TrainConfig", data=None) -> dict:
+    """What makes a run this run, as plain data: the degradation's and the model's configs, the data
+    (``data``: e.g. ``{"dataset", "image_size"}``) and every :data:`RESULT_FIELDS` setting (the seed among them).
+
+    Stored in every checkpoint; :func:`check_resume` refuses to continue a checkpoint of another identity."""
+    import json
+
+    identity = {"degradation": D.config(), "model": model.config() if hasattr(model, "config") else None,
+                "data": data, "train": {name: getattr(config, name) for name in RESULT_FIELDS}}
+    return json.loads(json.dumps(identity))  # tuples as lists: compares equal to what a checkpoint gives back
+
+
+def _flat(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: value}
+
+
+class _Missing:
+    def __repr__(self):
+        return "absent"
+
+
+_MISSING = _Missing()
+
+
+def identity_differences(stored: dict, current: dict) -> list:
+    """``[(key, stored value, current value)]`` for the keys (``degradation.T``, ``train.seed``) that differ."""
+    a, b = _flat(stored), _flat(current)
+    return [(k, a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
+            if a.get(k, _MISSING) != b.get(k, _MISSING)]
+
+
+def describe_differences(diff: list, shown: int = 5) -> str:
+    """``identity_differences`` in words, a name that differs first (``degradation.name ('blur' there,
+    'snow' here)``): what a refused resume says."""
+    diff = sorted(diff, key=lambda d: (not d[0].endswith(".name"), d[0]))
+    text = ", ".join(f"{k} ({a!r} there, {b!r} here)" for k, a, b in diff[:shown])
+    return text + (f" and {len(diff) - shown} more" if len(diff) > shown else "")
+
+
+def check_resume(ckpt: dict, path, identity: dict, warn: bool = True) -> None:
+    """Refuse (ValueError naming the differing keys) to resume the checkpoint ``ckpt`` (read from ``path``)
+    with a run of another ``identity``; with ``warn``, warn (one line on stderr) when it was written with
+    another number of torch threads (a resume is bit-identical only with the same), or records no identity
+    (files of older versions)."""
+    import sys
+
+    from .checkpoint import check_resumable
+
+    check_resumable(ckpt, path)
+    stored = ckpt.get("identity")
+    if stored is None and warn:
+        print(f"warning: {path} records no run identity (written by an older colddiff_lib): resuming without "
+              f"checking that the settings are the same", file=sys.stderr, flush=True)
+    elif stored is not None:
+        diff = identity_differences(stored, identity)
+        if diff:
+            raise ValueError(f"--resume: {path} holds another run: {describe_differences(diff)}; resume with the "
+                             f"settings it was trained with, or train into another folder (nothing was written)")
+    threads = ckpt.get("threads")
+    if warn and isinstance(threads, int) and threads != torch.get_num_threads():
+        print(f"warning: {path} was written with {threads} torch thread(s), this resume uses "
+              f"{torch.get_num_threads()}: the result will not be bit-identical to an uninterrupted run "
+              f"(set OMP_NUM_THREADS={threads})", file=sys.stderr, flush=True)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :func:`train`: ``step`` is the last step taken, ``saved_step`` the step of the
+    checkpoint on disk (``None`` without one), ``checkpoint`` its path."""
+
+    def __init__(self, step: int, saved_step: Optional[int], checkpoint: Optional[str]):
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.saved_step, self.checkpoint = step, saved_step, checkpoint
 
 
 @dataclass
@@ -213,9 +319,59 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         :class:`TrainResult` with the model, the EMA model, the step reached and the history
         (``step``, ``loss`` every ``log_every`` steps; ``val_step``, ``val_loss``).
     Raises:
-        FloatingPointError: on a non-finite loss, naming the step; checkpoints on disk are untouched.
+        FloatingPointError: on a non-finite loss, or weights that became non-finite, naming the step;
+            checkpoints on disk are untouched (a bad checkpoint never replaces a good one).
+        ValueError: bad settings; ``checkpoint_dir`` used by another run (its lock, :func:`run_lock`);
+            ``resume`` from a checkpoint of another run (the differing keys named, nothing written);
+            out of memory.
+        OSError: a checkpoint write that failed (a full disk), naming the checkpoint kept.
+        TrainingInterrupted: Ctrl-C, with the step reached and the step of the checkpoint on disk.
+
+    With ``checkpoint_dir`` the run holds that folder's lock from start to end (rank 0 under torchrun),
+    and each checkpoint records the run's identity (:func:`run_identity`) and torch's thread count.
     """
+    from .checkpoint import run_lock
+
     config = config or TrainConfig()
+    progress = _Progress()
+    lock = contextlib.nullcontext()
+    if config.checkpoint_dir and int(os.environ.get("RANK", "0")) == 0:  # rank 0 writes the checkpoints
+        lock = run_lock(config.checkpoint_dir, what="checkpoint_dir")
+    try:
+        with lock:
+            return _train(model, D, data, config, val_data, callback, extra, progress)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(progress.step, progress.saved_step, progress.checkpoint) from None
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and not _is_out_of_memory(err):
+            raise
+        kept = f"; the checkpoint {progress.checkpoint} (step {progress.saved_step}) was left as it was" \
+            if progress.saved_step is not None else ""
+        raise ValueError(f"out of memory at step {progress.step + 1} (batch_size {config.batch_size}): lower "
+                         f"batch_size, the image size or the model's size{kept}") from None
+    finally:
+        progress.close_bar()  # a bar left open would draw over the error message
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+class _Progress:
+    """Where :func:`_train` is, for the messages of an interruption: the step, the checkpoint on disk, the bar."""
+
+    def __init__(self):
+        self.step, self.saved_step, self.checkpoint, self.bar = 0, None, None, None
+
+    def close_bar(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, extra, progress: _Progress):
+    """:func:`train`'s loop (the caller holds the checkpoint folder's lock)."""
     rank, world, distributed = _distributed()
     device = resolve_device(config.device)
     if distributed and device.type == "cuda":
@@ -228,6 +384,13 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
     check_images(first, "data", getattr(D, "channels", None))
     if getattr(model, "channels", first.shape[1]) != first.shape[1]:
         raise ValueError(f"data has {first.shape[1]} channels but the model expects {model.channels}")
+    if config.augment_shift >= min(first.shape[-2:]):
+        raise ValueError(f"augment_shift must be smaller than the images ({tuple(first.shape[-2:])} pixels), got "
+                         f"{config.augment_shift}")
+    identity = None  # what the checkpoints record of the run (a D that cannot be saved trains without them)
+    if config.checkpoint_dir:
+        data_info = (extra or {}).get("data", {"images": n_data, "shape": list(first.shape[1:])})
+        identity = run_identity(model, D, config, data_info)
 
     torch.manual_seed(config.seed)
     model.to(device)
@@ -248,13 +411,20 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
 
     if config.resume and last_path is not None and last_path.exists():
         ckpt = load_checkpoint(last_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        check_resume(ckpt, last_path, identity)  # the same run, and all a resume needs, before anything is written
+        try:
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"--resume: {last_path}: its weights or optimizer state do not fit this model "
+                             f"({str(err).strip().splitlines()[0][:200]})") from None
         step, history = ckpt["step"], ckpt["history"]
         best_val = ckpt.get("best_val", math.inf)
         elapsed_before = history["elapsed"][-1] if history["elapsed"] else 0.0
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
+        progress.step = progress.saved_step = step
+        progress.checkpoint = str(last_path)
 
     net = model
     if distributed:
@@ -266,17 +436,23 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                  "step": step, "history": history, "best_val": best_val, "config": asdict(config),
                  "model_config": model.config() if hasattr(model, "config") else None,
-                 "degradation": D.config(),
+                 "degradation": D.config(), "identity": identity, "threads": torch.get_num_threads(),
                  "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
+        bad = non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
+        if bad:  # never replace a good checkpoint with a bad one (a huge lr, an overflow)
+            kept = (f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) was left as it was"
+                    if path.exists() else f"nothing was written to {path}")
+            raise FloatingPointError(f"non-finite weights at step {step} ({', '.join(bad[:3])}"
+                                     f"{', ...' if len(bad) > 3 else ''}); {kept}")
         try:
             save_atomic(state, path)
         except OSError as err:  # disk full, folder removed...: the previous file is untouched (atomic write)
-            if bar is not None:
-                bar.close()
             kept = (f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
                     if path.exists() else f"no earlier {path.name} exists")
             raise OSError(err.errno, f"could not write checkpoint {path} at step {step} "
                                      f"({err.strerror or err}); {kept}") from None
+        if path == last_path:
+            progress.saved_step, progress.checkpoint = step, str(path)
 
     if ckpt_dir is not None and rank == 0:  # temporary files of a write that was killed halfway
         for stale in ckpt_dir.glob(".*.pt.*.tmp"):
@@ -285,7 +461,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
     bar = None
     if config.progress and rank == 0 and step < config.steps:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
+        bar = progress.bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and bf16_supported(device)) \
         if device.type in ("cuda", "cpu") else None
     start = time.perf_counter()
@@ -310,14 +486,14 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
             loss.backward()
             step_loss += float(loss.detach())
         if not math.isfinite(step_loss):
-            if bar is not None:
-                bar.close()
+            progress.close_bar()
             kept = f"; the last good checkpoint {last_path} was left as it was" if last_path and last_path.exists() else ""
             raise FloatingPointError(f"non-finite loss ({step_loss}) at step {step + 1}{kept}")
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
+        progress.step = step
         if step % config.ema_every == 0:
             n_updates = (step - config.ema_start) // config.ema_every
             # Before ema_start the EMA copies the model; after, its decay warms up to ema_decay
@@ -344,8 +520,7 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
                     checkpoint(ckpt_dir / "best.pt")
         if ckpt_dir is not None and rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
             checkpoint(last_path)
-    if bar is not None:
-        bar.close()
+    progress.close_bar()
     if distributed:
         torch.distributed.barrier()
     return TrainResult(model=model, ema=ema, step=step, history=history,
