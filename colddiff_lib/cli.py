@@ -16,10 +16,12 @@ with held-out evaluation), ``run.json`` (the resolved config and the command), `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import inspect
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -86,23 +88,45 @@ def _parse_overrides(pairs: List[str]) -> dict:
     return out
 
 
+#: The files ``train`` writes into ``--out``: a folder holding any of them is another run's (or a user's).
+RUN_FILES = ("last.pt", "best.pt", "run.json", "history.json", "loss.png", "samples.png")
+
+
 def cmd_train(args) -> int:
+    with contextlib.ExitStack() as held:  # the --out folder's lock, once taken, is held to the very end
+        return _train_command(args, held)
+
+
+def _train_command(args, held: contextlib.ExitStack) -> int:
+    from .checkpoint import check_data_config, check_model_config, check_sampling_config, run_lock
     from .data import load_dataset
     from .models import UNet, count_parameters
-    from .plotting import plot_history, save_figure, save_grid
     from .runtime import resolve_device
-    from .training import TrainConfig, train
+    from .training import TrainConfig, run_identity
 
-    cfg = _load_config(args.config)
+    try:
+        cfg = _load_config(args.config)
+        deg_overrides, model_overrides = _parse_overrides(args.deg), _parse_overrides(args.model)
+    except RecursionError:  # 5,000 nested brackets: tomllib and json recurse once per level
+        raise ValueError(f"{'--config ' + str(args.config) if args.config else '--deg/--model'}: nested too deeply "
+                         f"(arrays or tables inside each other); a run config is flat tables of keys") from None
+    where = f"--config {args.config}: " if args.config else ""
+    if args.image_size is not None and not 4 <= args.image_size <= 1024:
+        raise ValueError(f"--image-size: expected an int >= 4 and <= 1024, got {args.image_size}")
     data_cfg = {"dataset": "mnist5k", "image_size": 32, **cfg.get("data", {})}
-    if args.dataset:
+    if args.dataset is not None:
         data_cfg["dataset"] = args.dataset
-    if args.image_size:
+    if args.image_size is not None:
         data_cfg["image_size"] = args.image_size
-    deg_cfg = {**cfg.get("degradation", {}), **_parse_overrides(args.deg)}
+    check_data_config(data_cfg, where + "data")
+    check_sampling_config(cfg.get("sampling", {}), where + "sampling")
+    for key, value in cfg.get("zoo", {}).items():
+        if key != "task" or value not in ("reconstruction", "generation"):
+            raise ValueError(f"{where}zoo.{key}: expected task = \"reconstruction\" or \"generation\", got {value!r}")
+    deg_cfg = {**cfg.get("degradation", {}), **deg_overrides}
     if args.degradation:
         deg_cfg["name"] = args.degradation
-    model_cfg = {"preset": "tiny", **cfg.get("model", {}), **_parse_overrides(args.model)}
+    model_cfg = {"preset": "tiny", **cfg.get("model", {}), **model_overrides}
     if args.preset:
         model_cfg["preset"] = args.preset
     train_cfg = dict(cfg.get("train", {}))
@@ -110,21 +134,25 @@ def cmd_train(args) -> int:
         value = getattr(args, key)
         if value is not None:
             train_cfg[key] = value
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.resume:
         train_cfg["resume"] = True
     if args.no_progress:
         train_cfg["progress"] = False
     out = Path(args.out)
     train_cfg["checkpoint_dir"] = str(out)
-    where = f"--config {args.config}: train" if args.config else "train"
-    config = TrainConfig.from_dict(train_cfg, where=where)
-    _check_out(out, config.resume)
+    config = TrainConfig.from_dict(train_cfg, where=where + "train")
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; rank 0 writes and locks
+    command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
+    if main_process:
+        _check_out(out, config.resume, args.overwrite, contents=False)  # a folder, writable
+        held.enter_context(run_lock(out, command, what="--out"))  # one run, one folder: to the end of the run
+        _check_out(out, config.resume, args.overwrite)  # no other run can write here now
     device = resolve_device(config.device)
     image_size = data_cfg["image_size"]
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"data.image_size: expected an int >= 4, got {image_size!r}")
     preset = model_cfg.pop("preset")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"model.preset: expected one of {sorted(PRESETS)}, got {preset!r}"
                          f"{_did_you_mean(preset, PRESETS)}")
     unet_args = [k for k in inspect.signature(UNet).parameters if k != "channels"]
@@ -133,11 +161,12 @@ def cmd_train(args) -> int:
             raise ValueError(f"model.{key}: unknown key{_did_you_mean(key, unet_args)}; expected preset or one of "
                              f"{unet_args}")
 
-    train_set = load_dataset(data_cfg["dataset"], split="train", image_size=data_cfg["image_size"])
-    test_set = load_dataset(data_cfg["dataset"], split="test", image_size=data_cfg["image_size"])
+    train_set = load_dataset(data_cfg["dataset"], split="train", image_size=image_size)
+    test_set = load_dataset(data_cfg["dataset"], split="test", image_size=image_size)
     first = train_set[0]
     channels = first.shape[0]
     D = dg.build(**{"name": "blur", "channels": channels, **deg_cfg})
+    check_model_config({**PRESETS[preset], **model_cfg, "channels": channels}, where + "model")  # the budget
     torch.manual_seed(config.seed)  # the initial weights follow the seed: a run repeats bit for bit
     try:
         model = UNet.from_preset(preset, channels=channels, **model_cfg)
@@ -146,19 +175,55 @@ def cmd_train(args) -> int:
     val = getattr(test_set, "images", None)
     if val is not None:
         val = val[: args.val_images] if args.val_images > 0 else None
-    command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
+    identity = run_identity(model, D, config, data_cfg)
     run = {"data": data_cfg, "degradation": D.config(), "model": {"preset": preset, **model.config()},
            "train": {k: v for k, v in vars(config).items()}, "parameters": count_parameters(model),
            "command": command, "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__}
-    out.mkdir(parents=True, exist_ok=True)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "identity": identity}
     if main_process:
+        _check_same_run(out, config.resume, identity)  # before anything is written
+        if args.overwrite:
+            removed = [name for name in RUN_FILES if (out / name).exists()]
+            for name in removed:
+                (out / name).unlink()
+            if removed:
+                print(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}", flush=True)
         write_json_atomic(run, out / "run.json")
-    print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
-          f"to invert {D} on {device}", flush=True)
-    extra = {"data": data_cfg}
+        print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
+              f"to invert {D} on {device}", flush=True)
+    return _train_and_report(model, D, train_set, test_set, val, config, data_cfg, out, main_process)
+
+
+def _check_same_run(out: Path, resume: bool, identity: dict) -> None:
+    """With ``--resume``, refuse a folder whose ``last.pt`` (or, before the first checkpoint, ``run.json``) is
+    another run's, naming the differing keys."""
+    from .training import check_resume, describe_differences, identity_differences
+
+    if not resume:
+        return
+    last = out / "last.pt"
+    if last.exists():
+        check_resume(load_checkpoint(last), last, identity, warn=False)  # train() warns, once
+        return
+    stored = None
+    if (out / "run.json").exists():
+        try:
+            stored = json.loads((out / "run.json").read_text()).get("identity")
+        except (OSError, ValueError, AttributeError):
+            raise ValueError(f"--out {out}: run.json is not a readable run description; use --overwrite to "
+                             f"replace it, or another folder") from None
+    diff = identity_differences(stored, identity) if isinstance(stored, dict) else []
+    if diff:
+        raise ValueError(f"--resume: {out / 'run.json'} describes another run: {describe_differences(diff)}; resume "
+                         f"with its settings, --overwrite it, or train into another folder (nothing was written)")
+
+
+def _train_and_report(model, D, train_set, test_set, val, config, data_cfg, out: Path, main_process: bool) -> int:
+    """Train, then (rank 0) write history.json, loss.png and samples.png into ``out``."""
+    from .plotting import plot_history, save_figure, save_grid
+    from .training import train
+
     def log(info):  # without a progress bar (background runs): one line per log_every steps, with an ETA
         done = info["step"]
         rate = info["elapsed"] / done if done else 0.0
@@ -166,7 +231,7 @@ def cmd_train(args) -> int:
               f"{info['elapsed']:.0f} s, ETA {rate * (config.steps - done):.0f} s", flush=True)
 
     start = time.perf_counter()
-    result = train(model, D, train_set, config, val_data=val, extra=extra,
+    result = train(model, D, train_set, config, val_data=val, extra={"data": data_cfg},
                    callback=None if config.progress else log)
     seconds = time.perf_counter() - start
     if not main_process:
@@ -187,23 +252,61 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    """Refuse an ``--out`` that is a file, is not writable, or already holds a run (unless resuming)."""
+def _check_out(out: Path, resume: bool, overwrite: bool = False, contents: bool = True) -> None:
+    """Refuse an ``--out`` that is a file, is not writable, or (``contents``) holds any file this run would
+    write (:data:`RUN_FILES`: another run's, or a user's) unless ``--resume`` continues the run there or
+    ``--overwrite`` replaces it. A resume needs that run's ``last.pt`` (or, killed before its first
+    checkpoint, only its ``run.json``)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
     last = out / "last.pt"
-    if last.exists() and not resume:
-        raise ValueError(f"--out {out}: already holds a run (last.pt); add --resume to continue it, "
-                         f"or choose another folder (nothing was overwritten)")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if contents and present and not overwrite:
+        if not resume:
+            raise ValueError(f"--out {out}: already holds a run ({', '.join(present)}); add --resume to continue "
+                             f"it, --overwrite to replace it, or choose another folder (nothing was overwritten)")
+        if not last.exists() and set(present) - {"run.json"}:
+            raise ValueError(f"--out {out}: holds {', '.join(present)} but no last.pt to resume from; add "
+                             f"--overwrite to replace them, or choose another folder (nothing was overwritten)")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
         raise ValueError(f"--out {out}: cannot write there ({err.strerror or err})") from None
-    if resume and not last.exists():
+    if contents and resume and not last.exists():
         print(f"--resume: no {last} yet, starting a new run", flush=True)
+
+
+#: The most images ``sample`` makes in one grid.
+MAX_SAMPLES = 10_000
+#: The datasets a checkpoint may name for ``sample`` and ``evaluate`` to open by themselves: offline and
+#: shipped with the library. Anything else a checkpoint names (a folder, a set that downloads) is opened
+#: only when the user names it with ``--dataset``.
+CHECKPOINT_DATASETS = ("mnist5k",)
+
+
+def _dataset(args, ckpt: dict, split: str, R):
+    """``(dataset, name)``: the images ``sample`` or ``evaluate`` reads, ``--dataset`` when given, else the
+    checkpoint's when it is one of :data:`CHECKPOINT_DATASETS`; ``(None, name)`` otherwise. A folder named by
+    a checkpoint is never opened (its files are the checkpoint author's choice, not the user's)."""
+    from .data import load_dataset
+
+    data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
+    name = args.dataset or data_cfg.get("dataset", "mnist5k")
+    if not args.dataset and name not in CHECKPOINT_DATASETS:
+        return None, name
+    channels = R.channels if R.channels in (1, 3) else None
+    return load_dataset(name, split, data_cfg.get("image_size", 32), channels=channels), name
+
+
+def _images(dataset, n: int) -> torch.Tensor:
+    """The first ``n`` images of a dataset as one tensor (in-memory sets directly, folders one by one)."""
+    images = getattr(dataset, "images", None)
+    if images is not None:
+        return images[:n]
+    return torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
 
 
 def _load_model(args):
@@ -211,7 +314,7 @@ def _load_model(args):
 
     device = resolve_device(args.device or "auto")
     ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
-    R, D = restore(ckpt, use_ema=not args.raw_weights, device=device)
+    R, D = restore(ckpt, use_ema=not args.raw_weights, device=device, where=f"checkpoint {args.checkpoint}")
     return R, D, ckpt, device
 
 
@@ -283,33 +386,50 @@ def cmd_sample(args) -> int:
     from .sampling import sample
 
     R, D, ckpt, device = _load_model(args)
-    data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
-    name = data_cfg["dataset"]
+    if args.n > MAX_SAMPLES:
+        raise ValueError(f"--n must be at most {MAX_SAMPLES}, got {args.n}")
     if args.mode == "reconstruct" and args.t is not None and not 1 <= args.t <= D.T:
         raise ValueError(f"--t must lie in 1..T = 1..{D.T} for this {type(D).name} model, got {args.t}")
     noise_std = SAMPLE_NOISE_STD if args.noise_std is None else args.noise_std
     algorithm = ALGORITHM_NAMES.get(args.algorithm, args.algorithm)
     g = torch.Generator().manual_seed(args.seed)
     if args.mode == "generate":
-        images = load_dataset(name, "train", data_cfg["image_size"]).images
-        prior = GaussianPrior(D, images) if D.has_latent and not args.uniform_prior else None
+        images = None
+        size = (ckpt.get("data") or {}).get("image_size", 32)
+        shape, prior = (R.channels, size, size), None
+        if D.has_latent and not args.uniform_prior:  # a Gaussian fitted to training images, if the user names them
+            train_set, name = _dataset(args, ckpt, "train", R)
+            if train_set is None:
+                print(f"prior: the degradation's own (D.prior), not a Gaussian fitted to training images: "
+                      f"{args.checkpoint} names the dataset {name!r:.100}, and sample opens no dataset a checkpoint "
+                      f"names; give --dataset to fit one", flush=True)
+            else:
+                images = _images(train_set, 4000)
+                shape, prior = tuple(images.shape[1:]), GaussianPrior(D, images)
         for warning in _sample_warnings(args, D, images):
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         if prior is None:
             try:
-                D.prior(1, tuple(images.shape[1:]))
+                D.prior(1, shape)
             except NotImplementedError:
-                raise ValueError(f"--mode generate: {type(D).__name__} has no generation prior (its end state does "
-                                 f"not forget the image); generate with a blur (collapse_at_T), inpaint_fill, "
-                                 f"superres, noise or blend model") from None
+                raise ValueError(f"--mode generate: {args.checkpoint} is a {type(D).name!r} model, and "
+                                 f"{type(D).__name__} has no generation prior (no end state to start from); "
+                                 f"generate with a blur (collapse_at_T), inpaint_fill, superres, noise or blend "
+                                 f"model") from None
         start = "a Gaussian fitted to training images" if prior is not None else "D.prior"
         print(f"sample: mode generate, {args.n} images from x_T at t = T = {D.T} ({start}, start noise "
               f"{noise_std:g}), by {algorithm} ({args.algorithm}), {D.T} steps", flush=True)
-        x, x_T = generate(R, D, args.n, tuple(images.shape[1:]), prior=prior, noise_std=noise_std,
+        x, x_T = generate(R, D, args.n, shape, prior=prior, noise_std=noise_std,
                           algorithm=args.algorithm, generator=g, device=device)
         inputs, labels = (x_T,), ["x_T", f"generated ({algorithm})"]
     else:
-        test = load_dataset(name, "test", data_cfg["image_size"])
+        test, name = _dataset(args, ckpt, "test", R)
+        if test is None:
+            raise ValueError(f"--dataset: reconstruction needs held-out images; {args.checkpoint} names the dataset "
+                             f"{name!r:.100}, and sample opens no dataset a checkpoint names (only the offline "
+                             f"mnist5k): give --dataset NAME_OR_FOLDER")
+        if args.n > len(test):
+            raise ValueError(f"--n {args.n}: the held-out images of {name!r:.100} are only {len(test)}")
         for warning in _sample_warnings(args, D):
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         x0 = torch.stack([test[i] for i in range(args.n)]).to(device)
@@ -337,9 +457,12 @@ def cmd_evaluate(args) -> int:
     if not args.checkpoint:
         raise ValueError("evaluate needs --checkpoint PATH or --zoo NAME")
     R, D, ckpt, device = _load_model(args)
-    data_cfg = ckpt.get("data") or {"dataset": "mnist5k", "image_size": 32}
-    test = load_dataset(data_cfg["dataset"], "test", data_cfg["image_size"])
-    x0 = test.images[: args.n]
+    test, name = _dataset(args, ckpt, "test", R)
+    if test is None:
+        raise ValueError(f"--dataset: evaluation needs held-out images; {args.checkpoint} names the dataset "
+                         f"{name!r:.100}, and evaluate opens no dataset a checkpoint names (only the offline "
+                         f"mnist5k): give --dataset NAME_OR_FOLDER")
+    x0 = _images(test, args.n)
     from .evaluation import METHODS
 
     print(f"evaluate: {args.checkpoint}: {D} on {len(x0)} held-out images, degraded to t = T = {D.T}, "
@@ -461,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, default=1000, dest="val_images",
                    help="held-out images for the held-out loss; 0: none")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the run (or other files) already in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one log line per --log-every)")
     p.set_defaults(func=cmd_train)
 
@@ -478,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="seed of the random draws (frozen degradations, x_T)")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
         p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA ones")
+        p.add_argument("--dataset", help="the images to read (default: the checkpoint's, if it is mnist5k; a "
+                                         "folder or a set that downloads is opened only when named here)")
         if name == "sample":
             p.add_argument("--mode", choices=["reconstruct", "generate"], default="reconstruct",
                            help="reconstruct held-out images from x_t = D(x0, t), or generate from a start x_T")
@@ -537,5 +663,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
+        message = re.sub(r"^\[Errno \d+\] ", "", message)  # an OSError's number: its words say it
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line, the files on disk are intact (atomic writes)
+        if debug:
+            raise
+        print(_interrupted(args, err), file=sys.stderr, flush=True)
+        return 130
+
+
+def _interrupted(args, err: KeyboardInterrupt) -> str:
+    """The line a Ctrl-C prints: for ``train``, the step reached and the command that resumes the run."""
+    if args.command != "train":
+        return f"interrupted ({args.command}); nothing it was writing was left half-written"
+    argv = [a for a in args.argv if a != "--overwrite"]  # resuming continues the run --overwrite started
+    resume = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in [*argv, *([] if "--resume" in argv
+                                                                                  else ["--resume"])])
+    step = getattr(err, "step", None)
+    if step is None:
+        return f"interrupted; resume with {resume}"
+    saved, where = getattr(err, "saved_step", None), getattr(err, "checkpoint", None)
+    kept = f"it continues from step {saved} in {where}" if saved is not None else "no checkpoint yet: it starts again"
+    return f"interrupted at step {step}; resume with {resume} ({kept})"
