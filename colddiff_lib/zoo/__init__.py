@@ -4,6 +4,15 @@ Each model is a pair of files in this folder: ``weights/<name>.safetensors`` (fp
 EMA network) and ``cards/<name>.json`` (how it was made: the config file, the command, the machine,
 the steps and time, the held-out loss curve, and the metrics measured on the held-out digits).
 
+A card is checked against the schema (:func:`check_card`) and carries two SHA-256 digests: ``sha256``,
+of the weights file, and ``digest``, of the card's own content (every field but ``digest`` and the
+measured ``metrics``, which the build's evaluation writes onto it later), so that an edited card (a
+std or T changed) is refused as surely as replaced weights. A bad card is skipped by :func:`available`
+with a warning naming its file, and :func:`card` raises naming it; the other models are unaffected.
+Exports write the weights under their digest beside the old ones, then the card, then rename the
+weights into place, and readers look for the weights under the card's digest: a reader, or an export
+killed at any moment, never pairs a card with weights it does not describe.
+
     >>> from colddiff_lib import zoo
     >>> R, D = zoo.load_pretrained("mnist-blur")     # a UNet in eval mode and its degradation
     >>> sorted(zoo.available())                       # names -> cards
@@ -13,8 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import time
+import warnings
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -25,21 +38,117 @@ CONFIGS_DIR = HERE / "configs"
 CLASSIFIER = "mnist-classifier"
 
 
+TASKS = ("reconstruction", "generation", "classifier")
+#: Card fields the digest leaves out: itself, and the metrics the build's evaluation writes onto the card
+#: after the export (measurements, also in results/; they change nothing a loader reads).
+UNDIGESTED = ("digest", "metrics")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_checked: Dict[str, bool] = {}  # SHA-256 of a card file's text -> it passed check_card (the check is pure)
+
+
+def card_digest(info: dict) -> str:
+    """The SHA-256 of a card's content: canonical JSON (sorted keys, no spaces) of every field but
+    :data:`UNDIGESTED`. The card's ``sha256`` field (of the weights) is inside, so it covers both."""
+    content = {k: v for k, v in info.items() if k not in UNDIGESTED}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def check_card(info, path) -> dict:
+    """``info`` (the card read from ``path``), after checking it against the schema: required keys, types,
+    the model and degradation configs (with the parameter budget), the sampling table, and its digest.
+    ValueError naming the file and the key otherwise."""
+    from ..checkpoint import build_degradation, check_history, check_model_config, check_sampling_config
+
+    where = f"zoo card {path}"
+    if not isinstance(info, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(info).__name__}")
+    stem = Path(path).stem
+    if info.get("name") != stem:
+        raise ValueError(f"{where}: name: expected {stem!r} (the file's name), got {info.get('name')!r}")
+    if info.get("task") not in TASKS:
+        raise ValueError(f"{where}: task: expected one of {list(TASKS)}, got {info.get('task')!r}")
+    for key in ("sha256", "digest"):
+        if not isinstance(info.get(key), str) or not _HEX64.fullmatch(info[key]):
+            raise ValueError(f"{where}: {key}: expected a SHA-256 (64 hex digits), got {info.get(key)!r}"
+                             + ("; re-export the model (python -m colddiff_lib.zoo.build)" if key == "digest" else ""))
+    if card_digest(info) != info["digest"]:
+        raise ValueError(f"{where}: its content does not match its digest (edited or damaged); reinstall "
+                         f"colddiff-lib or rebuild the model with python -m colddiff_lib.zoo.build")
+    if info["task"] != "classifier":
+        for key in ("model_config", "degradation", "step"):
+            if key not in info:
+                raise ValueError(f"{where}: {key} is missing")
+        check_model_config(info["model_config"], f"{where}: model_config")
+        build_degradation(info["degradation"], f"{where}: degradation")
+        if isinstance(info["step"], bool) or not isinstance(info["step"], int) or info["step"] < 0:
+            raise ValueError(f"{where}: step: expected an int >= 0, got {info['step']!r}")
+    if "history" in info:
+        check_history(info["history"], f"{where}: history")
+    if info.get("sampling") is not None:
+        check_sampling_config(info["sampling"], f"{where}: sampling")
+    types = {"train_config": dict, "metrics": dict, "parameters": int, "train_seconds": (int, float, type(None)),
+             "machine": str, "command": str, "config": str, "checkpoint": str, "stopped_by_time_limit": bool,
+             "device": (str, type(None)), "test_accuracy": (int, float)}
+    for key, kind in types.items():
+        if key in info and (not isinstance(info[key], kind) or (kind is int and isinstance(info[key], bool))):
+            raise ValueError(f"{where}: {key}: expected {getattr(kind, '__name__', 'a number or null')}, got "
+                             f"{type(info[key]).__name__}")
+    return info
+
+
+def _read_card(path: Path) -> dict:
+    """The card in ``path``, parsed and checked (:func:`check_card`); ValueError naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        info = json.loads(text)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"zoo card {path}: cannot be read ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"zoo card {path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise ValueError(f"zoo card {path}: not valid JSON (nested too deeply)") from None
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if key not in _checked:
+        check_card(info, path)
+        _checked[key] = True
+    return info
+
+
+def _has_weights(name: str, sha256: Optional[str]) -> bool:
+    return (WEIGHTS / f"{name}.safetensors").is_file() or (WEIGHTS / f".{name}.{sha256}.safetensors").is_file()
+
+
 def available() -> Dict[str, dict]:
-    """``{name: card}`` for every shipped model (the classifier included), sorted by name."""
+    """``{name: card}`` for every shipped model (the classifier included), sorted by name.
+
+    A card that fails its checks (not JSON, a bad field, a digest that does not match) is left out with
+    a warning naming its file; the other models are unaffected."""
     cards = {}
     for path in sorted(CARDS.glob("*.json")):
-        if (WEIGHTS / f"{path.stem}.safetensors").is_file():
-            cards[path.stem] = json.loads(path.read_text())
+        try:
+            info = _read_card(path)
+        except ValueError as err:
+            warnings.warn(f"skipped: {err}", stacklevel=2)
+            continue
+        if _has_weights(path.stem, info["sha256"]):
+            cards[path.stem] = info
     return cards
 
 
 def card(name: str) -> dict:
-    """The card of one shipped model (raises ValueError naming the available ones)."""
-    cards = available()
-    if name not in cards:
-        raise ValueError(f"name must be one of {sorted(cards)}, got {name!r}")
-    return cards[name]
+    """The card of one shipped model (ValueError naming the available ones, or naming the card's file when
+    it fails its checks)."""
+    safe = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None
+    path = CARDS / f"{name}.json" if safe else None
+    if path is not None and path.is_file():
+        info = _read_card(path)  # raises naming the file
+        if _has_weights(name, info["sha256"]):
+            return info
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the one asked for is the news here, not the others' problems
+        cards = available()
+    raise ValueError(f"name must be one of {sorted(cards)}, got {name!r}")
 
 
 TRAINING_COLUMNS = ["model", "degradation", "T", "weights of step", "steps trained", "steps asked", "seconds",
@@ -70,16 +179,29 @@ def sha256_of(path) -> str:
 
 
 def _state_dict(name: str) -> Dict[str, torch.Tensor]:
-    """The weights of a shipped model, after checking them against the SHA-256 its card records."""
+    """The weights of a shipped model, after checking them against the SHA-256 its card records.
+
+    Where ``weights/NAME.safetensors`` does not match, the weights the card names may lie beside it under
+    their digest (an export between its card and its rename, or killed there); and an export may end
+    between reading the card and the weights, so both are read again (up to three times)."""
     from safetensors.torch import load
 
     path = WEIGHTS / f"{name}.safetensors"
-    data = path.read_bytes()
-    expected = card(name).get("sha256")
-    if expected is None:
-        raise ValueError(f"zoo model {name!r}: its card {CARDS / (name + '.json')} has no sha256 to check "
-                         f"{path} against; re-export it (python -m colddiff_lib.zoo.build)")
-    if hashlib.sha256(data).hexdigest() != expected:
+    for attempt in range(3):
+        expected = card(name)["sha256"]
+        data = None
+        for candidate in (path, WEIGHTS / f".{name}.{expected}.safetensors"):
+            try:
+                raw = candidate.read_bytes()
+            except OSError:  # missing, or renamed away between the look-up and the read
+                continue
+            if hashlib.sha256(raw).hexdigest() == expected:
+                data = raw
+                break
+        if data is not None:
+            break
+        time.sleep(0.05 * (attempt + 1))
+    else:
         raise ValueError(f"zoo model {name!r}: {path} does not match the SHA-256 on its card (corrupted or "
                          f"replaced); reinstall colddiff-lib or rebuild it with python -m colddiff_lib.zoo.build")
     try:
@@ -96,7 +218,8 @@ def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
     info = card(name)
     if name == CLASSIFIER:
         raise ValueError(f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()")
-    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, legacy=info)
+    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, legacy=info,
+                   where=f"zoo model {name!r} ({CARDS / (name + '.json')})")
 
 
 def sampling(name: str) -> dict:
@@ -151,17 +274,42 @@ def load_classifier(device="cpu"):
     return model.eval().to(device)
 
 
-def _save_fp16(state: Dict[str, torch.Tensor], path: Path) -> None:
+def _fp16_bytes(state: Dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
-    from ..checkpoint import atomic_write
+    return save({k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()})
 
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()}
-    atomic_write(path, lambda f: f.write(save(tensors)))
+
+def _ship(name: str, weights: bytes, info: dict) -> Path:
+    """Write a model's weights and card as one step: no reader, and no export killed at any moment,
+    pairs the card with weights it does not describe.
+
+    1. the new weights go beside the old ones under their digest (``weights/.NAME.SHA.safetensors``);
+    2. the card, naming that digest, replaces the old card (readers then find the new weights by it);
+    3. the new weights are renamed to ``weights/NAME.safetensors``.
+    Each step is atomic; killed after 1 the old pair stands, after 2 readers use the new weights where
+    they lie, and the next export clears what a killed one left."""
+    from ..checkpoint import atomic_write, write_json_atomic
+
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256(weights).hexdigest()
+    pending = WEIGHTS / f".{name}.{sha}.safetensors"
+    atomic_write(pending, lambda f: f.write(weights))
+    card_info = {**info, "name": name, "sha256": sha}
+    card_info.pop("digest", None)
+    card_info["digest"] = card_digest(card_info)
+    check_card(card_info, CARDS / f"{name}.json")  # what is written is what readers accept
+    write_json_atomic(card_info, CARDS / f"{name}.json")
+    path = WEIGHTS / f"{name}.safetensors"
+    os.replace(pending, path)
+    for stale in WEIGHTS.glob(f".{name}.*.safetensors"):  # weights of exports killed before their card
+        stale.unlink(missing_ok=True)
+    return path
 
 
 def export(checkpoint, name: str, info: dict) -> Path:
-    """Ship a training checkpoint: its EMA weights as fp16 safetensors and a card.
+    """Ship a training checkpoint: its EMA weights as fp16 safetensors and a card (one atomic step, see
+    :func:`_ship`; the card's ``sha256`` and ``digest`` cover the weights and the card).
 
     Args:
         checkpoint: path of a ``best.pt``/``last.pt`` written by :func:`colddiff_lib.training.train`.
@@ -170,26 +318,30 @@ def export(checkpoint, name: str, info: dict) -> Path:
     Returns:
         the path of the weights file.
     """
-    from ..checkpoint import load_checkpoint, write_json_atomic
+    from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    path = WEIGHTS / f"{name}.safetensors"
-    _save_fp16(ckpt["ema"], path)
     card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
-                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"],
-                 "sha256": sha256_of(path), **info}
-    write_json_atomic(card_info, CARDS / f"{name}.json")
-    return path
+                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"], **info}
+    return _ship(name, _fp16_bytes(ckpt["ema"]), card_info)
 
 
 def export_classifier(model, info: dict) -> Path:
     """Ship the FID classifier's weights (fp16) and its card (``info``: accuracy, how it was trained)."""
+    return _ship(CLASSIFIER, _fp16_bytes(model.state_dict()), {"name": CLASSIFIER, "task": "classifier", **info})
+
+
+def _migrate_digests(cards: Path = None) -> List[str]:
+    """Add (or recompute) the ``digest`` of every card in ``cards`` (default: the shipped ones), changing no
+    other field; returns the names written. Run once for the cards exported before cards had a digest:
+    ``python -c "from colddiff_lib.zoo import _migrate_digests; _migrate_digests()"``."""
     from ..checkpoint import write_json_atomic
 
-    path = WEIGHTS / f"{CLASSIFIER}.safetensors"
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    _save_fp16(model.state_dict(), path)
-    write_json_atomic({"name": CLASSIFIER, "task": "classifier", **info, "sha256": sha256_of(path)},
-                      CARDS / f"{CLASSIFIER}.json")
-    return path
+    written = []
+    for path in sorted(Path(cards or CARDS).glob("*.json")):
+        info = json.loads(path.read_text())
+        info.pop("digest", None)
+        info["digest"] = card_digest(info)
+        write_json_atomic(info, path)
+        written.append(path.stem)
+    return written
