@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -80,6 +82,36 @@ def _write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put the folder ``new`` where ``folder`` is, as one step: swapped atomically where the system can (a
+    reader then sees the old folder or the new one, each whole: never a step.onnx of one export beside the
+    model.json of another); else the old folder is renamed aside first, and for an instant there is none."""
+    if not folder.exists():
+        os.rename(new, folder)
+    elif _exchange(new, folder):
+        shutil.rmtree(new)  # it holds the old files now
+    else:
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.rename(folder, old)
+        os.rename(new, folder)
+        shutil.rmtree(old)
+
+
 def _onnx(module: nn.Module, args, names_in, names_out, path: Path) -> None:
     # torch.export's exporter with onnxscript's optimiser, static shapes (one image), the weights inside
     # the file: half the nodes of the TorchScript exporter's graph, and each node costs in WebAssembly.
@@ -121,21 +153,30 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
     except NotImplementedError as err:
         raise ValueError(f"zoo model {name!r}: cannot export for the page: {err}") from None
     folder = Path(out) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
-    x = torch.zeros(1, channels, size, size)
-    t = torch.tensor([D.T])
-    with torch.no_grad():
-        _onnx(SamplerStep(model, mats).eval(), (x, t, torch.ones(1)), ["x", "s", "improved"], ["x_next", "x0_hat"],
-              folder / "step.onnx")
-        _onnx(Degrader(mats).eval(), (x, t), ["x0", "t"], ["x_t"], folder / "degrade.onnx")
-    if noise_std is None:
-        noise_std = 0.002 if type(D).name == "blur" else 0.0
-    meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
-            "shape": [channels, size, size], "prior": _prior(name, D) if info.get("task") == "generation" else None, "noise_std": noise_std,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "sha256": {f: zoo.sha256_of(folder / f) for f in ("step.onnx", "degrade.onnx")}}
-    _write_atomic(folder / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*folder.parent.glob(f".{name}.*.new"), *folder.parent.glob(f".{name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # what an export killed halfway left
+    # The three files go into a new folder beside the old one, which then takes its place in one step.
+    new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}.", suffix=".new"))
+    try:
+        model = model.float().eval()
+        x = torch.zeros(1, channels, size, size)
+        t = torch.tensor([D.T])
+        with torch.no_grad():
+            _onnx(SamplerStep(model, mats).eval(), (x, t, torch.ones(1)), ["x", "s", "improved"],
+                  ["x_next", "x0_hat"], new / "step.onnx")
+            _onnx(Degrader(mats).eval(), (x, t), ["x0", "t"], ["x_t"], new / "degrade.onnx")
+        if noise_std is None:
+            noise_std = 0.002 if type(D).name == "blur" else 0.0
+        meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
+                "shape": [channels, size, size], "prior": _prior(name, D) if info.get("task") == "generation" else None, "noise_std": noise_std,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "sha256": {f: zoo.sha256_of(new / f) for f in ("step.onnx", "degrade.onnx")}}
+        _write_atomic(new / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        os.chmod(new, 0o755)  # mkdtemp makes it private; these files are served to readers
+        _replace_folder(new, folder)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)  # only when something failed before the swap
     return folder
 
 
