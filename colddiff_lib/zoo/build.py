@@ -23,8 +23,10 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -54,27 +56,123 @@ def task_of(name: str) -> str:
     return task
 
 
+_STOPPING = threading.Event()  # set when the build is stopped: children are killed, none starts
+_CHILDREN: set = set()  # the running children (each the leader of a process group of its own)
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _die_with_parent():
+    """A ``preexec_fn``: in the child, before its command runs, ask Linux to SIGKILL it when the build dies
+    (``PR_SET_PDEATHSIG``), however the build dies (``kill -9`` included). Elsewhere a no-op."""
+    parent = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+        except (OSError, AttributeError):
+            prctl = None
+
+    def setup():
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+            if os.getppid() != parent:  # the build died before the call: nobody would kill this child
+                os._exit(1)
+
+    return setup
+
+
+def _kill(proc) -> None:
+    """SIGKILL ``proc``'s whole process group (what it started too), then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _kill_children() -> None:
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for proc in children:
+        _kill(proc)
+
+
 def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
-    """Run ``cmd`` with its output appended to ``log``; ``tick()`` is called every 30 s while it runs."""
-    start = time.perf_counter()
+    """Run ``cmd`` with its output appended to ``log``; ``tick()`` is called every 30 s while it runs.
+
+    The child dies with the build: it runs in a process group of its own, which is killed when the time
+    limit passes, when the build stops (Ctrl-C, SIGTERM) or this call is left in any other way, and on
+    Linux the kernel kills it when the build is killed (``kill -9`` included: ``PR_SET_PDEATHSIG``), so a
+    rerun of the build never finds an orphaned trainer still writing into the same folder."""
+    if _STOPPING.is_set():
+        raise KeyboardInterrupt("the zoo build is stopping")
+    start = last_tick = time.perf_counter()
     timed_out = False
     with open(log, "a") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
-        while True:
-            wait = 30.0 if time_limit is None else max(0.1, min(30.0, start + time_limit - time.perf_counter()))
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                if tick is not None:
-                    tick()
-                if time_limit is not None and time.perf_counter() - start > time_limit:
-                    proc.kill()
-                    proc.wait()
-                    timed_out = True
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0,
+                                preexec_fn=_die_with_parent())
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
+        try:
+            while True:
+                now = time.perf_counter()
+                wait = 1.0 if time_limit is None else max(0.1, min(1.0, start + time_limit - now))
+                try:
+                    proc.wait(timeout=wait)
                     break
+                except subprocess.TimeoutExpired:
+                    if _STOPPING.is_set():
+                        raise KeyboardInterrupt("the zoo build is stopping") from None
+                    if tick is not None and time.perf_counter() - last_tick >= 30.0:
+                        tick()
+                        last_tick = time.perf_counter()
+                    if time_limit is not None and time.perf_counter() - start > time_limit:
+                        _kill(proc)
+                        timed_out = True
+                        break
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
+    if _STOPPING.is_set():  # killed because the build stops: not a failure of the command to report
+        raise KeyboardInterrupt("the zoo build is stopping")
     return {"returncode": None if timed_out else proc.returncode, "timed_out": timed_out,
             "seconds": time.perf_counter() - start}
+
+
+_HELD: dict = {}  # what _take_runs holds until the build ends: the lock, the signal handlers it replaced
+
+
+def _take_runs(runs: Path, argv) -> None:
+    """Lock ``runs`` (one build per runs folder, the lock of :func:`colddiff_lib.checkpoint.run_lock`) and
+    make Ctrl-C and SIGTERM stop the children; :func:`_release_runs` undoes both."""
+    from ..checkpoint import run_lock
+
+    _STOPPING.clear()
+    lock = run_lock(runs, "python -m colddiff_lib.zoo.build " + shlex.join(list(argv)), what="--runs")
+    lock.__enter__()
+    _HELD["lock"] = lock
+
+    def stop(signum, frame):
+        _STOPPING.set()
+        _kill_children()
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        _HELD["handlers"] = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _release_runs() -> None:
+    _kill_children()  # none is left after a build's pool has ended; this is for the unforeseen
+    _STOPPING.clear()
+    for sig, handler in _HELD.pop("handlers", {}).items():
+        signal.signal(sig, handler)
+    lock = _HELD.pop("lock", None)
+    if lock is not None:
+        lock.__exit__(None, None, None)
 
 
 class BuildState:
@@ -267,6 +365,13 @@ def main(argv=None) -> int:
             raise
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the children are killed; the same command resumes
+        if debug:
+            raise
+        print("zoo build: interrupted (its children stopped); run the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        _release_runs()
 
 
 def _main(argv) -> int:
@@ -295,6 +400,7 @@ def _main(argv) -> int:
         p.error(f"--parallel must be a positive int, got {args.parallel}")
     runs, results = Path(args.runs), Path(args.results)
     runs.mkdir(parents=True, exist_ok=True)
+    _take_runs(runs, argv)  # one build per runs folder, and its children die with it
     state = BuildState(runs)
     print(f"building {names} on {machine()}; state in {state.path}", flush=True)
     classifier = None
