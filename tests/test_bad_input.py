@@ -76,6 +76,37 @@ def files(tmp_path_factory):
     toml("not_table.toml", 'train = 3\n')
     toml("binary.toml", "")
     (d / "binary.toml").write_bytes(b"\xff\xfe\x00[train]")
+    # Issue 20, item 8: checks deeper than the surface.
+    toml("nested.toml", "[train]\nsteps = " + "[" * 5000 + "]" * 5000 + "\n")
+    toml("name_list.toml", '[degradation]\nname = ["blur"]\n')
+    toml("huge_batch.toml", "[train]\nbatch_size = 1000000000000\n")
+    toml("huge_size.toml", "[data]\nimage_size = 1000000\n")
+    toml("huge_dim.toml", "[model]\ndim = 200000\n")
+    toml("budget_dim.toml", "[model]\ndim = 4096\n")
+    toml("huge_shift.toml", "[train]\naugment_shift = 1000000000\n")
+    toml("groups.toml", "[model]\ngroups = 0\n")
+    toml("exp_std.toml", '[degradation]\nname = "blur"\nschedule = "exponential"\nstd = 50.0\n')
+    toml("grad_clip.toml", "[train]\ngrad_clip = -1.0\n")
+    toml("collapse_str.toml", '[degradation]\nname = "blur"\ncollapse_at_T = "false"\n')
+    toml("sampling.toml", '[sampling]\nalgorithm = "fast"\n')
+    user = d / "user-files"  # a user's files, no run: a new run must not overwrite them
+    user.mkdir()
+    (user / "history.json").write_text('{"mine": true}')
+    (user / "samples.png").write_bytes(b"mine")
+    # Checkpoints whose other fields lie: each a copy of the good one with one field changed.
+    ckpt = torch.load(good, weights_only=True)
+
+    def variant(name, **changes):
+        torch.save({**{k: v for k, v in ckpt.items() if k not in changes or changes[k] is not None},
+                    **{k: v for k, v in changes.items() if v is not None}}, d / name)
+
+    variant("dim.pt", model_config={**ckpt["model_config"], "dim": 200000})
+    variant("budget.pt", model_config={**ckpt["model_config"], "dim": 4096})
+    variant("cifar.pt", data={"dataset": "cifar10", "image_size": 32})
+    variant("folder.pt", data={"dataset": str(d), "image_size": 32})
+    variant("snow.pt", degradation={"name": "snow", "T": 20, "channels": 1})
+    variant("bad_step.pt", step=-3)
+    variant("bad_deg.pt", degradation={"name": "blur", "T": 20, "std": float("nan")})
     return d
 
 
@@ -108,7 +139,7 @@ CLI_CASES = [
     ("toml-data-key", lambda f: ["train", "--config", str(f / "data_key.toml"), "--out", out(f)],
      r"data\.datset: unknown key \(did you mean 'dataset'\?\)"),
     ("toml-image-size", lambda f: ["train", "--config", str(f / "size.toml"), "--out", out(f)],
-     r"data\.image_size: expected an int >= 4, got 'big'"),
+     r"data\.image_size: expected an int >= 4 and <= 1024, got 'big'"),
     ("degradation-name", lambda f: ["train", "--config", str(f / "deg_name.toml"), "--out", out(f)],
      r"degradation name must be one of .* got 'blurr' \(did you mean 'blur'\?\)"),
     ("degradation-argument", lambda f: ["train", "--config", str(f / "deg_arg.toml"), "--out", out(f)],
@@ -123,7 +154,67 @@ CLI_CASES = [
     ("out-is-a-file", lambda f: ["train", "--out", str(f / "a_file")], r"--out .*a_file: exists and is not a folder"),
     ("out-unwritable", lambda f: ["train", "--out", str(f / "a_file" / "sub")], r"--out .*sub: cannot write there"),
     ("out-holds-a-run", lambda f: ["train", "--out", str(f / "run"), "--steps", "3"],
-     r"--out .*run: already holds a run \(last\.pt\); add --resume to continue it"),
+     r"--out .*run: already holds a run \(last\.pt, run\.json, .*\); add --resume to continue it, --overwrite"),
+    ("out-holds-user-files", lambda f: ["train", "--out", str(f / "user-files"), "--steps", "3"],
+     r"--out .*user-files: already holds a run \(history\.json, samples\.png\); add --resume"),
+    ("out-resume-without-last", lambda f: ["train", "--out", str(f / "user-files"), "--steps", "3", "--resume"],
+     r"--out .*user-files: holds history\.json, samples\.png but no last\.pt to resume from"),
+    ("out-resume-and-overwrite", lambda f: ["train", "--out", out(f), "--resume", "--overwrite"],
+     r"--resume continues the run in --out and --overwrite replaces it: give one of them"),
+    # Issue 20, item 8: each of these was a traceback or a silent wrong run.
+    ("toml-nested-brackets", lambda f: ["train", "--config", str(f / "nested.toml"), "--out", out(f)],
+     r"nested\.toml: nested too deeply"),
+    ("toml-name-a-list", lambda f: ["train", "--config", str(f / "name_list.toml"), "--out", out(f)],
+     r"degradation name must be a string, one of .* got \['blur'\]"),
+    ("toml-huge-batch", lambda f: ["train", "--config", str(f / "huge_batch.toml"), "--out", out(f)],
+     r"train\.batch_size must be a positive int of at most 65,536, got 1000000000000"),
+    ("toml-huge-image-size", lambda f: ["train", "--config", str(f / "huge_size.toml"), "--out", out(f)],
+     r"data\.image_size: expected an int >= 4 and <= 1024, got 1000000"),
+    ("toml-huge-dim", lambda f: ["train", "--config", str(f / "huge_dim.toml"), "--out", out(f)],
+     r"model\.dim must be an int in 1\.\.4096, got 200000"),
+    ("toml-dim-over-budget", lambda f: ["train", "--config", str(f / "budget_dim.toml"), "--out", out(f)],
+     r"model: [\d,]+ parameters \(.* GiB of float32 weights\), more than the budget of 200,000,000"),
+    ("toml-huge-augment-shift", lambda f: ["train", "--config", str(f / "huge_shift.toml"), "--out", out(f)],
+     r"train\.augment_shift must be a non-negative int of at most 256"),
+    ("toml-groups-zero", lambda f: ["train", "--config", str(f / "groups.toml"), "--out", out(f)],
+     r"model\.groups must be an int in 1\.\.1024, got 0"),
+    ("toml-exponential-overflow", lambda f: ["train", "--config", str(f / "exp_std.toml"), "--out", out(f)],
+     r"std: the exponential schedule's last width .* overflows"),
+    ("toml-negative-grad-clip", lambda f: ["train", "--config", str(f / "grad_clip.toml"), "--out", out(f)],
+     r"train\.grad_clip must be a finite number >= 0 \(0 disables clipping\), got -1\.0"),
+    ("toml-bool-as-string", lambda f: ["train", "--config", str(f / "collapse_str.toml"), "--out", out(f)],
+     r"collapse_at_T must be true or false \(a bool\), got 'false'"),
+    ("toml-sampling-table", lambda f: ["train", "--config", str(f / "sampling.toml"), "--out", out(f)],
+     r"sampling\.algorithm: expected one of \['improved'"),
+    ("image-size-zero", lambda f: ["train", "--out", out(f), "--image-size", "0"],
+     r"--image-size: expected an int >= 4 and <= 1024, got 0"),
+    ("lr-inf", lambda f: ["train", "--out", out(f), "--lr", "inf"], r"train\.lr must be positive and finite, got inf"),
+    ("deg-override-nested", lambda f: ["train", "--out", out(f), "--deg", "threshold=" + "[" * 5000 + "]" * 5000],
+     r"--deg/--model: nested too deeply"),
+    # Issue 20, items 6 and 9: a checkpoint's other fields, and the smaller cases.
+    ("checkpoint-dim-range", lambda f: ["sample", "--checkpoint", str(f / "dim.pt"), "--out", str(f / "s.png")],
+     r"checkpoint .*dim\.pt: model_config\.dim must be an int in 1\.\.4096, got 200000"),
+    ("checkpoint-over-budget", lambda f: ["evaluate", "--checkpoint", str(f / "budget.pt")],
+     r"checkpoint .*budget\.pt: model_config: [\d,]+ parameters .* more than the budget .* before anything was "
+     r"allocated"),
+    ("checkpoint-bad-step", lambda f: ["sample", "--checkpoint", str(f / "bad_step.pt")],
+     r"checkpoint .*bad_step\.pt: step: expected an int >= 0, got -3"),
+    ("checkpoint-bad-degradation", lambda f: ["sample", "--checkpoint", str(f / "bad_deg.pt")],
+     r"checkpoint .*bad_deg\.pt: degradation: std must be a positive number \(finite\), got nan"),
+    ("checkpoint-downloads-nothing", lambda f: ["sample", "--checkpoint", str(f / "cifar.pt"), "--n", "2",
+                                                "--out", str(f / "s.png")],
+     r"--dataset: reconstruction needs held-out images; .*cifar\.pt names the dataset 'cifar10', and sample opens "
+     r"no dataset a checkpoint names"),
+    ("checkpoint-opens-no-folder", lambda f: ["evaluate", "--checkpoint", str(f / "folder.pt"), "--n", "2"],
+     r"--dataset: evaluation needs held-out images; .*folder\.pt names the dataset '.*bad\d*', and evaluate opens"),
+    ("sample-n-beyond-the-test-set", lambda f: ["sample", "--checkpoint", str(f / "run" / "last.pt"), "--n", "1001",
+                                                "--out", str(f / "s.png")],
+     r"--n 1001: the held-out images of 'mnist5k' are only 1000"),
+    ("sample-n-huge", lambda f: ["sample", "--checkpoint", str(f / "run" / "last.pt"), "--n", "100000000",
+                                 "--out", str(f / "s.png")], r"--n must be at most 10000"),
+    ("generate-snow", lambda f: ["sample", "--checkpoint", str(f / "snow.pt"), "--mode", "generate", "--n", "2",
+                                 "--out", str(f / "s.png")],
+     r"--mode generate: .*snow\.pt is a 'snow' model, and Snow has no generation prior"),
     ("cuda-missing", lambda f: ["train", "--out", out(f), "--device", "cuda"],
      r"device 'cuda': this machine has no CUDA GPU"),
     ("device-unknown", lambda f: ["train", "--out", out(f), "--device", "tpu"], r"device must be 'auto', 'cpu'"),
@@ -239,6 +330,12 @@ def _corrupt_zoo(tmp_path, monkeypatch):
     zoo.load_pretrained("mnist-superres")
 
 
+def _unet_input(dtype):
+    from colddiff_lib.models import UNet
+
+    return UNet.from_preset("tiny")(torch.zeros(1, 1, 16, 16, dtype=dtype), 3)
+
+
 LIBRARY_CASES = [
     ("degradation-nan", lambda tmp, mp: _blur()(_nan_images(), 2), r"x0 holds NaN or infinite values"),
     ("degradation-inf", lambda tmp, mp: _blur()(_inf_images(), 2), r"x0 holds NaN or infinite values"),
@@ -253,6 +350,22 @@ LIBRARY_CASES = [
     ("zoo-corrupted-weights", _corrupt_zoo, r"zoo model 'mnist-superres': .* does not match the SHA-256 on its card"),
     ("checkpoint-as-zoo", lambda tmp, mp: load_checkpoint(zoo.WEIGHTS / "mnist-blur.safetensors"),
      r"safetensors weights file"),
+    # Issue 20, item 9: a ValueError naming the argument, not a RuntimeError, TypeError or OverflowError.
+    ("unet-float64", lambda tmp, mp: _unet_input(torch.float64), r"x has dtype torch\.float64 but the model's weights"),
+    ("unet-float16", lambda tmp, mp: _unet_input(torch.float16), r"x has dtype torch\.float16 but the model's weights"),
+    ("unet-t-2-to-64", lambda tmp, mp: __import__("colddiff_lib.models", fromlist=["UNet"]).UNet.from_preset("tiny")(
+        torch.zeros(1, 1, 16, 16), 2 ** 64), r"t must lie in 0\.\.2\*\*63 - 1, got 18446744073709551616"),
+    ("degradation-t-2-to-64", lambda tmp, mp: _blur()(torch.zeros(1, 1, 8, 8), 2 ** 64), r"t must lie in 0\.\.T = 0\.\.5"),
+    ("noise-s-nan", lambda tmp, mp: dg.build("noise", T=10, s=math.nan), r"s must be a number in \[0, 1\]"),
+    ("blur-std-inf", lambda tmp, mp: dg.build("blur", T=5, std=math.inf), r"std must be a positive number \(finite\)"),
+    ("unet-groups-zero", lambda tmp, mp: __import__("colddiff_lib.models", fromlist=["UNet"]).UNet(groups=0),
+     r"groups must be an int in 1\.\.1024, got 0"),
+    ("unet-over-budget", lambda tmp, mp: __import__("colddiff_lib.models", fromlist=["UNet"]).UNet(dim=4096),
+     r"parameters .* more than the budget of 200,000,000"),
+    ("build-name-a-list", lambda tmp, mp: dg.build(["blur"]), r"degradation name must be a string"),
+    ("snow-threshold-nested", lambda tmp, mp: dg.build("snow", T=5, threshold=[[1.0], 0.5]), r"threshold must be a pair"),
+    ("train-config-grad-clip", lambda tmp, mp: TrainConfig(grad_clip=-1.0), r"grad_clip must be a finite number >= 0"),
+    ("train-config-bool", lambda tmp, mp: TrainConfig(hflip="false"), r"hflip must be true or false"),
 ]
 
 
@@ -264,7 +377,7 @@ def test_library_bad_input_raises_value_error(case, tmp_path, monkeypatch):
 
 
 def test_enough_cases():
-    assert len(CLI_CASES) + len(ARGPARSE_CASES) + 3 + len(LIBRARY_CASES) >= 30
+    assert len(CLI_CASES) + len(ARGPARSE_CASES) + 3 + len(LIBRARY_CASES) >= 80
 
 
 def test_malicious_checkpoint_has_no_side_effect(tmp_path):

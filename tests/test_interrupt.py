@@ -1,12 +1,18 @@
 """Interrupted training loses nothing: ``python -m colddiff_lib train`` killed with SIGKILL between
 checkpoints and in the middle of writing one, then resumed, ends bit-identical to a run that was
 never interrupted; the checkpoint on disk always loads and at most one checkpoint interval is lost.
-A checkpoint write that fails (a full disk, simulated) keeps the previous checkpoint and says so."""
+Ctrl-C prints one line with the command that resumes, and exits with status 130. A second run on the
+folder of a running one is refused, and the running one keeps its files. A checkpoint write that
+fails on a real full file system (a small tmpfs, or a file-size limit where mounting is not allowed)
+keeps the previous checkpoint and says so in one line."""
 
 from __future__ import annotations
 
-import errno
 import os
+import re
+import resource
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from colddiff_lib import checkpoint as ckpt_module
-from colddiff_lib import degradations as dg
 from colddiff_lib.checkpoint import load_checkpoint
-from colddiff_lib.models import UNet
-from colddiff_lib.training import TrainConfig, train
+from colddiff_lib.cli import main
 
 STEPS, EVERY = 12, 3
 TRAIN = ["-m", "colddiff_lib", "train", "--preset", "tiny", "--steps", str(STEPS), "--batch-size", "8",
@@ -119,22 +122,109 @@ def test_lost_work_is_at_most_one_interval(tmp_path):
     assert logged - EVERY <= step <= logged
 
 
-def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch, single_thread):
-    D = dg.build("blur", T=5, kernel_size=5, std=1.0, channels=1)
-    data = torch.rand(16, 1, 16, 16) * 2 - 1
-    cfg = dict(steps=6, batch_size=4, checkpoint_every=2, checkpoint_dir=str(tmp_path), progress=False, device="cpu")
-    real_save = torch.save
-    calls = []
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    env = _env(tmp_path)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *TRAIN, "--out", str(out), "--steps", "10"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        if line.startswith("step 4/"):  # after the checkpoint of step 3
+            proc.send_signal(signal.SIGINT)
+            break
+        assert time.time() < deadline, "training did not reach step 4"
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("WRITING-CHECKPOINT")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr  # (WRITING-CHECKPOINT: the test's own hook)
+    match = re.fullmatch(r"interrupted at step (\d+); resume with (python -m colddiff_lib train .* --resume) "
+                         r"\(it continues from step (\d+) in .*last\.pt\)", lines[0])
+    assert match and int(match.group(1)) >= 4 and int(match.group(3)) in (3, 6), lines[0]
+    assert load_checkpoint(out / "last.pt")["step"] == int(match.group(3))  # the file on disk is whole
+    # The command it prints resumes the run to the end.
+    resume = shlex.split(match.group(2))
+    done = subprocess.run([sys.executable, *resume[1:]], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert load_checkpoint(out / "last.pt")["step"] == 10
 
-    def full_disk(obj, f, *args, **kwargs):
-        calls.append(obj["step"])
-        if obj["step"] == 4:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(ckpt_module.torch, "save", full_disk)
-    with pytest.raises(OSError, match=r"could not write checkpoint .*last\.pt at step 4 \(No space left on device\); "
-                                      r"the previous last\.pt \(step 2\) is kept"):
-        train(UNet.from_preset("tiny", channels=1), D, data, TrainConfig(**cfg))
-    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
-    assert not list(tmp_path.glob(".*.tmp"))
+def test_a_busy_folder_is_refused_and_its_run_keeps_its_files(tmp_path, capsys):
+    """A second run, or a --resume, on the folder of a running one: refused with the holder's pid and
+    command while that run is halfway through writing a checkpoint, whose temporary file survives."""
+    out = tmp_path / "busy"
+    proc = subprocess.Popen([sys.executable, *TRAIN, "--out", str(out), "--steps", "6"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=_env(tmp_path, slow=6.0))
+    try:
+        for line in proc.stdout:
+            if "WRITING-CHECKPOINT" in line:  # paused between writing .last.pt.*.tmp and renaming it
+                break
+        temporary = list(out.glob(".last.pt.*.tmp"))
+        assert len(temporary) == 1
+        for extra in (["--degradation", "snow"], ["--resume"]):
+            assert main(["train", "--out", str(out), "--steps", "3", "--device", "cpu", "--no-progress",
+                         *extra]) == 2
+            err = capsys.readouterr().err.strip()
+            assert re.fullmatch(rf"error: --out .*busy: another run is using it \(pid {proc.pid}: python -m "
+                                rf"colddiff_lib train .*\); wait for it to end or choose another folder \(nothing "
+                                rf"was written\)", err), err
+        assert temporary[0].exists(), "the refused run deleted the running one's temporary file"
+        rest, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "done: step 6" in rest
+    assert load_checkpoint(out / "last.pt")["step"] == 6
+    assert not list(out.glob(".*.tmp"))
+
+
+def _resume_on_a_small_file_system(kind: str, base: Path, tmp_path: Path, env: dict):
+    """Resume ``base``'s run to step 4 with room for its last.pt but not for a second copy of it: a tmpfs of
+    1.5 checkpoints (mounted in a mount namespace of its own), or where mounting is not allowed, a file-size
+    limit of half a checkpoint (SIGXFSZ ignored, so that the write fails with EFBIG instead of killing).
+    Returns (the kind that ran, exit status, stderr, the folder afterwards)."""
+    size = (base / "last.pt").stat().st_size
+    after = tmp_path / "after"
+    argv = [sys.executable, *TRAIN, "--resume", "--steps", "4", "--checkpoint-every", "2"]
+    if kind == "tmpfs" and shutil.which("unshare"):
+        mnt, marker, errors = tmp_path / "mnt", tmp_path / "mounted", tmp_path / "stderr.txt"
+        mnt.mkdir()
+        train_cmd = shlex.join([*argv, "--out", str(mnt)])
+        script = (f"mount -t tmpfs -o size={int(size * 1.5) // 1024 + 16}k tmpfs {mnt} || exit 97; touch {marker}; "
+                  f"cp {base / 'last.pt'} {base / 'run.json'} {mnt}/; {train_cmd} > /dev/null 2> {errors}; rc=$?; "
+                  f"mkdir -p {after}; cp -a {mnt}/. {after}/; exit $rc")
+        done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env,
+                              capture_output=True, text=True, timeout=600)
+        if marker.exists():
+            return "tmpfs", done.returncode, errors.read_text(), after
+        print(f"no tmpfs here ({done.stderr.strip()[:200]}): a file-size limit instead", file=sys.stderr)
+    after.mkdir()
+    for name in ("last.pt", "run.json"):
+        shutil.copy(base / name, after / name)
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    done = subprocess.run([*argv, "--out", str(after)], env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=limit)
+    return "rlimit", done.returncode, done.stderr, after
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "rlimit"])
+def test_a_full_file_system_keeps_the_previous_checkpoint(tmp_path, kind):
+    """torch's writer turns ENOSPC (and EFBIG) into a RuntimeError ("unexpected pos"); the message is still
+    the one line naming the cause and the checkpoint kept."""
+    env = _env(tmp_path)
+    base = tmp_path / "base"
+    first = subprocess.run([sys.executable, *TRAIN, "--out", str(base), "--steps", "2", "--checkpoint-every", "2"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    ran, code, stderr, after = _resume_on_a_small_file_system(kind, base, tmp_path, env)
+    cause = {"tmpfs": "No space left on device", "rlimit": "File too large"}[ran]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, stderr
+    assert re.fullmatch(rf"error: could not write checkpoint .*last\.pt at step 4 \({cause}\); the previous "
+                        rf"last\.pt \(step 2\) is kept", lines[0]), lines[0]
+    assert load_checkpoint(after / "last.pt")["step"] == 2
+    assert not list(after.glob(".*.tmp"))
