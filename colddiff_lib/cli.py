@@ -406,9 +406,7 @@ def cmd_sample(args) -> int:
             else:
                 images = _images(train_set, 4000)
                 shape, prior = tuple(images.shape[1:]), GaussianPrior(D, images)
-        for warning in _sample_warnings(args, D, images):
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
-        if prior is None:
+        if prior is None:  # before any warning: a bad request is one error line
             try:
                 D.prior(1, shape)
             except NotImplementedError:
@@ -416,6 +414,8 @@ def cmd_sample(args) -> int:
                                  f"{type(D).__name__} has no generation prior (no end state to start from); "
                                  f"generate with a blur (collapse_at_T), inpaint_fill, superres, noise or blend "
                                  f"model") from None
+        for warning in _sample_warnings(args, D, images):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         start = "a Gaussian fitted to training images" if prior is not None else "D.prior"
         print(f"sample: mode generate, {args.n} images from x_T at t = T = {D.T} ({start}, start noise "
               f"{noise_std:g}), by {algorithm} ({args.algorithm}), {D.T} steps", flush=True)

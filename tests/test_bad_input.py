@@ -240,7 +240,7 @@ CLI_CASES = [
     ("zoo-settings", lambda f: ["evaluate", "--zoo", "mnist-blur-gen", "--settings", "fast:1", "--out", out(f)],
      r"--settings must look like ALGORITHM:NOISE_STD"),
     ("sample-level-out-of-range", lambda f: ["sample", "--checkpoint", str(f / "run" / "last.pt"), "--t", "99",
-                                             "--n", "2", "--out", str(f / "s.png")], r"t must lie in 0\.\.T = 0\.\.20"),
+                                             "--n", "2", "--out", str(f / "s.png")], r"--t must lie in 1\.\.T = 1\.\.20"),
 ]
 
 
