@@ -7,14 +7,23 @@
  * (vendored from npm into _static/ort/ at build time, one thread, WebAssembly).
  *
  * Images are Float32Arrays of C*H*W values in [-1, 1], shown as grey levels round((x + 1) * 127.5).
- * window.colddiffLive exposes every figure's state and its last run (for the browser test).
+ * window.colddiffLive exposes every figure's state and its last run (for the browser test), and
+ * window.__colddiffErrors every error a figure caught (also shown in the figure itself).
+ *
+ * Each model's graphs run once on a dummy input when they load (warm-up), so that the reader's first
+ * press costs what the later ones do. Slider updates go through a queue that keeps only the newest
+ * request, so an older level never paints after a newer one.
  */
 (function () {
   "use strict";
   const here = document.currentScript ? document.currentScript.src.replace(/[^/]*$/, "") : "_static/";
   const LIVE = here + "live/";
-  const api = { components: [], ready: null, errors: [] };
+  // hooks: for the browser test only. delay(kind, value) -> ms to wait before a graph call;
+  // fail(kind, value) -> true to make a graph call throw ("degrade", "step", "prior"), or a handler
+  // (kind "handler", value: what it does, e.g. "restoring").
+  const api = { components: [], ready: null, errors: [], warmup: {}, hooks: { delay: null, fail: null } };
   window.colddiffLive = api;
+  window.__colddiffErrors = api.errors;
 
   // --- onnxruntime-web and the exported files ---------------------------------------------------
   let bookPromise = null;
@@ -50,6 +59,7 @@
     });
   }
 
+  // A model: its sessions, and a queue so that its graphs never run two calls at once.
   function model(name) {
     if (!models[name]) {
       const ort = window.ort;
@@ -58,9 +68,39 @@
         fetchJSON(LIVE + name + "/model.json"),
         ort.InferenceSession.create(LIVE + name + "/step.onnx", opts),
         ort.InferenceSession.create(LIVE + name + "/degrade.onnx", opts),
-      ]).then(([meta, step, degrade]) => ({ meta, step, degrade, size: meta.shape[0] * meta.shape[1] * meta.shape[2] }));
+      ]).then(async ([meta, step, degrade]) => {
+        const m = { name, meta, step, degrade, size: meta.shape[0] * meta.shape[1] * meta.shape[2], queue: Promise.resolve() };
+        await warmUp(m);
+        return m;
+      });
     }
     return models[name];
+  }
+
+  // One dummy run, timed: D(grey, T), then Algorithm 2 from it down to 0, as a press would run it.
+  // The first calls of a session prepare its kernels and buffers, and the browser compiles the
+  // WebAssembly that runs often into faster code; without this, both land on the reader's first press.
+  async function warmUp(m) {
+    const start = performance.now();
+    let x = await degrade(m, new Float32Array(m.size), m.meta.T, true);
+    for (let s = m.meta.T; s >= 1; s--) x = (await stepOnce(m, x, s, true, true)).x;
+    api.warmup[m.name] = performance.now() - start;
+  }
+
+  function exec(m, session, feeds) {
+    const p = m.queue.then(() => session.run(feeds));
+    m.queue = p.catch(() => {});
+    return p;
+  }
+
+  async function hook(kind, value, warm) {
+    if (warm) return;
+    const h = api.hooks;
+    if (h.delay) {
+      const ms = h.delay(kind, value);
+      if (ms > 0) await sleep(ms);
+    }
+    if (h.fail && h.fail(kind, value)) throw new Error(`${kind} failed (a test hook asked for it)`);
   }
 
   function tensorOf(m, images) {
@@ -74,23 +114,82 @@
     return new window.ort.Tensor("int64", BigInt64Array.from({ length: n }, () => BigInt(value)), [n]);
   }
 
-  async function degrade(m, x0, t) {
-    const out = await m.degrade.run({ x0: tensorOf(m, [x0]), t: levels(1, t) });
+  async function degrade(m, x0, t, warm) {
+    await hook("degrade", t, warm);
+    const out = await exec(m, m.degrade, { x0: tensorOf(m, [x0]), t: levels(1, t) });
     return out.x_t.data.slice();
+  }
+
+  async function stepOnce(m, x, s, improved, warm) {
+    await hook("step", s, warm);
+    const flag = new window.ort.Tensor("float32", new Float32Array([improved ? 1 : 0]), [1]);
+    const out = await exec(m, m.step, { x: tensorOf(m, [x]), s: levels(1, s), improved: flag });
+    return { x: out.x_next.data.slice(), x0: out.x0_hat.data.slice() };
   }
 
   // Run Algorithm 2 (improved) or 1 from x_t at level t down to 0; keep every iterate and estimate.
   async function run(m, x, t, improved) {
     const frames = [{ s: t, x: x, x0: null }];
-    const flag = new window.ort.Tensor("float32", new Float32Array([improved ? 1 : 0]), [1]);
     const start = performance.now();
     for (let s = t; s >= 1; s--) {
-      const out = await m.step.run({ x: tensorOf(m, [x]), s: levels(1, s), improved: flag });
-      frames[frames.length - 1].x0 = out.x0_hat.data.slice();
-      x = out.x_next.data.slice();
+      const out = await stepOnce(m, x, s, improved);
+      frames[frames.length - 1].x0 = out.x0;
+      x = out.x;
       frames.push({ s: s - 1, x: x, x0: null });
     }
     return { x0: x, frames, ms: performance.now() - start };
+  }
+
+  // fn(...args) one call at a time; while one runs, only the newest request waits (older ones are
+  // dropped), so the last thing painted is what the last request asked for. Returns a promise that
+  // settles when the queue is empty; a failing call rejects it (the figure's guard reports it).
+  function latest(fn) {
+    let pending = null, running = null;
+    return function request(...args) {
+      pending = args;
+      if (!running) {
+        running = (async () => {
+          try {
+            while (pending) {
+              const a = pending;
+              pending = null;
+              await fn(...a);
+            }
+          } finally {
+            running = null;
+            pending = null;
+          }
+        })();
+      }
+      return running;
+    };
+  }
+
+  // --- errors -------------------------------------------------------------------------------------
+  // Every handler runs through guard(): an error (thrown or rejected) is recorded in
+  // window.__colddiffErrors, shown in the figure and logged, and the figure stays usable.
+  function report(entry, where, err) {
+    const text = `${entry.mode} figure, ${where}: ${err && err.message ? err.message : err}`;
+    api.errors.push(text);
+    entry.error = text;
+    if (entry.errorBox) {
+      entry.errorBox.textContent = "Something went wrong in this figure (" + text + ").";
+      entry.errorBox.hidden = false;
+    }
+    console.error("colddiff-live:", text, err);
+  }
+
+  function guard(entry, where, fn) {
+    return function (...args) {
+      try {
+        if (api.hooks.fail && api.hooks.fail("handler", where)) throw new Error(`${where} failed (a test hook asked for it)`);
+        const r = fn.apply(this, args);
+        if (r && typeof r.then === "function") return r.catch((err) => report(entry, where, err));
+        return r;
+      } catch (err) {
+        report(entry, where, err);
+      }
+    };
   }
 
   // --- drawing ------------------------------------------------------------------------------------
@@ -106,7 +205,7 @@
     fig.appendChild(c);
     const cap = el("figcaption", "", label || "");
     fig.appendChild(cap);
-    return { fig, canvas: c, caption: cap };
+    return { fig, canvas: c, caption: cap, label: label || "" };
   }
 
   function paint(view, img, caption) {
@@ -119,8 +218,18 @@
     }
     view.canvas.width = view.canvas.height = n;
     ctx.putImageData(pixels, 0, 0);
+    view.canvas.classList.remove("colddiff-live-blank");
     view.values = img;
     if (caption !== undefined) view.caption.innerHTML = caption;
+  }
+
+  // The neutral state of an output: nothing painted (transparent), a light pattern behind it.
+  function blank(view, caption) {
+    const ctx = view.canvas.getContext("2d");
+    ctx.clearRect(0, 0, view.canvas.width, view.canvas.height);
+    view.canvas.classList.add("colddiff-live-blank");
+    view.values = null;
+    view.caption.innerHTML = caption === undefined ? view.label : caption;
   }
 
   function el(tag, cls, html) {
@@ -156,14 +265,20 @@
   }
 
   // A row of held-out digits, and a pad to draw one's own (white on black, like MNIST).
-  function digitPicker(digits, onpick) {
+  // onpick(x0, label) when a digit is picked or drawn; onclear() when the pad is cleared.
+  function digitPicker(entry, digits, onpick, onclear) {
     const row = el("div", "colddiff-live-picker");
     const images = digits.pixels.map((p) => Float32Array.from(p, (g) => g / 127.5 - 1));
+    let chosen = -1;
+    const highlight = (i) => {
+      chosen = i;
+      thumbs.forEach((v, j) => v.canvas.classList.toggle("colddiff-live-chosen", i === j));
+    };
     const thumbs = images.map((img, i) => {
       const v = canvas(28);
       paint(v, img);
       v.canvas.title = "held-out digit " + digits.labels[i];
-      v.canvas.addEventListener("click", () => choose(i));
+      v.canvas.addEventListener("click", guard(entry, "picking a digit", () => choose(i)));
       row.appendChild(v.fig);
       return v;
     });
@@ -174,6 +289,7 @@
     paint(pad, drawn);
     let down = false;
     const ink = (ev) => {
+      ev.preventDefault();
       const r = pad.canvas.getBoundingClientRect();
       const pt = ev.touches ? ev.touches[0] : ev;
       const cx = ((pt.clientX - r.left) / r.width) * 32, cy = ((pt.clientY - r.top) / r.height) * 32;
@@ -184,73 +300,107 @@
           drawn[y * 32 + x] = Math.min(1, drawn[y * 32 + x] + v);
         }
       paint(pad, drawn);
-      onpick(drawn.slice(), "your digit");
-      ev.preventDefault();
+      highlight(-1); // the figure now shows the drawing, not the digit picked before
+      return onpick(drawn.slice(), "your digit");
     };
-    pad.canvas.addEventListener("pointerdown", (e) => { down = true; ink(e); });
-    pad.canvas.addEventListener("pointermove", (e) => { if (down) ink(e); });
+    pad.canvas.addEventListener("pointerdown", guard(entry, "drawing", (e) => { down = true; return ink(e); }));
+    pad.canvas.addEventListener("pointermove", guard(entry, "drawing", (e) => (down ? ink(e) : undefined)));
     window.addEventListener("pointerup", () => { down = false; });
-    row.appendChild(button("clear", () => { drawn.fill(-1); paint(pad, drawn); onpick(drawn.slice(), "your digit"); }));
+    row.appendChild(button("clear", guard(entry, "clearing the drawing", () => {
+      drawn.fill(-1);
+      paint(pad, drawn);
+      highlight(-1);
+      return onclear();
+    })));
     function choose(i) {
-      thumbs.forEach((v, j) => v.canvas.classList.toggle("colddiff-live-chosen", i === j));
-      onpick(images[i].slice(), "held-out digit " + digits.labels[i]);
+      highlight(i);
+      return onpick(images[i].slice(), "held-out digit " + digits.labels[i]);
     }
-    return { row, images, choose };
+    return { row, images, choose, pad, drawn, chosen: () => chosen };
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const PICK = "pick a digit or draw one";
 
   // --- the three figures --------------------------------------------------------------------------
   // Chapter 2: a slider over t for each model's degradation.
-  async function degradeFigure(root, names, ctx) {
-    const state = { x0: null, t: {}, views: {} };
+  async function degradeFigure(entry, root, names, ctx) {
+    const state = { x0: null, t: {}, views: {}, painted: {}, updated: 0, updating: Promise.resolve() };
     const rows = el("div", "colddiff-live-rows");
     const ms = await Promise.all(names.map(model));
-    const update = async () => {
-      for (const [k, name] of names.entries()) {
-        const t = state.t[name];
-        paint(state.views[name], await degrade(ms[k], state.x0, t), `D(x<sub>0</sub>, ${t}), t = ${t} of ${ms[k].meta.T}`);
-      }
-      state.updated = (state.updated || 0) + 1;
-    };
+    const update = latest(async () => {
+      if (!state.x0) return;
+      const x0 = state.x0, wanted = names.map((name) => state.t[name]);
+      const images = [];
+      for (const k of names.keys()) images.push(await degrade(ms[k], x0, wanted[k]));
+      if (x0 !== state.x0) return; // cleared or replaced meanwhile: the next request paints
+      names.forEach((name, k) => {
+        const t = wanted[k];
+        paint(state.views[name], images[k], `D(x<sub>0</sub>, ${t}), t = ${t} of ${ms[k].meta.T}`);
+        state.painted[name] = t;
+      });
+      state.updated += 1;
+    });
+    const request = () => (state.updating = update());
     names.forEach((name, k) => {
       const m = ms[k];
       const row = el("div", "colddiff-live-row");
       row.appendChild(el("div", "colddiff-live-label", `<strong>${m.meta.degradation.name}</strong> (${name}, T = ${m.meta.T})`));
       state.t[name] = Math.ceil(m.meta.T / 2);
-      const s = slider(0, m.meta.T, state.t[name], (t) => { state.t[name] = t; update(); });
+      const s = slider(0, m.meta.T, state.t[name], guard(entry, "moving a slider", (t) => { state.t[name] = t; return request(); }));
       s.setAttribute("aria-label", "level t of " + m.meta.degradation.name);
       row.appendChild(s);
       state.views[name] = canvas(128);
       row.appendChild(state.views[name].fig);
       rows.appendChild(row);
     });
-    const picker = digitPicker(ctx.digits, (x0) => { state.x0 = x0; update(); });
+    const picker = digitPicker(entry, ctx.digits, (x0) => { state.x0 = x0; return request(); }, () => {
+      state.x0 = null;
+      names.forEach((name) => { blank(state.views[name], PICK); delete state.painted[name]; });
+      return request();
+    });
     root.append(picker.row, rows);
-    picker.choose(0);
+    await picker.choose(0);
+    state.picker = picker;
     return state;
   }
 
   // Chapter 4: Algorithms 1 and 2 side by side from the same x_t, x0 estimates underneath.
-  async function restoreFigure(root, names, ctx) {
-    const state = { x0: null, name: names[0], t: null, runs: 0 };
+  async function restoreFigure(entry, root, names, ctx) {
+    const state = { x0: null, name: names[0], t: null, runs: 0, shown: Promise.resolve() };
     const colours = ctx.info.colours;
     const top = el("div", "colddiff-live-row");
     const start = canvas(128, "x<sub>t</sub>");
     const level = el("span", "colddiff-live-label");
+    await Promise.all(names.map(model)); // every model of the menu loaded and warmed up
     let m = await model(state.name);
     const firstLevel = (T) => Math.min(T, 5); // the blur erases a digit within a few steps: start where it shows
     state.t = firstLevel(m.meta.T);
-    const s = slider(1, m.meta.T, state.t, (t) => { state.t = t; state.shown = show(); });
+    const show = latest(async () => {
+      const mm = m, t = state.t, x0 = state.x0;
+      level.textContent = `start at t = ${t} of ${mm.meta.T}`;
+      if (!x0) {
+        state.xt = null;
+        blank(start, PICK);
+        return;
+      }
+      const xt = await degrade(mm, x0, t);
+      if (mm !== m || t !== state.t || x0 !== state.x0) return; // a newer request follows
+      state.xt = xt;
+      state.xtLevel = t;
+      paint(start, xt, `x<sub>t</sub> = D(x<sub>0</sub>, ${t})`);
+    });
+    const request = () => (state.shown = show());
+    const s = slider(1, m.meta.T, state.t, guard(entry, "moving the slider", (t) => { state.t = t; return request(); }));
     s.setAttribute("aria-label", "starting level t");
-    const go = button("restore", () => restore());
-    if (names.length > 1) top.appendChild(select(names, async (n) => {
+    const go = button("restore", guard(entry, "restoring", () => restore()));
+    if (names.length > 1) top.appendChild(select(names, guard(entry, "choosing a model", async (n) => {
       m = await model(n);
       state.name = n;
       s.max = m.meta.T;
       s.value = state.t = firstLevel(m.meta.T);
-      state.shown = show();
-    }));
+      return request();
+    })));
     top.append(level, s, go);
     const cols = el("div", "colddiff-live-columns");
     const column = (key, title) => {
@@ -264,40 +414,54 @@
     };
     const views = { naive: column("naive", "Algorithm 1 (naive)"), improved: column("improved", "Algorithm 2 (improved)") };
     const timing = el("p", "colddiff-live-timing");
-    const show = async () => {
-      state.xt = await degrade(m, state.x0, state.t);
-      paint(start, state.xt, `x<sub>t</sub> = D(x<sub>0</sub>, ${state.t})`);
-      level.textContent = `start at t = ${state.t} of ${m.meta.T}`;
+    const neutral = () => {
+      for (const v of Object.values(views)) { blank(v.x); blank(v.hat); }
+      timing.textContent = "";
     };
+    neutral();
     const restore = async () => {
       go.disabled = true;
-      await state.shown; // x_t of the level the slider shows
-      const a1 = await run(m, state.xt, state.t, false);
-      const a2 = await run(m, state.xt, state.t, true);
-      state.last = { name: state.name, t: state.t, x0: state.x0, naive: a1.x0, improved: a2.x0, ms: a2.ms, msNaive: a1.ms };
-      timing.textContent = `In this page: Algorithm 2 took ${a2.ms.toFixed(0)} ms for ${state.t} steps (Algorithm 1: ${a1.ms.toFixed(0)} ms).`;
-      for (let k = 0; k < a2.frames.length; k++) { // replay the steps, one every 120 ms
-        for (const [key, r] of [["naive", a1], ["improved", a2]]) {
-          const f = r.frames[k];
-          paint(views[key].x, f.x, `x<sub>${f.s}</sub>`);
-          if (f.x0) paint(views[key].hat, f.x0, `x&#770;<sub>0</sub> = R(x<sub>${f.s}</sub>, ${f.s})`);
+      try {
+        await state.shown; // x_t of the level the slider shows
+        if (!state.xt) return; // nothing picked or drawn
+        const mm = m, name = state.name, t = state.xtLevel, xt = state.xt, x0 = state.x0;
+        const a1 = await run(mm, xt, t, false);
+        const a2 = await run(mm, xt, t, true);
+        state.last = { name, t, x0, naive: a1.x0, improved: a2.x0, ms: a2.ms, msNaive: a1.ms };
+        timing.textContent = `In this page: Algorithm 2 took ${a2.ms.toFixed(0)} ms for ${t} steps (Algorithm 1: ${a1.ms.toFixed(0)} ms).`;
+        for (let k = 0; k < a2.frames.length; k++) { // replay the steps, one every 120 ms
+          for (const [key, r] of [["naive", a1], ["improved", a2]]) {
+            const f = r.frames[k];
+            paint(views[key].x, f.x, `x<sub>${f.s}</sub>`);
+            if (f.x0) paint(views[key].hat, f.x0, `x&#770;<sub>0</sub> = R(x<sub>${f.s}</sub>, ${f.s})`);
+          }
+          await sleep(120);
         }
-        await sleep(120);
+        state.runs += 1;
+      } finally {
+        go.disabled = !state.x0;
       }
-      state.runs += 1;
-      go.disabled = false;
     };
-    const picker = digitPicker(ctx.digits, (x0) => { state.x0 = x0; state.shown = show(); });
+    const picker = digitPicker(entry, ctx.digits, (x0) => {
+      state.x0 = x0;
+      go.disabled = false;
+      return request();
+    }, () => {
+      state.x0 = null;
+      go.disabled = true;
+      neutral();
+      return request();
+    });
     root.append(picker.row, top, start.fig, cols, timing);
-    picker.choose(0);
-    state.restore = restore;
-    state.views = views;
+    await picker.choose(0);
+    Object.assign(state, { restore, views, start, button: go, picker, slider: s });
     return state;
   }
 
   // Chapter 6: new digits from a random flat colour (blur) or a random 2x2 image (super-resolution).
-  async function generateFigure(root, names, ctx) {
+  async function generateFigure(entry, root, names, ctx) {
     const state = { name: names[0], runs: 0 };
+    await Promise.all(names.map(model)); // every model of the menu loaded and warmed up
     let m = await model(state.name);
     const top = el("div", "colddiff-live-row");
     const noise = el("label", "colddiff-live-label");
@@ -310,19 +474,25 @@
       noise.lastChild.textContent = ` symmetry noise (σ = ${m.meta.noise_std})`;
     };
     setNoise();
-    if (names.length > 1) top.appendChild(select(names, async (n) => { m = await model(n); state.name = n; setNoise(); }));
-    const go = button("generate", () => generate());
+    if (names.length > 1) top.appendChild(select(names, guard(entry, "choosing a model", async (n) => {
+      m = await model(n);
+      state.name = n;
+      setNoise();
+    })));
+    const go = button("generate", guard(entry, "generating", () => generate()));
     top.append(noise, go);
     const row = el("div", "colddiff-live-columns");
     const xT = canvas(128, "x<sub>T</sub>"), xs = canvas(128, "x<sub>s</sub>"), out = canvas(128, "x<sub>0</sub>");
     row.append(xT.fig, xs.fig, out.fig);
+    [xT, xs, out].forEach((v) => blank(v));
     const gallery = el("div", "colddiff-live-gallery");
     const timing = el("p", "colddiff-live-timing");
     root.append(top, row, el("div", "colddiff-live-label", "the last ones:"), gallery, timing);
 
     const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-    function prior() { // x_T = from_latent(mean + L eps), clamped to [-1, 1], plus the symmetry noise
-      const p = m.meta.prior, [C, H, W] = m.meta.shape;
+    // x_T = from_latent(mean + L eps), clamped to [-1, 1], plus the symmetry noise when asked for
+    function prior(mm, withNoise) {
+      const p = mm.meta.prior, [C, H, W] = mm.meta.shape;
       const d = p.mean.length, eps = Array.from({ length: d }, normal);
       const z = p.mean.map((mu, i) => mu + p.scale_tril[i].reduce((acc, l, j) => acc + l * eps[j], 0));
       const img = new Float32Array(C * H * W);
@@ -334,27 +504,42 @@
             else { const f = p.factor, w = W / f; v = z[c * (H / f) * w + Math.floor(y / f) * w + Math.floor(x / f)]; }
             img[c * H * W + y * W + x] = Math.max(-1, Math.min(1, v));
           }
-      if (box.checked && m.meta.noise_std > 0) for (let i = 0; i < img.length; i++) img[i] += m.meta.noise_std * normal();
+      if (withNoise && mm.meta.noise_std > 0) for (let i = 0; i < img.length; i++) img[i] += mm.meta.noise_std * normal();
       return img;
     }
     const generate = async () => {
       go.disabled = true;
-      const start = prior();
-      paint(xT, start, "x<sub>T</sub>, drawn from the prior");
-      const r = await run(m, start, m.meta.T, true);
-      state.last = { name: state.name, xT: start, x0: r.x0, ms: r.ms };
-      timing.textContent = `In this page: Algorithm 2 took ${r.ms.toFixed(0)} ms for ${m.meta.T} steps.`;
-      for (const f of r.frames) { paint(xs, f.x, `x<sub>${f.s}</sub>`); await sleep(60); }
-      paint(out, r.x0, "x<sub>0</sub>, a new digit");
-      const g = canvas(48);
-      paint(g, r.x0);
-      gallery.prepend(g.fig);
-      while (gallery.children.length > 12) gallery.lastChild.remove();
-      state.runs += 1;
-      go.disabled = false;
+      try {
+        const mm = m, name = state.name;
+        await hook("prior", 0);
+        const start = prior(mm, box.checked);
+        paint(xT, start, "x<sub>T</sub>, drawn from the prior");
+        const r = await run(mm, start, mm.meta.T, true);
+        state.last = { name, xT: start, x0: r.x0, ms: r.ms };
+        timing.textContent = `In this page: Algorithm 2 took ${r.ms.toFixed(0)} ms for ${mm.meta.T} steps.`;
+        for (const f of r.frames) { paint(xs, f.x, `x<sub>${f.s}</sub>`); await sleep(60); }
+        paint(out, r.x0, "x<sub>0</sub>, a new digit");
+        const g = canvas(48);
+        paint(g, r.x0);
+        gallery.prepend(g.fig);
+        while (gallery.children.length > 12) gallery.lastChild.remove();
+        state.runs += 1;
+      } finally {
+        go.disabled = false;
+      }
+    };
+    // For the browser test: n starts of the current model as base64 float32 [n, C, H, W].
+    state.drawStarts = (n, withNoise) => {
+      const size = m.size, all = new Float32Array(n * size);
+      for (let i = 0; i < n; i++) all.set(prior(m, withNoise), i * size);
+      const bytes = new Uint8Array(all.buffer);
+      let s = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      return btoa(s);
     };
     state.generate = generate;
-    state.views = { xT, out };
+    state.views = { xT, xs, out };
+    state.button = go;
     return state;
   }
 
@@ -362,19 +547,23 @@
 
   async function mount(root) {
     const mode = root.dataset.mode, names = (root.dataset.models || "").split(",").map((s) => s.trim()).filter(Boolean);
-    const entry = { root, mode, names, state: null, error: null };
+    const entry = { root, mode, names, state: null, error: null, errorBox: null };
     api.components.push(entry);
     try {
       if (!FIGURES[mode]) throw new Error("data-mode must be degrade, restore or generate, got " + mode);
       const ctx = await book();
       root.innerHTML = "";
       root.classList.add("colddiff-live-on");
-      entry.state = await FIGURES[mode](root, names, ctx);
+      entry.errorBox = el("p", "colddiff-live-error");
+      entry.errorBox.hidden = true;
+      entry.errorBox.setAttribute("role", "alert");
+      entry.state = await FIGURES[mode](entry, root, names, ctx);
+      root.appendChild(entry.errorBox);
     } catch (err) {
-      entry.error = String(err);
-      api.errors.push(entry.error);
-      root.appendChild(el("p", "colddiff-live-error", "The live figure could not start: " + err));
-      console.error("colddiff-live:", err);
+      report(entry, "starting", err);
+      if (!entry.errorBox || !entry.errorBox.isConnected) {
+        root.appendChild(el("p", "colddiff-live-error", "The live figure could not start: " + err));
+      }
     }
   }
 
