@@ -46,8 +46,8 @@ def _bf16() -> bool:
     return bf16_supported(torch.device("cpu"))
 
 
-def parse_setting(text: str):
-    """``improved:0.002`` -> (algorithm, symmetry noise std); ``ancestral:0`` for the noisy samplers."""
+def parse_setting(text: str) -> dict:
+    """``improved:0.002`` -> ``{"algorithm": "improved", "noise_std": 0.002}`` (``:LEVEL`` to start below T)."""
     from colddiff_lib.reproduce import parse_settings
 
     return parse_settings([text])[0]
@@ -73,13 +73,15 @@ def measure(args, R, D, data) -> dict:
     if args.task == "reconstruction":
         rows = evaluate_reconstruction(R, D, data["test"][:200], methods=("direct", "improved"))
         return {m: {k: rows[m][k] for k in ("rmse", "ssim")} for m in rows}
-    prior = GaussianPrior(D, data["train"]) if D.has_latent else None
     out = {}
     for text in args.sample:
-        algorithm, noise_std = parse_setting(text)
+        setting = parse_setting(text)
+        level = setting.get("level")
+        prior = (GaussianPrior(D, data["train"], components=args.components, level=level)
+                 if level is not None or D.has_latent else None)
         g = torch.Generator().manual_seed(0)
-        x, _ = generate(R, D, 500, tuple(data["train"].shape[1:]), prior=prior, noise_std=noise_std,
-                        algorithm=algorithm, generator=g)
+        x, _ = generate(R, D, 500, tuple(data["train"].shape[1:]), prior=prior, noise_std=setting["noise_std"],
+                        algorithm=setting["algorithm"], generator=g)
         m = generation_measures(x, data["classifier"], data["train"])
         out[text] = m
     return out
@@ -274,7 +276,9 @@ def main() -> None:
     r.add_argument("--train", nargs="*", default=[], help="TrainConfig settings KEY=VALUE (e.g. input_noise=0.01)")
     r.add_argument("--minutes", nargs="+", type=float, default=[5, 20], help="budgets in CPU minutes (default: %(default)s)")
     r.add_argument("--sample", nargs="*", default=["improved:0.002"],
-                   help="generation: sampler settings ALGORITHM:NOISE_STD to measure (default: %(default)s)")
+                   help="generation: sampler settings ALGORITHM:NOISE_STD[:LEVEL] to measure (default: %(default)s)")
+    r.add_argument("--components", type=int, default=20,
+                   help="generation: Gaussian mixture components of the prior below T (default: %(default)s)")
     q = sub.add_parser("report", help="print every run's measurements and save them")
     q.add_argument("--out", default="benchmarks/compute_study.json", help="where to save (default: %(default)s)")
     q.add_argument("--figure", default="benchmarks/compute_study.png", help="the figure (default: %(default)s)")

@@ -96,68 +96,85 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
     return rows
 
 
-def generation_settings(name: str) -> List[Tuple[str, float]]:
-    """The (algorithm, noise_std) pairs of the generation table for the shipped model ``name``.
+def generation_settings(name: str) -> List[dict]:
+    """The sampler settings of the generation table for the shipped model ``name``, each a dict of
+    :func:`colddiff_lib.zoo.sampling`'s keys (``algorithm``, ``noise_std``, ``level``) that replace the card's.
 
-    The card's default (:func:`colddiff_lib.zoo.sampling`) comes first; then Algorithm 2 and Algorithm 1
-    with the same start noise, Algorithm 2 from a start without it ("perfect symmetry") where the
-    degradation adds one by default, and, for a degradation with a noise schedule (the hot baseline, a
-    noisy cold one), DDIM and the ancestral sampler too.
+    The card's default comes first; then Algorithm 2 and Algorithm 1 from the same start; where the card
+    starts below T, the paper's start at T too (the pure cold rows stay, whatever they score); Algorithm 2
+    from a start at T without the symmetry-breaking noise ("perfect symmetry") where the degradation adds
+    one; and, for a degradation with a noise schedule (the hot baseline, a noisy cold one), DDIM and the
+    ancestral sampler.
     """
     from . import degradations as dg
 
     default = zoo.sampling(name)
     D = dg.build(**zoo.card(name)["degradation"])
-    noise = default["noise_std"]
-    settings = [(default["algorithm"], noise), ("improved", noise), ("naive", noise)]
+    noise, level = default["noise_std"], default["level"]
+    settings = [(default["algorithm"], noise, level), ("improved", noise, level), ("naive", noise, level)]
+    if level is not None:
+        settings.append(("improved", D.symmetry_noise, None))
     if D.symmetry_noise and D.noise_schedule() is None:
-        settings.append(("improved", 0.0))
+        settings.append(("improved", 0.0, None))
     if D.noise_schedule() is not None:
-        settings += [("ddim", noise), ("ancestral", noise)]
-    return list(dict.fromkeys(settings))
+        settings += [("ddim", noise, level), ("ancestral", noise, level)]
+    return [dict(algorithm=a, noise_std=z, level=t) for a, z, t in dict.fromkeys(settings)]
 
 
-def parse_settings(texts: Sequence[str]) -> List[Tuple[str, float]]:
-    """``["improved:0.02", "naive:0"]`` -> ``[("improved", 0.02), ("naive", 0.0)]`` (the CLI's ``--settings``)."""
+def parse_settings(texts: Sequence[str]) -> List[dict]:
+    """``["improved:0.02", "naive:0:4"]`` -> ``[{"algorithm": "improved", "noise_std": 0.02},
+    {"algorithm": "naive", "noise_std": 0.0, "level": 4}]`` (the CLI's ``--settings``): ALGORITHM:NOISE_STD,
+    optionally :LEVEL, the level to start from (``T`` for the end state)."""
     settings = []
     for text in texts:
-        algorithm, _, noise = str(text).partition(":")
+        algorithm, _, rest = str(text).partition(":")
+        noise, _, level = rest.partition(":")
         try:
             noise_std = float(noise)
         except ValueError:
             noise_std = -1.0
-        if algorithm not in ALGORITHMS or not noise_std >= 0:
-            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD with ALGORITHM one of {', '.join(ALGORITHMS)} and "
-                             f"NOISE_STD >= 0 (e.g. improved:0.02), got {text!r}")
-        settings.append((algorithm, noise_std))
+        if algorithm not in ALGORITHMS or not noise_std >= 0 or not (level in ("", "T") or level.isdigit()):
+            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD[:LEVEL] with ALGORITHM one of "
+                             f"{', '.join(ALGORITHMS)}, NOISE_STD >= 0 and LEVEL an int or T (e.g. improved:0.02 "
+                             f"or improved:0:4), got {text!r}")
+        setting = {"algorithm": algorithm, "noise_std": noise_std}
+        if level:
+            setting["level"] = None if level == "T" else int(level)
+        settings.append(setting)
     return settings
 
 
 def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
-                    grid_path: Optional[Path] = None,
-                    settings: Optional[Sequence[Tuple[str, float]]] = None) -> List[dict]:
+                    grid_path: Optional[Path] = None, settings: Optional[Sequence[dict]] = None) -> List[dict]:
     """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting, judged by
     :func:`colddiff_lib.evaluation.generation_measures` against the 4,000 training digits.
 
-    ``settings``: (algorithm, noise_std) pairs, by default :func:`generation_settings`; the row of the
-    card's own setting says ``default: yes``. Each setting starts from the same seed, so a row does not
-    depend on which other settings are computed.
+    ``settings``: dicts of :func:`colddiff_lib.zoo.sampling`'s keys, by default :func:`generation_settings`;
+    the row of the card's own setting says ``default: yes``. Each setting starts from the same seed, so a
+    row does not depend on which other settings are computed.
     """
     classifier = zoo.load_classifier(device=device)
     train = load_dataset("mnist5k", split="train").images
     default = zoo.sampling(name)
     settings = generation_settings(name) if settings is None else list(settings)
-    has_latent = zoo.load_pretrained(name)[1].has_latent
+    D = zoo.load_pretrained(name)[1]
     rows, grids = [], []
-    for algorithm, noise_std in settings:
-        samples, _ = zoo.generate(name, n, seed=seed, device=device, algorithm=algorithm, noise_std=noise_std)
+    for setting in settings:
+        chosen = {**default, **setting}
+        samples, _ = zoo.generate(name, n, seed=seed, device=device, **setting)
         samples = samples.cpu()
         grids.append(samples[:16])
         m = generation_measures(samples, classifier, train)
-        rows.append({"model": name, "method": METHOD_NAMES[algorithm], "noise_std": noise_std, "n": n,
-                     "default": "yes" if (algorithm, noise_std) == (default["algorithm"], default["noise_std"]) else "no",
-                     "prior": (f"gaussian fit ({default['components']} component"
-                               f"{'s' if default['components'] > 1 else ''})") if has_latent else "D.prior",
+        k = chosen["components"]
+        if chosen["level"] is not None:
+            prior = f"level {chosen['level']}: gaussian fit ({k} component{'s' if k > 1 else ''}, {chosen['dims']} PCs)"
+        elif D.has_latent:
+            prior = f"level T: gaussian fit ({k} component{'s' if k > 1 else ''})"
+        else:
+            prior = "level T: D.prior"
+        same = all(chosen[key] == default[key] for key in default)
+        rows.append({"model": name, "method": METHOD_NAMES[chosen["algorithm"]], "noise_std": chosen["noise_std"],
+                     "start": prior, "n": n, "default": "yes" if same else "no",
                      "confident": m["confident"], "fid": m["fid"],
                      "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
                      "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
@@ -189,13 +206,13 @@ def reference_rows(command: str = "") -> List[dict]:
 
 
 def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, device="cpu",
-              command: str = "", settings: Optional[Sequence[Tuple[str, float]]] = None) -> Dict[str, List[dict]]:
+              command: str = "", settings: Optional[Sequence[dict]] = None) -> Dict[str, List[dict]]:
     """Evaluate shipped models and write ``reconstruction`` and ``generation`` tables (CSV, Markdown), the
     ``generation_reference`` rows and sample grids into ``out_dir``.
 
     A table that is already there is merged into, never overwritten: a row with the same model, method and
     noise replaces the old one, every other row is kept (:func:`colddiff_lib.tables.merge_rows`).
-    ``settings`` replaces the generation models' default (algorithm, noise_std) pairs. Returns
+    ``settings`` replaces the generation models' default sampler settings (:func:`generation_settings`). Returns
     ``{table: rows written}`` and, under ``"replaced"``, the keys of the rows that replaced older ones.
     """
     from .tables import merge_rows, read_csv
@@ -216,7 +233,8 @@ def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, devic
     for table, rows in list(tables.items()):
         if not rows:
             continue
-        key = ("images",) if table == "generation_reference" else ("model", "method", "noise_std")
+        key = {"generation_reference": ("images",), "generation": ("model", "method", "noise_std", "start")}.get(
+            table, ("model", "method", "noise_std"))
         merged, dropped = merge_rows(read_csv(out / f"{table}.csv"), rows, key)
         replaced += [(table, *k) for k in dropped]
         write_text_atomic(to_csv(merged), out / f"{table}.csv")

@@ -237,3 +237,28 @@ def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generat
     assert float((runs[0] - runs[2]).abs().max()) > 1e-3
     ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
     assert float((runs[0] - ddim).abs().max()) > 1e-3
+
+
+def test_gaussian_prior_below_T_models_the_degraded_images_and_generation_starts_there():
+    """Fitted at level t0 < T, the prior's starts have the mean and the spread of the training images at t0
+    (in the principal components it keeps), and generate() runs the sampler from t0 down."""
+    D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0, collapse_at_T=True, channels=1)
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(300, 1, 16, 16, generator=g) * 2 - 1).clamp(-1, 1)
+    prior = GaussianPrior(D, images, level=2, dims=8)
+    assert prior.level == 2 and prior.basis.shape == (8, 256)
+    starts = prior(4000, generator=torch.Generator().manual_seed(1))
+    target = D(images, 2).flatten(1)
+    torch.testing.assert_close(starts.flatten(1).mean(0), target.mean(0), atol=0.02, rtol=0)
+    spread = lambda x: ((x.flatten(1).double() - prior.offset) @ prior.basis.T).std(0)  # noqa: E731
+    torch.testing.assert_close(spread(starts), spread(target), rtol=0.1, atol=0)
+    seen = []
+    out, x_start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0,
+                            callback=lambda info: seen.append(info["s"]))
+    assert seen == [2, 1] and out.shape == x_start.shape == (3, 1, 16, 16)
+    for bad, message in [(dict(level=0), "level must be an int in 1..T"), (dict(level=7), "level must be an int"),
+                         (dict(dims=0), "dims must be a positive int")]:
+        with pytest.raises(ValueError, match=message):
+            GaussianPrior(D, images, **bad)
+    with pytest.raises(ValueError, match="needs a deterministic degradation"):
+        GaussianPrior(dg.InpaintingFill(T=10, std=0.3, channels=1), images, level=3)

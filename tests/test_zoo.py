@@ -110,26 +110,33 @@ def test_committed_reconstruction_table_regenerates_in_small_form(name, test_dig
 
 def test_committed_generation_table_regenerates_in_small_form():
     name = "mnist-superres-gen"
-    expected = [(r["method"], float(r["noise_std"])) for r in committed("generation") if r["model"] == name]
+    expected = [(r["method"], float(r["noise_std"]), r["start"]) for r in committed("generation") if r["model"] == name]
     rows = generation_rows(name, n=20)
-    assert [(r["method"], r["noise_std"]) for r in rows] == expected
+    assert [(r["method"], r["noise_std"], r["start"]) for r in rows] == expected
     for row in rows:
         assert sum(int(c) for c in row["class_histogram"].split()) == 20
         assert math.isfinite(row["fid"])
     # A setting asked for alone gives the same row as in the full table: each setting starts from the seed.
-    alone = generation_rows(name, n=20, settings=[("naive", 0.0)])
+    alone = generation_rows(name, n=20, settings=[generation_settings(name)[1]])
     assert len(alone) == 1 and alone[0]["class_histogram"] == rows[1]["class_histogram"]
     assert alone[0]["fid"] == pytest.approx(rows[1]["fid"])
 
 
 def test_generation_settings_parse_and_default():
-    assert parse_settings(["improved:0.02", "naive:0"]) == [("improved", 0.02), ("naive", 0.0)]
-    for bad in ("improved", "hot:0.1", "naive:-1", "naive:x", "naive:nan"):
+    assert parse_settings(["improved:0.02", "naive:0", "improved:0:4", "ancestral:0.3:T"]) == [
+        {"algorithm": "improved", "noise_std": 0.02}, {"algorithm": "naive", "noise_std": 0.0},
+        {"algorithm": "improved", "noise_std": 0.0, "level": 4}, {"algorithm": "ancestral", "noise_std": 0.3, "level": None}]
+    for bad in ("improved", "hot:0.1", "naive:-1", "naive:x", "naive:nan", "naive:0:-2", "naive:0:four"):
         with pytest.raises(ValueError, match="ALGORITHM:NOISE_STD"):
             parse_settings([bad])
-    assert generation_settings("mnist-blur-gen") == [("improved", 0.002), ("improved", 0.0), ("naive", 0.002)]
-    assert generation_settings("mnist-noise") == [("improved", 0.0), ("naive", 0.0), ("ddim", 0.0)]
-    assert generation_settings("mnist-superres-gen") == [("improved", 0.0), ("naive", 0.0)]
+    for name in GENERATION:
+        settings = generation_settings(name)
+        default = zoo.sampling(name)
+        assert {k: settings[0][k] for k in settings[0]} == {k: default[k] for k in settings[0]}, name
+        assert len({tuple(s.values()) for s in settings}) == len(settings), name
+        _, D = zoo.load_pretrained(name)
+        # The paper's start stays in the table: Algorithm 2 from the end state with the degradation's own noise.
+        assert {"algorithm": "improved", "noise_std": D.symmetry_noise, "level": None} in settings, name
 
 
 def test_committed_tables_cover_every_model_with_commands():

@@ -223,10 +223,11 @@ def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
 
 
 def sampling(name: str) -> dict:
-    """How a shipped generator samples by default: ``{"algorithm", "noise_std", "components"}``.
+    """How a shipped generator samples by default: ``{"algorithm", "noise_std", "components", "level", "dims"}``.
 
     From its card's ``sampling`` (the ``[sampling]`` table of its config), with what the card leaves out
-    taken from the degradation: Algorithm 2, ``D.symmetry_noise``, a one-component Gaussian prior.
+    taken from the degradation: Algorithm 2, ``D.symmetry_noise``, a one-component Gaussian prior at T
+    (``level`` None), 64 principal components where a level below T is given.
     ``generate``, the CLI, the book and the live page all read these, so the default path is the good one.
     """
     from .. import degradations as dg
@@ -237,27 +238,32 @@ def sampling(name: str) -> dict:
     if noise is None:
         noise = dg.build(**info["degradation"]).symmetry_noise
     return {"algorithm": given.get("algorithm", "improved"), "noise_std": float(noise),
-            "components": int(given.get("components", 1))}
+            "components": int(given.get("components", 1)), "level": given.get("level"),
+            "dims": int(given.get("dims", 64))}
 
 
 def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     """``n`` samples of the shipped generator ``name`` with its card's settings (:func:`sampling`).
 
-    The prior is fitted to the 4,000 training digits where the degradation has a latent end state.
-    ``settings`` (``algorithm``, ``noise_std``, ``components``) replace the card's.
+    The prior (:class:`~colddiff_lib.generation.GaussianPrior`) is fitted to the 4,000 training digits at the
+    card's level, where the degradation has a latent end state or a level below T is given.
+    ``settings`` (keys of :func:`sampling`) replace the card's.
     Returns ``(x0 [n, 1, 32, 32] in [-1, 1], x_T [n, 1, 32, 32])``.
     """
     from ..data import load_dataset
     from ..generation import GaussianPrior
     from ..generation import generate as run
 
-    unknown = sorted(set(settings) - {"algorithm", "noise_std", "components"})
+    chosen = sampling(name)
+    unknown = sorted(set(settings) - set(chosen))
     if unknown:
-        raise ValueError(f"settings must be among algorithm, noise_std, components, got {unknown}")
-    chosen = {**sampling(name), **settings}
+        raise ValueError(f"settings must be among {sorted(chosen)}, got {unknown}")
+    chosen.update(settings)
     R, D = load_pretrained(name, device=device)
     train = load_dataset("mnist5k", split="train").images
-    prior = GaussianPrior(D, train, components=chosen["components"]) if D.has_latent else None
+    prior = None
+    if chosen["level"] is not None or D.has_latent:
+        prior = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"], dims=chosen["dims"])
     g = torch.Generator().manual_seed(seed)
     x, x_T = run(R, D, n, tuple(train.shape[1:]), prior=prior, noise_std=chosen["noise_std"],
                  algorithm=chosen["algorithm"], generator=g, device=device)
