@@ -252,11 +252,15 @@ def check_data_config(config, where: str = "data") -> dict:
 
 def check_sampling_config(config, where: str = "sampling") -> dict:
     """A ``[sampling]`` table (a card's ``sampling``): ``algorithm`` one of the samplers, ``noise_std`` a number
-    in [0, 10], ``components`` an int in 1..32; each optional, no other key."""
+    in [0, 10], ``components`` an int in 1..32, ``level`` (the prior's level, below T) an int in
+    0..:data:`~colddiff_lib.degradations.base.MAX_T`, ``dims`` (its principal components) an int in 1..65536;
+    each optional, no other key."""
+    from .degradations.base import MAX_T
     from .sampling import ALGORITHMS
 
+    keys = "algorithm, noise_std, components, level, dims"
     if not isinstance(config, dict):
-        raise ValueError(f"{where}: expected a table (algorithm, noise_std, components), got {_kind(config)}")
+        raise ValueError(f"{where}: expected a table ({keys}), got {_kind(config)}")
     for key, value in config.items():
         if key == "algorithm":
             ok = isinstance(value, str) and value in ALGORITHMS
@@ -264,11 +268,12 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
         elif key == "noise_std":
             ok = _number(value) and 0 <= value <= 10
             expected = "a number in [0, 10]"
-        elif key == "components":
-            ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 32
-            expected = "an int in 1..32"
+        elif key in ("components", "level", "dims"):
+            low, high = {"components": (1, 32), "level": (0, MAX_T), "dims": (1, 65536)}[key]
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            expected = f"an int in {low}..{high}"
         else:
-            raise ValueError(f"{where}.{key}: unknown key; expected algorithm, noise_std, components")
+            raise ValueError(f"{where}.{key}: unknown key; expected {keys}")
         if not ok:
             raise ValueError(f"{where}.{key}: expected {expected}, got {value!r}")
     return config
