@@ -24,7 +24,8 @@ class GaussianPrior:
     colour, a 2 x 2 image) and a start is painted by ``D.from_latent``. At a level ``t0 < T`` the end state
     still carries the digit's identity, and one colour says nothing about it: the mixture is fitted to the
     first ``dims`` principal components of the images D(x, t0), and generation starts there (chapter 6: where
-    the identity is decided). That needs a deterministic D (its degraded images are all there is to model).
+    the identity is decided). That needs a D whose random state, if any, a start image shows
+    (``D.freeze_at``: a deterministic blur or super-resolution, an inpainting fill colour).
 
     Args:
         D: the degradation (for ``level = T``: one with ``latent`` and ``from_latent``).
@@ -62,10 +63,13 @@ class GaussianPrior:
             z = torch.cat([D.latent((D.freeze(chunk) if random else D)(chunk, D.T)).double()
                            for chunk in images.split(batch_size)])
         else:
-            if random:
-                raise ValueError(f"level {self.level} < T needs a deterministic degradation; {type(D).__name__} draws "
-                                 f"random quantities that a start image alone does not fix")
-            flat = torch.cat([D(chunk, self.level).double().flatten(1) for chunk in images.split(batch_size)])
+            try:  # a sampler will need D frozen from the start image alone
+                D.freeze_at(images[:1], self.level) if random else None
+            except NotImplementedError as err:
+                raise ValueError(f"level {self.level} < T: {err}") from None
+            g = torch.Generator().manual_seed(seed)
+            flat = torch.cat([(D.freeze(chunk, g) if random else D)(chunk, self.level).double().flatten(1)
+                              for chunk in images.split(batch_size)])
             dims = min(dims, flat.shape[1], len(flat) - 1)
             self.offset = flat.mean(0)
             _, _, vh = torch.linalg.svd(flat - self.offset, full_matrices=False)
@@ -140,5 +144,5 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
         x_T = x_T + noise_std * noise.to(x_T.device)
     x_T = x_T.to(device)
     level = getattr(prior, "level", D.T)  # a GaussianPrior fitted below T starts there
-    frozen = D.freeze_to(x_T) if level == D.T else D
+    frozen = D.freeze_at(x_T, level)
     return sample(R, frozen, x_T, level, algorithm=algorithm, callback=callback, generator=generator), x_T

@@ -260,5 +260,23 @@ def test_gaussian_prior_below_T_models_the_degraded_images_and_generation_starts
                          (dict(dims=0), "dims must be a positive int")]:
         with pytest.raises(ValueError, match=message):
             GaussianPrior(D, images, **bad)
-    with pytest.raises(ValueError, match="needs a deterministic degradation"):
-        GaussianPrior(dg.InpaintingFill(T=10, std=0.3, channels=1), images, level=3)
+    with pytest.raises(ValueError, match="cannot recover its random state"):
+        GaussianPrior(dg.GaussianNoise(T=10, channels=1), images, level=3)
+
+
+def test_inpainting_fill_starts_below_T_from_the_colour_its_hole_shows():
+    """InpaintingFill.freeze_at reads the fill colour off the completely masked pixels, so that D(x0, t) of the
+    frozen copy reproduces x_t wherever the mask hides x0; a level whose hole hides no pixel is refused."""
+    D = dg.InpaintingFill(T=20, std=0.3, channels=1)
+    x0 = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    Df = D.freeze(x0, torch.Generator().manual_seed(1))
+    x_t = Df(x0, 12)
+    again = D.freeze_at(x_t, 12)
+    torch.testing.assert_close(again.colours, Df.colours.to(again.colours.dtype), atol=1e-3, rtol=0)
+    torch.testing.assert_close(again(x0, 12), x_t, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="masks no pixel completely"):
+        D.freeze_at(Df(x0, 1), 1)
+    prior = GaussianPrior(D, torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1,
+                          level=12, dims=16)
+    out, start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0)
+    assert out.shape == start.shape == (3, 1, 16, 16)

@@ -269,6 +269,16 @@ class Degradation:
             raise NotImplementedError(f"{type(self).__name__} cannot recover its random state from x_T")
         return self
 
+    def freeze_at(self, x_t: torch.Tensor, t: int) -> "Degradation":
+        """A copy frozen so that a sampler can start from ``x_t`` [B, C, H, W] at level ``t`` (1..T): a generation
+        run from a prior fitted below T. :meth:`freeze_to` at ``t = T``; deterministic degradations return
+        themselves; a random one overrides this where x_t shows its random state (an inpainting fill colour)."""
+        if t == self.T:
+            return self.freeze_to(x_t)
+        if self.random:
+            raise NotImplementedError(f"{type(self).__name__} cannot recover its random state from an image at level {t}")
+        return self
+
     @property
     def frozen(self) -> bool:
         return getattr(self, "_frozen_batch", None) is not None

@@ -153,6 +153,22 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
         frozen.colours = x_T.mean(dim=(-2, -1))
         return frozen
 
+    def freeze_at(self, x_t, t):
+        """A copy whose fill colour is read off the pixels of ``x_t`` that level ``t`` has masked completely
+        (a_t < 1e-4, where x_t shows only the colour): the start of a generation run below T."""
+        if t == self.T:
+            return self.freeze_to(x_t)
+        if self.random_centre:
+            raise NotImplementedError("InpaintingFill with random_centre cannot recover its mask centres from an image")
+        a = self._mask_at(x_t[:1], torch.tensor([t], device=x_t.device))[0, 0]
+        hidden = a < 1e-4
+        if not bool(hidden.any()):
+            raise ValueError(f"level {t} masks no pixel completely, so x_t does not show its fill colour; start at a "
+                             f"higher level")
+        frozen = self.freeze(x_t)
+        frozen.colours = x_t[:, :, hidden].mean(-1)
+        return frozen
+
     def cumulative_masks(self, x):
         a = super().cumulative_masks(x)
         a[:, -1] = 0
