@@ -403,11 +403,11 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
     if use_cuda and config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "elapsed": []}
+    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "elapsed": [], "cpu": []}
     step, best_val = 0, math.inf
     ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     last_path = ckpt_dir / "last.pt" if ckpt_dir else None
-    elapsed_before = 0.0
+    elapsed_before = cpu_before = 0.0
 
     if config.resume and last_path is not None and last_path.exists():
         ckpt = load_checkpoint(last_path, map_location=device)
@@ -423,6 +423,8 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
         step, history = ckpt["step"], ckpt["history"]
         best_val = ckpt.get("best_val", math.inf)
         elapsed_before = history["elapsed"][-1] if history["elapsed"] else 0.0
+        history.setdefault("cpu", [])  # checkpoints written before the CPU clock have none
+        cpu_before = history["cpu"][-1] if history["cpu"] else 0.0
         progress.step = progress.saved_step = step
         progress.checkpoint = str(last_path)
 
@@ -464,7 +466,7 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
         bar = progress.bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and bf16_supported(device)) \
         if device.type in ("cuda", "cpu") else None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.train()
     while step < config.steps:
         for group in optimizer.param_groups:
@@ -505,6 +507,7 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
             history["step"].append(step)
             history["loss"].append(step_loss)
             history["elapsed"].append(elapsed)
+            history["cpu"].append(cpu_before + time.process_time() - cpu_start)  # this process's CPU seconds
             if callback is not None and rank == 0:
                 callback({"step": step, "loss": step_loss, "lr": lr_at(config, step - 1), "elapsed": elapsed, "ema": ema})
         if bar is not None:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import math
 import tomllib
 from pathlib import Path
@@ -227,3 +228,29 @@ def test_merged_tables_take_every_parts_folder_of_a_model(tmp_path):
     metrics = json.loads((cards / "gen-a.json").read_text())["metrics"]
     assert set(metrics) == {"Algorithm 2 (noise 0.0000)", "Algorithm 2 (noise 0.0200)"}
     assert json.loads((cards / "gen-c.json").read_text()) == {}
+
+
+def test_a_trial_build_writes_only_into_its_own_folders(tmp_path):
+    """``zoo.build --out DIR`` (CONTRIBUTING's trial build): a short build of one model trains, exports and
+    evaluates into DIR and --runs, and leaves the package's weights and cards and results/ byte for byte."""
+    import hashlib
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    watched = sorted([*(repo / "colddiff_lib/zoo/cards").glob("*"), *(repo / "colddiff_lib/zoo/weights").glob("*"),
+                      *(repo / "results").glob("*.csv")])
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched}
+    out = subprocess.run([sys.executable, "-m", "colddiff_lib.zoo.build", "--names", "mnist-superres",
+                          "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "zoo"),
+                          "--train-args", "--steps 20", "--n", "20"],
+                         cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert "1 of 1 models evaluated" in out.stdout and "CPU minutes" in out.stdout
+    card = json.loads((tmp_path / "zoo/cards/mnist-superres.json").read_text())
+    assert card["step"] == 20 and (tmp_path / "zoo/weights/mnist-superres.safetensors").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "zoo/results/reconstruction.csv")))
+    assert {r["model"] for r in rows} == {"mnist-superres"} and all(r["n"] == "20" for r in rows)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched} == before
+    assert sorted(watched) == sorted([*(repo / "colddiff_lib/zoo/cards").glob("*"),
+                                      *(repo / "colddiff_lib/zoo/weights").glob("*"), *(repo / "results").glob("*.csv")])

@@ -32,8 +32,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 HERE = Path(__file__).parent
-WEIGHTS = HERE / "weights"
-CARDS = HERE / "cards"
+#: An environment variable naming another zoo folder (weights/ and cards/) to read and write instead of
+#: the package's: what a trial build (``python -m colddiff_lib.zoo.build --out DIR``) uses.
+ZOO_ENV = "COLDDIFF_ZOO"
+ROOT = Path(os.environ[ZOO_ENV]) if os.environ.get(ZOO_ENV) else HERE
+WEIGHTS = ROOT / "weights"
+CARDS = ROOT / "cards"
 CONFIGS_DIR = HERE / "configs"
 CLASSIFIER = "mnist-classifier"
 
@@ -44,6 +48,25 @@ TASKS = ("reconstruction", "generation", "classifier")
 UNDIGESTED = ("digest", "metrics")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _checked: Dict[str, bool] = {}  # SHA-256 of a card file's text -> it passed check_card (the check is pure)
+
+
+def use_folder(folder) -> None:
+    """Read and write the zoo in ``folder`` (``weights/``, ``cards/``) from now on, in this process and in
+    the commands it starts (through :data:`ZOO_ENV`); the package's FID classifier is copied in if absent."""
+    import shutil
+
+    global ROOT, WEIGHTS, CARDS
+    ROOT = Path(folder).resolve()
+    if ROOT == HERE.resolve():
+        raise ValueError(f"--out {folder}: this is the package's own zoo; omit --out to build into it")
+    WEIGHTS, CARDS = ROOT / "weights", ROOT / "cards"
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    CARDS.mkdir(parents=True, exist_ok=True)
+    for source, target in ((HERE / "weights" / f"{CLASSIFIER}.safetensors", WEIGHTS / f"{CLASSIFIER}.safetensors"),
+                           (HERE / "cards" / f"{CLASSIFIER}.json", CARDS / f"{CLASSIFIER}.json")):
+        if not target.exists():
+            shutil.copyfile(source, target)
+    os.environ[ZOO_ENV] = str(ROOT)
 
 
 def card_digest(info: dict) -> str:

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from ..checkpoint import load_checkpoint, write_json_atomic
 from ..runtime import machine
-from . import CARDS, CONFIGS_DIR, card, export, export_classifier
+from .. import zoo
+from . import CONFIGS_DIR, card, export, export_classifier
 
 TASKS = ("reconstruction", "generation")
 
@@ -206,8 +207,11 @@ class BuildState:
         return sum(self.sessions)
 
 
-def train_model(name: str, runs: Path, time_limit, train_args, device: str, state: BuildState) -> None:
-    """Train one model from its config, resuming from its own ``last.pt``; skipped once trained."""
+def train_model(name: str, runs: Path, time_limit, train_args, device: str, state: BuildState,
+                names=None, threads=None) -> None:
+    """Train one model from its config, resuming from its own ``last.pt``; skipped once trained.
+
+    ``names``: the models of this build (for the ETA); ``threads``: torch's threads for the command."""
     if state.done(name, "trained"):
         print(f"{name}: trained already ({state.get(name, 'trained').get('step')} steps), skipped", flush=True)
         return
@@ -216,21 +220,24 @@ def train_model(name: str, runs: Path, time_limit, train_args, device: str, stat
     cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
            "--no-progress", "--resume", *(["--device", device] if device != "auto" else []), *train_args]
     print(f"{name}: training, log {runs / (name + '.log')}", flush=True)
-    info = _run(cmd, runs / f"{name}.log", time_limit, tick=state.save)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    info = _run(cmd, runs / f"{name}.log", time_limit, env=env, tick=state.save)
     info["command"] = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in cmd[3:])
     last = runs / name / "last.pt"
     history = load_checkpoint(last)["history"] if last.exists() else {"step": [], "elapsed": []}
     info["step"] = history["step"][-1] if history["step"] else 0
     info["train_seconds"] = history["elapsed"][-1] if history["elapsed"] else None  # over every resume
+    info["train_cpu_seconds"] = history["cpu"][-1] if history.get("cpu") else None
     if info["returncode"] != 0 and not info["timed_out"]:
         print(f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}", flush=True)
         return
     state.mark(name, "trained", info)
-    left = sum(int(config_of(n).get("train", {}).get("steps", 1000)) for n in sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+    left = sum(int(config_of(n).get("train", {}).get("steps", 1000)) for n in (names or [name])
                if not state.done(n, "trained"))
     eta = ""
     if left and info["train_seconds"] and info["step"]:  # at this model's rate
-        eta = f"; the untrained models' {left} steps take about {left * info['train_seconds'] / info['step'] / 60:.0f} min more"
+        eta = (f"; this build's untrained models' {left} steps take about "
+               f"{left * info['train_seconds'] / info['step'] / 60:.0f} min more at its rate")
     print(f"{name}: trained to step {info['step']} in {info['train_seconds'] or 0:.0f} s{eta}", flush=True)
 
 
@@ -311,7 +318,7 @@ def evaluate_model(name: str, results: Path, n: int, time_limit=None, state: Bui
     print(f"{name}: evaluated in {info['seconds']:.0f} s", flush=True)
 
 
-def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
+def merge_tables(results: Path, names, cards: Path = None) -> None:
     """Rebuild ``results/{reconstruction,generation}.{csv,md}`` with the rows of ``names`` taken from every
     ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
@@ -337,7 +344,7 @@ def merge_tables(results: Path, names, cards: Path = CARDS) -> None:
             if row["model"] in names:
                 by_model.setdefault(row["model"], []).append(row)
         for model, model_rows in by_model.items():  # the metrics go on the model's card too: one write per card
-            path = Path(cards) / f"{model}.json"
+            path = Path(cards or zoo.CARDS) / f"{model}.json"
             info = json.loads(path.read_text())
             metrics = info.setdefault("metrics", {})
             for row in model_rows:
@@ -389,6 +396,8 @@ def _main(argv) -> int:
     p.add_argument("--eval-time-limit", type=float, default=None, help="seconds per evaluation command")
     p.add_argument("--n", type=int, default=1000, help="held-out digits / samples per table row")
     p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="a zoo folder (weights/, cards/) to build into instead of the "
+                   "package's: a trial build; --results then defaults to OUT/results")
     p.add_argument("--train-args", default="", help="extra arguments for every train command, quoted")
     args = p.parse_args(argv)
     available = sorted(path.stem for path in CONFIGS_DIR.glob("*.toml"))
@@ -398,6 +407,10 @@ def _main(argv) -> int:
         p.error(f"--names must be among {available}, got {unknown}")
     if args.parallel < 1:
         p.error(f"--parallel must be a positive int, got {args.parallel}")
+    if args.out is not None:  # a trial build: nothing in the package or in results/ is written
+        zoo.use_folder(args.out)
+        if args.results == p.get_default("results"):
+            args.results = str(Path(args.out) / "results")
     runs, results = Path(args.runs), Path(args.results)
     runs.mkdir(parents=True, exist_ok=True)
     _take_runs(runs, argv)  # one build per runs folder, and its children die with it
@@ -410,19 +423,25 @@ def _main(argv) -> int:
 
     def build(name):  # each model: train, export, evaluate (every stage skipped when done)
         if not args.skip_train:
-            train_model(name, runs, args.time_limit, shlex.split(args.train_args), args.device, state)
+            train_model(name, runs, args.time_limit, shlex.split(args.train_args), args.device, state, names, threads)
         if not args.skip_export:
             export_runs([name], runs, state)
-        if not args.skip_evaluate and (CARDS / f"{name}.json").exists():
+        if not args.skip_evaluate and (zoo.CARDS / f"{name}.json").exists():
             evaluate_model(name, results, args.n, args.eval_time_limit, None if args.skip_export else state,
                            args.device)
 
+    # On a CPU, N commands at once share the cores: one thread each where there are as many cores
+    # (two one-thread trainings train 1.4x the images of one two-thread training, benchmarks/README.md).
+    threads = max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(build, names))
     state.save()
-    print(f"zoo build: {state.sessions[-1]:.0f} s this command, {state.wall_seconds():.0f} s over "
-          f"{len(state.sessions)} command(s); {sum(state.done(n, 'evaluated') for n in names)} of {len(names)} "
-          f"models evaluated", flush=True)
+    trained = [state.get(n, "trained") for n in names if state.done(n, "trained")]
+    cpu = sum(t.get("train_cpu_seconds") or 0 for t in trained)
+    print(f"zoo build: {state.sessions[-1]:.0f} s this command, {state.wall_seconds() / 60:.0f} min over "
+          f"{len(state.sessions)} command(s) on {machine()}; training took {cpu / 60:.0f} CPU minutes "
+          f"(the training processes' CPU time, {len(trained)} models); "
+          f"{sum(state.done(n, 'evaluated') for n in names)} of {len(names)} models evaluated", flush=True)
     return 0
 
 
