@@ -96,3 +96,30 @@ def generation_measures(samples: torch.Tensor, classifier, reference: torch.Tens
             "fid": fid(reference, samples, classifier=classifier),
             "class_histogram": histogram,
             "class_share_min": min(histogram) / n, "class_share_max": max(histogram) / n}
+
+
+@torch.no_grad()
+def identity_along_trajectory(R: Callable, D, x_start: torch.Tensor, level: int, classifier,
+                              algorithm: str = "improved", generator: Optional[torch.Generator] = None) -> dict:
+    """Where along a sampling run the digit's identity is decided, judged by the classifier on each x0 estimate.
+
+    Runs the sampler from ``x_start`` [N, 1, 32, 32] at ``level`` (D frozen there, :meth:`freeze_at`) and
+    classifies R's estimate x0_hat at every level s. Returns ``{"levels": [level, ..., 1], "confidence": the
+    mean top-class probability of x0_hat at each level, "agreement": the share of runs whose x0_hat at that
+    level already has the class of the final sample, "final": the final samples [N, 1, 32, 32]}``.
+    """
+    from .classifier import probabilities
+
+    levels, confidence, classes = [], [], []
+
+    def judge(info):
+        p = probabilities(classifier, info["x0_hat"].clamp(-1, 1).float())
+        levels.append(info["s"])
+        confidence.append(float(p.max(1).values.mean()))
+        classes.append(p.argmax(1))
+
+    final = sample(R, D.freeze_at(x_start, level), x_start, level, algorithm=algorithm, callback=judge,
+                   generator=generator).clamp(-1, 1)
+    last = probabilities(classifier, final.float()).argmax(1)
+    return {"levels": levels, "confidence": confidence,
+            "agreement": [float((c == last).float().mean()) for c in classes], "final": final}
