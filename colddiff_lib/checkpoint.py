@@ -1,9 +1,5 @@
-"""Checkpoints and result files, written atomically so that an interruption never loses one; the
-schema every checkpoint, zoo card and run config is checked against; the lock of a run folder.
-
-A file is written to a temporary name in the same folder, flushed to disk, then renamed over the
-target (``os.replace`` is atomic on POSIX and Windows): readers see the old file or the new one,
-never half of one.
+"""Checkpoints, written atomically (through :mod:`colddiff_lib.files`) so that an interruption never loses
+one; the schema every checkpoint, zoo card and run config is checked against; the lock of a run folder.
 
 What is read is checked before anything is built from it (:func:`check_model_config`,
 :func:`check_degradation_config`, :func:`check_data_config`, :func:`check_sampling_config`,
@@ -25,12 +21,14 @@ import os
 import pickle
 import shlex
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
+
+from . import files
+from .checks import did_you_mean, is_int, is_number
 
 PathLike = Union[str, os.PathLike]
 
@@ -42,24 +40,8 @@ MAX_CHECKPOINT_BYTES = 16 * 200_000_000 + 2 ** 26
 #: ... and expand at most this many times over its size on disk (torch.save stores its entries
 #: uncompressed; a 5 MB archive that unpacks to 1.5 GB is a zip bomb).
 MAX_EXPANSION = 10
-
-
-def atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+#: The permissions of a checkpoint file: its owner's alone (other files get files.DEFAULT_MODE).
+CHECKPOINT_MODE = 0o600
 
 
 class _RecordingWriter:
@@ -98,17 +80,12 @@ def save_atomic(obj: Any, path: PathLike) -> Path:
                 raise OSError(errno.EIO, f"torch's writer failed: {text.strip().splitlines()[0][:200]}") from None
             raise
 
-    return atomic_write(path, write)
+    return files.atomic_write(path, write, mode=CHECKPOINT_MODE)
 
 
-def write_text_atomic(text: str, path: PathLike) -> Path:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_json_atomic(obj: Any, path: PathLike) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return write_text_atomic(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
+# The names under which this module offered the writers of colddiff_lib.files before it existed.
+write_text_atomic = files.write_text
+write_json_atomic = files.write_json
 
 
 def non_finite(obj: Any, prefix: str = "") -> List[str]:
@@ -182,10 +159,6 @@ def _kind(value) -> str:
     return type(value).__name__
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_model_config(config, where: str = "model") -> dict:
     """``config``, after checking it as :class:`~colddiff_lib.models.UNet` arguments: known keys, types and
     ranges, and a parameter count (on the meta device, nothing allocated) within the budget."""
@@ -210,10 +183,12 @@ def check_model_config(config, where: str = "model") -> dict:
     return config
 
 
-def build_degradation(config, where: str = "degradation"):
+def build_degradation(config, where: str = "degradation", stored: Optional[dict] = None):
     """The degradation of ``config`` (``{"name": ..., **arguments}``): its name and every argument checked
     (types, ranges, sizes), ValueError naming ``where`` otherwise. Building one allocates little (its
-    schedule), so building is the check."""
+    schedule), so building is the check. A config written by an older version is first brought up to date
+    by its class (:meth:`~colddiff_lib.degradations.Degradation.upgrade_config`; ``stored``: the checkpoint
+    or card it came from)."""
     from . import degradations as dg
 
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
@@ -221,6 +196,9 @@ def build_degradation(config, where: str = "degradation"):
                          f"{_kind(config)} {str(config)[:80]}")
     if "name" not in config:
         raise ValueError(f"{where}: name is missing; expected one of {sorted(dg.REGISTRY)}")
+    cls = dg.REGISTRY.get(config["name"]) if isinstance(config["name"], str) else None
+    if cls is not None:
+        config = cls.upgrade_config(dict(config), stored or {})
     try:
         return dg.build(**config)
     except ValueError as err:
@@ -240,12 +218,12 @@ def check_data_config(config, where: str = "data") -> dict:
         raise ValueError(f"{where}: expected a table with {', '.join(DATA_KEYS)}, got {_kind(config)}")
     for key in config:
         if key not in DATA_KEYS:
-            raise ValueError(f"{where}.{key}: unknown key; expected {', '.join(DATA_KEYS)}")
+            raise ValueError(f"{where}.{key}: unknown key{did_you_mean(key, DATA_KEYS)}; expected {', '.join(DATA_KEYS)}")
     dataset = config.get("dataset", "mnist5k")
     if not isinstance(dataset, str) or not dataset:
         raise ValueError(f"{where}.dataset: expected a dataset name or a folder (a string), got {dataset!r}")
     size = config.get("image_size", 32)
-    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_IMAGE_SIZE:
+    if not is_int(size) or not 4 <= size <= MAX_IMAGE_SIZE:
         raise ValueError(f"{where}.image_size: expected an int >= 4 and <= {MAX_IMAGE_SIZE}, got {size!r}")
     return config
 
@@ -266,11 +244,11 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
             ok = isinstance(value, str) and value in ALGORITHMS
             expected = f"one of {list(ALGORITHMS)}"
         elif key == "noise_std":
-            ok = _number(value) and 0 <= value <= 10
+            ok = is_number(value) and 0 <= value <= 10
             expected = "a number in [0, 10]"
         elif key in ("components", "level", "dims"):
             low, high = {"components": (1, 32), "level": (0, MAX_T), "dims": (1, 65536)}[key]
-            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            ok = is_int(value) and low <= value <= high
             expected = f"an int in {low}..{high}"
         else:
             raise ValueError(f"{where}.{key}: unknown key; expected {keys}")
@@ -284,7 +262,7 @@ def check_history(history, where: str = "history") -> dict:
     if not isinstance(history, dict):
         raise ValueError(f"{where}: expected a table of lists of numbers, got {_kind(history)}")
     for key, values in history.items():
-        if not isinstance(values, list) or not all(_number(v) for v in values):
+        if not isinstance(values, list) or not all(is_number(v) for v in values):
             raise ValueError(f"{where}.{key}: expected a list of numbers, got {str(values)[:80]}")
     return history
 
@@ -349,7 +327,7 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
         if ckpt[key] is not None and not isinstance(ckpt[key], dict):
             raise ValueError(f"{where}: {key}: expected a table, got {_kind(ckpt[key])}")
     step = ckpt["step"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         raise ValueError(f"{where}: step: expected an int >= 0, got {step!r}")
     if "history" in ckpt:
         check_history(ckpt["history"], f"{where}: history")
@@ -358,7 +336,7 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
     for key in ("config", "identity", "optimizer", "rng"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise ValueError(f"{where}: {key}: expected a table, got {_kind(ckpt[key])}")
-    if "best_val" in ckpt and not _number(ckpt["best_val"]):
+    if "best_val" in ckpt and not is_number(ckpt["best_val"]):
         raise ValueError(f"{where}: best_val: expected a number, got {ckpt['best_val']!r}")
     return ckpt
 
@@ -401,25 +379,22 @@ def _load_weights(model, state, where: str) -> None:
     model.load_state_dict(state)
 
 
-def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, device="cpu", legacy: dict = None,
+def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, device="cpu", stored: dict = None,
             where: str = "checkpoint"):
     """The one loader: ``(UNet in eval mode on device, degradation)`` from their configs and weights.
 
     Training checkpoints (:func:`restore`) and the zoo (:func:`colddiff_lib.zoo.load_pretrained`) both
     come through here. Both configs are checked first (:func:`check_model_config`, with the parameter
     budget, and :func:`build_degradation`), then the weights' names, shapes and values; every problem is a
-    ValueError naming ``where`` (the file). ``legacy``: the checkpoint or card it came from, for files
-    written before a Blend's config named its targets (they kept them beside it, as ``blend_targets``).
+    ValueError naming ``where`` (the file). ``stored``: the checkpoint or card it came from, where an older
+    file kept part of the degradation's config (its class upgrades it).
     """
     from .models import UNet
 
     check_model_config(model_config, f"{where}: model_config")
     if not isinstance(degradation_config, dict):
         raise ValueError(f"{where}: degradation: expected a table, got {_kind(degradation_config)}")
-    dcfg = dict(degradation_config)
-    if dcfg.get("name") == "blend" and "targets" not in dcfg:
-        dcfg["targets"] = (legacy or {}).get("blend_targets", {}).get("source", "lfw")
-    D = build_degradation(dcfg, f"{where}: degradation")
+    D = build_degradation(degradation_config, f"{where}: degradation", stored)
     model = UNet(**model_config)
     _load_weights(model, state_dict, where)
     return model.eval().to(device), D
@@ -439,4 +414,4 @@ def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optio
     else:
         ckpt, where = load_checkpoint(path_or_checkpoint), f"checkpoint {path_or_checkpoint}"
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    return rebuild(ckpt["model_config"], ckpt["degradation"], state, device, legacy=ckpt, where=where)
+    return rebuild(ckpt["model_config"], ckpt["degradation"], state, device, stored=ckpt, where=where)

@@ -1,23 +1,17 @@
-"""Command line: ``python -m colddiff_lib train|sample|evaluate``.
+"""Command line: ``python -m colddiff_lib train|sample|evaluate|export``.
 
-A run is described by a TOML file (``configs/*.toml``) with four tables, each optional, and a
-``[zoo]`` table (``task = "reconstruction"`` or ``"generation"``) that only the zoo build reads::
-
-    [data]        dataset = "mnist5k", image_size = 32
-    [degradation] name = "blur", T = 20, kernel_size = 11, std = 7.0
-    [model]       preset = "base"           # plus any UNet argument to override
-    [train]       steps = 4000, batch_size = 256, ...   # any TrainConfig field
-
-Command-line flags override the file. ``train`` writes into ``--out``: ``last.pt`` (and ``best.pt``
-with held-out evaluation), ``run.json`` (the resolved config and the command), ``history.json``,
-``loss.png`` and ``samples.png``. Training resumes from ``last.pt`` with ``--resume``.
+A run is described by a TOML file (``configs/*.toml``, read by :class:`colddiff_lib.config.RunConfig`): the
+tables ``[data]``, ``[degradation]``, ``[model]`` and ``[train]``, each optional, plus ``[zoo]`` and
+``[sampling]``, which only the zoo reads. Command-line flags override the file. ``train`` writes into
+``--out``: ``last.pt`` (and ``best.pt`` with held-out evaluation), ``run.json`` (the resolved config and the
+command), ``history.json``, ``loss.png`` and ``samples.png``. Training resumes from ``last.pt`` with
+``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import inspect
 import json
 import os
@@ -25,8 +19,8 @@ import re
 import shlex
 import sys
 import time
-import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List, Optional
 
 import torch
@@ -35,43 +29,9 @@ from . import degradations as dg
 from .export import BOOK_MODELS
 from .models import PRESETS
 from .sampling import ALGORITHMS
-from .checkpoint import load_checkpoint, restore, write_json_atomic
-
-
-TABLES = ("zoo", "sampling", "data", "degradation", "model", "train")
-DATA_KEYS = ("dataset", "image_size")
-
-
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _load_config(path: Optional[str]) -> dict:
-    """Read a run's TOML file; every problem is a ValueError naming the file (and line, table, key)."""
-    if path is None:
-        return {}
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--config {p}: no such file")
-    try:
-        with open(p, "rb") as f:
-            cfg = tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"--config {p}: TOML syntax error: {err}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"--config {p}: not a text (UTF-8 TOML) file") from None
-    for table, value in cfg.items():
-        if table not in TABLES:
-            raise ValueError(f"--config {p}: unknown table [{table}]{_did_you_mean(table, TABLES)}; "
-                             f"expected {', '.join(TABLES)}")
-        if not isinstance(value, dict):
-            raise ValueError(f"--config {p}: {table} must be a table ([{table}]), got {value!r}")
-    for key in cfg.get("data", {}):
-        if key not in DATA_KEYS:
-            raise ValueError(f"--config {p}: data.{key}: unknown key{_did_you_mean(key, DATA_KEYS)}; "
-                             f"expected {', '.join(DATA_KEYS)}")
-    return cfg
+from . import files
+from .checkpoint import load_checkpoint, restore
+from .checks import did_you_mean
 
 
 def _parse_overrides(pairs: List[str]) -> dict:
@@ -93,106 +53,137 @@ RUN_FILES = ("last.pt", "best.pt", "run.json", "history.json", "loss.png", "samp
 
 
 def cmd_train(args) -> int:
-    with contextlib.ExitStack() as held:  # the --out folder's lock, once taken, is held to the very end
-        return _train_command(args, held)
+    """``train``: the run's settings (config file, then flags), its --out folder (locked to the very end), its
+    data, degradation and model, then the training and its report."""
+    with contextlib.ExitStack() as held:
+        run = _train_settings(args)
+        main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; rank 0 writes and locks
+        if main_process:
+            _take_out(run, args.overwrite, held)
+        model, D, train_set, test_set = _train_parts(run)
+        val = getattr(test_set, "images", None)
+        if val is not None:
+            val = val[: args.val_images] if args.val_images > 0 else None
+        if main_process:
+            _start_run(run, model, D, args.overwrite)
+        return _train_and_report(model, D, train_set, test_set, val, run.config, run.data, run.out, main_process)
 
 
-def _train_command(args, held: contextlib.ExitStack) -> int:
-    from .checkpoint import check_data_config, check_model_config, check_sampling_config, run_lock
-    from .data import load_dataset
-    from .models import UNet, count_parameters
+def _train_settings(args) -> SimpleNamespace:
+    """The run ``train`` asks for, checked before anything is written: the config file's tables with the
+    flags on top (``data``, ``degradation``, ``preset``, ``model``, ``config``: a TrainConfig), ``out``,
+    ``command``."""
+    from .checkpoint import check_data_config
+    from .config import RunConfig
     from .runtime import resolve_device
-    from .training import TrainConfig, run_identity
+    from .training import TrainConfig
 
+    cfg = RunConfig.from_toml(args.config, where=f"--config {args.config}") if args.config else RunConfig()
     try:
-        cfg = _load_config(args.config)
         deg_overrides, model_overrides = _parse_overrides(args.deg), _parse_overrides(args.model)
-    except RecursionError:  # 5,000 nested brackets: tomllib and json recurse once per level
-        raise ValueError(f"{'--config ' + str(args.config) if args.config else '--deg/--model'}: nested too deeply "
-                         f"(arrays or tables inside each other); a run config is flat tables of keys") from None
+    except RecursionError:  # 5,000 nested brackets: json recurses once per level
+        raise ValueError("--deg/--model: nested too deeply (arrays or tables inside each other); a run config is "
+                         "flat tables of keys") from None
     where = f"--config {args.config}: " if args.config else ""
     if args.image_size is not None and not 4 <= args.image_size <= 1024:
         raise ValueError(f"--image-size: expected an int >= 4 and <= 1024, got {args.image_size}")
-    data_cfg = {"dataset": "mnist5k", "image_size": 32, **cfg.get("data", {})}
-    if args.dataset is not None:
-        data_cfg["dataset"] = args.dataset
-    if args.image_size is not None:
-        data_cfg["image_size"] = args.image_size
-    check_data_config(data_cfg, where + "data")
-    check_sampling_config(cfg.get("sampling", {}), where + "sampling")
-    for key, value in cfg.get("zoo", {}).items():
-        if key != "task" or value not in ("reconstruction", "generation"):
-            raise ValueError(f"{where}zoo.{key}: expected task = \"reconstruction\" or \"generation\", got {value!r}")
-    deg_cfg = {**cfg.get("degradation", {}), **deg_overrides}
+    data = {"dataset": "mnist5k", "image_size": 32, **cfg.data,
+            **{k: v for k, v in (("dataset", args.dataset), ("image_size", args.image_size)) if v is not None}}
+    check_data_config(data, where + "data")
+    degradation = {"name": dg.DEFAULT, **cfg.degradation, **deg_overrides}
     if args.degradation:
-        deg_cfg["name"] = args.degradation
-    model_cfg = {"preset": "tiny", **cfg.get("model", {}), **model_overrides}
+        degradation["name"] = args.degradation
+    model = {"preset": "tiny", **cfg.model, **model_overrides}
     if args.preset:
-        model_cfg["preset"] = args.preset
-    train_cfg = dict(cfg.get("train", {}))
+        model["preset"] = args.preset
+    preset = _check_model_table(model)
+    train = dict(cfg.train)
     for key in ("steps", "batch_size", "lr", "device", "seed", "eval_every", "checkpoint_every", "log_every"):
-        value = getattr(args, key)
-        if value is not None:
-            train_cfg[key] = value
+        if getattr(args, key) is not None:
+            train[key] = getattr(args, key)
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.resume:
-        train_cfg["resume"] = True
+        train["resume"] = True
     if args.no_progress:
-        train_cfg["progress"] = False
-    out = Path(args.out)
-    train_cfg["checkpoint_dir"] = str(out)
-    config = TrainConfig.from_dict(train_cfg, where=where + "train")
-    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; rank 0 writes and locks
-    command = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv)
-    if main_process:
-        _check_out(out, config.resume, args.overwrite, contents=False)  # a folder, writable
-        held.enter_context(run_lock(out, command, what="--out"))  # one run, one folder: to the end of the run
-        _check_out(out, config.resume, args.overwrite)  # no other run can write here now
-    device = resolve_device(config.device)
-    image_size = data_cfg["image_size"]
-    preset = model_cfg.pop("preset")
+        train["progress"] = False
+    train["checkpoint_dir"] = str(args.out)
+    config = TrainConfig.from_dict(train, where=where + "train")
+    resolve_device(config.device)  # a device this machine lacks is refused before anything is written
+    return SimpleNamespace(data=data, degradation=degradation, preset=preset, model=model, where=where,
+                           config=config, out=Path(args.out),
+                           command="python -m colddiff_lib " + " ".join(shlex.quote(a) for a in args.argv))
+
+
+def _check_model_table(model: dict) -> str:
+    """Take the preset out of a ``[model]`` table (checked, returned); the other keys must be UNet arguments."""
+    from .models import UNet
+
+    preset = model.pop("preset")
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"model.preset: expected one of {sorted(PRESETS)}, got {preset!r}"
-                         f"{_did_you_mean(preset, PRESETS)}")
+                         f"{did_you_mean(preset, PRESETS)}")
     unet_args = [k for k in inspect.signature(UNet).parameters if k != "channels"]
-    for key in model_cfg:
+    for key in model:
         if key not in unet_args:
-            raise ValueError(f"model.{key}: unknown key{_did_you_mean(key, unet_args)}; expected preset or one of "
+            raise ValueError(f"model.{key}: unknown key{did_you_mean(key, unet_args)}; expected preset or one of "
                              f"{unet_args}")
+    return preset
 
-    train_set = load_dataset(data_cfg["dataset"], split="train", image_size=image_size)
-    test_set = load_dataset(data_cfg["dataset"], split="test", image_size=image_size)
-    first = train_set[0]
-    channels = first.shape[0]
-    D = dg.build(**{"name": "blur", "channels": channels, **deg_cfg})
-    check_model_config({**PRESETS[preset], **model_cfg, "channels": channels}, where + "model")  # the budget
-    torch.manual_seed(config.seed)  # the initial weights follow the seed: a run repeats bit for bit
+
+def _take_out(run, overwrite: bool, held: contextlib.ExitStack) -> None:
+    """Lock ``--out`` for the rest of the command (one run, one folder), after checking it can hold this run."""
+    from .checkpoint import run_lock
+
+    _check_out(run.out, run.config.resume, overwrite, contents=False)  # a folder, writable
+    held.enter_context(run_lock(run.out, run.command, what="--out"))
+    _check_out(run.out, run.config.resume, overwrite)  # no other run can write here now
+
+
+def _train_parts(run):
+    """``(model, D, train_set, test_set)`` of the run: the datasets, the degradation for their channels, and
+    the U-Net within the parameter budget, its initial weights drawn from the run's seed."""
+    from .checkpoint import check_model_config
+    from .data import load_dataset
+    from .models import UNet
+
+    size = run.data["image_size"]
+    train_set = load_dataset(run.data["dataset"], split="train", image_size=size)
+    test_set = load_dataset(run.data["dataset"], split="test", image_size=size)
+    channels = train_set[0].shape[0]
+    D = dg.build(**{"channels": channels, **run.degradation})
+    check_model_config({**PRESETS[run.preset], **run.model, "channels": channels}, run.where + "model")  # the budget
+    torch.manual_seed(run.config.seed)  # the initial weights follow the seed: a run repeats bit for bit
     try:
-        model = UNet.from_preset(preset, channels=channels, **model_cfg)
+        model = UNet.from_preset(run.preset, channels=channels, **run.model)
     except (TypeError, ValueError) as err:
         raise ValueError(f"model: {err}") from None
-    val = getattr(test_set, "images", None)
-    if val is not None:
-        val = val[: args.val_images] if args.val_images > 0 else None
-    identity = run_identity(model, D, config, data_cfg)
-    run = {"data": data_cfg, "degradation": D.config(), "model": {"preset": preset, **model.config()},
-           "train": {k: v for k, v in vars(config).items()}, "parameters": count_parameters(model),
-           "command": command, "device": str(device),
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "torch": torch.__version__, "threads": torch.get_num_threads(), "identity": identity}
-    if main_process:
-        _check_same_run(out, config.resume, identity)  # before anything is written
-        if args.overwrite:
-            removed = [name for name in RUN_FILES if (out / name).exists()]
-            for name in removed:
-                (out / name).unlink()
-            if removed:
-                print(f"--overwrite: removed the earlier run's {', '.join(removed)} from {out}", flush=True)
-        write_json_atomic(run, out / "run.json")
-        print(f"training {preset} U-Net ({run['parameters'] / 1e6:.2f}M parameters) on {data_cfg['dataset']} "
-              f"to invert {D} on {device}", flush=True)
-    return _train_and_report(model, D, train_set, test_set, val, config, data_cfg, out, main_process)
+    return model, D, train_set, test_set
+
+
+def _start_run(run, model, D, overwrite: bool) -> None:
+    """Rank 0, before the first step: refuse a resume of another run, clear what ``--overwrite`` replaces,
+    write ``run.json`` (the resolved settings, the command, the machine) and say what is trained."""
+    from .models import count_parameters
+    from .runtime import resolve_device
+    from .training import run_identity
+
+    identity = run_identity(model, D, run.config, run.data)
+    _check_same_run(run.out, run.config.resume, identity)  # before anything is written
+    if overwrite:
+        removed = [name for name in RUN_FILES if (run.out / name).exists()]
+        for name in removed:
+            (run.out / name).unlink()
+        if removed:
+            print(f"--overwrite: removed the earlier run's {', '.join(removed)} from {run.out}", flush=True)
+    device = resolve_device(run.config.device)
+    info = {"data": run.data, "degradation": D.config(), "model": {"preset": run.preset, **model.config()},
+            "train": dict(vars(run.config)), "parameters": count_parameters(model), "command": run.command,
+            "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "identity": identity}
+    files.write_json(info, run.out / "run.json")
+    print(f"training {run.preset} U-Net ({info['parameters'] / 1e6:.2f}M parameters) on {run.data['dataset']} "
+          f"to invert {D} on {device}", flush=True)
 
 
 def _check_same_run(out: Path, resume: bool, identity: dict) -> None:
@@ -236,7 +227,7 @@ def _train_and_report(model, D, train_set, test_set, val, config, data_cfg, out:
     seconds = time.perf_counter() - start
     if not main_process:
         return 0  # under torchrun, rank 0 writes the history and figures (as it writes the checkpoints)
-    write_json_atomic({**result.history, "seconds_this_session": seconds}, out / "history.json")
+    files.write_json({**result.history, "seconds_this_session": seconds}, out / "history.json")
     save_figure(plot_history(result.history).figure, out / "loss.png")
     # A sample grid: test images, degraded, direct, Algorithm 2 (or generated images).
     R = result.ema.eval()
@@ -271,7 +262,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool = False, contents: bool 
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        files.write_bytes(b"", probe)
         probe.unlink()
     except OSError as err:
         raise ValueError(f"--out {out}: cannot write there ({err.strerror or err})") from None
@@ -330,8 +321,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-#: The symmetry-breaking noise ``sample --mode generate`` adds to x_T unless --noise-std says otherwise.
-SAMPLE_NOISE_STD = 0.002
 #: How the samplers are called in what ``sample`` and ``evaluate`` print.
 ALGORITHM_NAMES = {"improved": "Algorithm 2", "naive": "Algorithm 1", "ddim": "DDIM", "ancestral": "ancestral sampling"}
 
@@ -340,11 +329,11 @@ def _sample_warnings(args, D, images=None) -> List[str]:
     """What does not fit in a ``sample`` request: a start the model was not trained on, ignored options."""
     warnings = []
     if args.mode == "generate":
-        if getattr(D, "collapse_at_T", None) is False:
-            warnings.append(f"--mode generate: this blur does not collapse to a flat colour at T = {D.T} "
-                            f"(collapse_at_T is false), so D(x0, T) still shows the digit and a flat start is not "
-                            f"an end state the model was trained on: expect blobs; train a generator with --deg "
-                            f"collapse_at_T=true (the mnist-blur-gen recipe)")
+        if not D.has_latent and not D.random and type(D).prior is not dg.Degradation.prior:
+            warnings.append(f"--mode generate: {D} does not forget the image at T = {D.T} (its end state has no "
+                            f"latent: has_latent is false), so D(x0, T) still shows the digit and a start drawn from "
+                            f"D.prior is not an end state the model was trained on: expect blobs; train a generator "
+                            f"whose end state forgets the image (the mnist-*-gen configs)")
         elif D.has_latent and images is not None and D.noise_schedule() is None:
             x0 = images[:8].float()
             x_T = D.freeze(x0, torch.Generator().manual_seed(0))(x0, D.T) if D.random else D(x0, D.T)
@@ -390,7 +379,7 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--n must be at most {MAX_SAMPLES}, got {args.n}")
     if args.mode == "reconstruct" and args.t is not None and not 1 <= args.t <= D.T:
         raise ValueError(f"--t must lie in 1..T = 1..{D.T} for this {type(D).name} model, got {args.t}")
-    noise_std = SAMPLE_NOISE_STD if args.noise_std is None else args.noise_std
+    noise_std = D.symmetry_noise if args.noise_std is None else args.noise_std
     algorithm = ALGORITHM_NAMES.get(args.algorithm, args.algorithm)
     g = torch.Generator().manual_seed(args.seed)
     if args.mode == "generate":
@@ -410,10 +399,11 @@ def cmd_sample(args) -> int:
             try:
                 D.prior(1, shape)
             except NotImplementedError:
+                with_prior = sorted(n for n, c in dg.REGISTRY.items() if c.prior is not dg.Degradation.prior)
                 raise ValueError(f"--mode generate: {args.checkpoint} is a {type(D).name!r} model, and "
                                  f"{type(D).__name__} has no generation prior (no end state to start from); "
-                                 f"generate with a blur (collapse_at_T), inpaint_fill, superres, noise or blend "
-                                 f"model") from None
+                                 f"generate with a model of a degradation that has one: "
+                                 f"{', '.join(with_prior)}") from None
         for warning in _sample_warnings(args, D, images):
             print(f"warning: {warning}", file=sys.stderr, flush=True)
         start = "a Gaussian fitted to training images" if prior is not None else "D.prior"
@@ -477,7 +467,7 @@ def cmd_evaluate(args) -> int:
           f"{time.perf_counter() - began:.0f} s)")
     print(format_table(rows))
     if args.json:
-        write_json_atomic({"checkpoint": str(args.checkpoint), "n": len(x0), "rows": rows}, args.json)
+        files.write_json({"checkpoint": str(args.checkpoint), "n": len(x0), "rows": rows}, args.json)
     return 0
 
 
@@ -491,7 +481,7 @@ def _evaluate_zoo(args) -> int:
     unknown = sorted(set(names) - set(models))
     if unknown:
         raise ValueError(f"--zoo: names must be among {sorted(models)} or 'all', got {unknown}"
-                         f"{_did_you_mean(unknown[0], models)}")
+                         f"{did_you_mean(unknown[0], models)}")
     settings = None
     if args.settings:
         from .reproduce import parse_settings
@@ -612,8 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "a noise schedule")
             p.add_argument("--t", type=int, help="starting level for reconstruction, 1..T (default: T)")
             p.add_argument("--noise-std", type=float, default=None, dest="noise_std",
-                           help=f"symmetry-breaking noise added to x_T when generating; 0: perfect symmetry "
-                                f"(default: {SAMPLE_NOISE_STD})")
+                           help="symmetry-breaking noise added to x_T when generating; 0: perfect symmetry "
+                                "(default: the degradation's symmetry_noise: the paper's 0.002 for a blur that "
+                                "collapses to a flat colour, 0 for most)")
             p.add_argument("--uniform-prior", action="store_true",
                            help="generate from D.prior, not a Gaussian fitted to training images")
             p.add_argument("--out", default="samples.png", help="PNG grid to write")

@@ -7,38 +7,38 @@ One folder per model holds what a web page needs to degrade, restore and generat
   network and D's per-axis matrices (:meth:`~colddiff_lib.degradations.Degradation.axis_matrices`)
   as constants;
 * ``degrade.onnx``: ``(x0 [1, C, H, W], t int64 [1] in 0..T) -> D(x0, t)``;
-* ``model.json``: the model's name, T, image shape, its generation prior (the latent's kind, the
-  mean and Cholesky factor of :class:`~colddiff_lib.generation.GaussianPrior`, the symmetry noise) and
-  the SHA-256 of both graphs.
+* ``model.json``: the model's name, T, image shape, for a generator its prior in one linear form whatever
+  the degradation (:func:`page_prior`: a Gaussian mixture's z, painted as ``clamp(offset + z @ basis)``, the
+  level it starts from and the symmetry noise), and the SHA-256 of both graphs.
 
 A run of T steps of ``step.onnx`` from x_T is :func:`colddiff_lib.sampling.sample` with ``clip_x0``:
 the exported graph computes ``x - M_s x0 M_s^T + M_{s-1} x0 M_{s-1}^T`` (Algorithm 2) or
-``M_{s-1} x0 M_{s-1}^T`` (Algorithm 1), which is D for a separable linear degradation (blur,
-super-resolution); :func:`check_export` runs both with onnxruntime and compares them.
+``M_{s-1} x0 M_{s-1}^T`` (Algorithm 1), which is D for a separable linear degradation (one whose
+``export_form`` is ``"separable"``); :func:`check_export` runs both with onnxruntime and compares them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
-__all__ = ["SamplerStep", "Degrader", "export_model", "export_digits", "export_book", "check_export", "BOOK_MODELS"]
+from . import files
+
+__all__ = ["SamplerStep", "Degrader", "export_model", "export_digits", "export_book", "check_export", "page_prior",
+           "BOOK_MODELS"]
 
 #: The models the book's pages run: degradation sliders (chapter 2), Algorithms 1 and 2 (chapter 4),
 #: generation (chapter 6). The blur models use the ``web`` preset: T = 20 calls of the ``cpu`` preset's
 #: network take ~190 ms in WebAssembly on one thread, of the ``web`` preset's ~80 ms.
 BOOK_MODELS = ("mnist-blur-web", "mnist-superres", "mnist-blur-gen-web", "mnist-superres-gen")
 
-#: Latent kinds the page knows how to paint (see ``from_latent``): a flat colour, or a tiny image.
-LATENTS = {"blur": "colour", "superres": "image"}
+#: The samplers a page's ``step.onnx`` runs: its ``improved`` input is 1 for Algorithm 2, 0 for Algorithm 1.
+PAGE_ALGORITHMS = ("improved", "naive")
 
 
 class Degrader(nn.Module):
@@ -69,95 +69,83 @@ class SamplerStep(nn.Module):
         return x_next, x0_hat
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are served to readers
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap the paths ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
-    the system or the file system cannot."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def _replace_folder(new: Path, folder: Path) -> None:
-    """Put the folder ``new`` where ``folder`` is, as one step: swapped atomically where the system can (a
-    reader then sees the old folder or the new one, each whole: never a step.onnx of one export beside the
-    model.json of another); else the old folder is renamed aside first, and for an instant there is none."""
-    if not folder.exists():
-        os.rename(new, folder)
-    elif _exchange(new, folder):
-        shutil.rmtree(new)  # it holds the old files now
-    else:
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.rename(folder, old)
-        os.rename(new, folder)
-        shutil.rmtree(old)
-
-
 def _onnx(module: nn.Module, args, names_in, names_out, path: Path) -> None:
     # torch.export's exporter with onnxscript's optimiser, static shapes (one image), the weights inside
     # the file: half the nodes of the TorchScript exporter's graph, and each node costs in WebAssembly.
-    def write(tmp):
+    def write(tmp: Path):
         program = torch.onnx.export(module, args, input_names=list(names_in), output_names=list(names_out),
                                     dynamo=True, optimize=True, verbose=False)
         program.save(tmp, external_data=False)
 
-    _write_atomic(path, write)
+    files.atomic_write_path(path, write)
 
 
-def _prior(name: str, D, n_images: int = 4000) -> Optional[dict]:
-    """The Gaussian prior of a generation model (the paper's: one component, full covariance), as lists."""
+def _numbers(t: torch.Tensor, digits: int = 8):
+    """A tensor as nested lists of floats rounded to ``digits`` significant digits (float32's precision, in
+    the fewest characters: model.json stays small when a basis holds thousands of numbers)."""
+    return [_numbers(row, digits) for row in t] if t.dim() else float(f"{float(t):.{digits}g}")
+
+
+def page_prior(name: str) -> dict:
+    """The generation prior of zoo model ``name`` in the one form the page draws from, whatever the
+    degradation: ``start = clamp(offset + z @ basis, -1, 1)`` with z from a Gaussian mixture (``weights`` [K],
+    ``means`` [K, d], ``scale_trils`` [K, d, d]), then the symmetry noise (``noise_std``) added, and the sampler
+    (``algorithm``) run from ``level``. The settings are the card's defaults (:func:`colddiff_lib.zoo.sampling`),
+    the mixture is :class:`~colddiff_lib.generation.GaussianPrior` fitted as :func:`colddiff_lib.zoo.generate`
+    fits it, and ``offset`` and ``basis`` are its :meth:`~colddiff_lib.generation.GaussianPrior.linear_form`.
+    ValueError (one line) where the page cannot draw it: no prior to fit, or a sampler the page lacks."""
+    from . import zoo
     from .data import load_dataset
     from .generation import GaussianPrior
 
-    if not getattr(D, "has_latent", False):
-        return None
-    images = load_dataset("mnist5k", split="train").images[:n_images]
-    prior = GaussianPrior(D, images)
-    return {"latent": LATENTS.get(type(D).name, type(D).name), "mean": prior.means[0].tolist(),
-            "scale_tril": prior.scale_trils[0].tolist(), "factor": 2 ** D.T if type(D).name == "superres" else None}
+    settings = zoo.sampling(name)
+    _, D = zoo.load_pretrained(name)
+    if settings["algorithm"] not in PAGE_ALGORITHMS:
+        raise ValueError(f"zoo model {name!r}: its default sampler {settings['algorithm']!r} does not run in the page "
+                         f"(its step.onnx runs {' and '.join(PAGE_ALGORITHMS)})")
+    if settings["level"] is None and not D.has_latent:
+        raise ValueError(f"zoo model {name!r}: {type(D).__name__} has no latent end state and its card no level below "
+                         f"T, so there is no Gaussian prior to fit for the page")
+    images = load_dataset("mnist5k", split="train").images
+    prior = GaussianPrior(D, images, components=settings["components"], level=settings["level"],
+                          dims=settings["dims"])
+    try:
+        offset, basis = prior.linear_form()
+    except ValueError as err:
+        raise ValueError(f"zoo model {name!r}: {err}") from None
+    return {"level": prior.level, "algorithm": settings["algorithm"], "noise_std": settings["noise_std"],
+            "weights": prior.weights.tolist(), "means": prior.means.tolist(),
+            "scale_trils": prior.scale_trils.tolist(), "offset": _numbers(offset), "basis": _numbers(basis)}
 
 
 def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Path:
     """Export zoo model ``name`` to ``out/name/`` (step.onnx, degrade.onnx, model.json); returns that folder.
 
-    Raises ValueError (one line) for an unknown model or a degradation that is not separable linear.
+    ``model.json`` holds what the page needs and nothing it must know about the degradation: T, the image
+    shape, and for a generator its :func:`page_prior` (``noise_std``: a symmetry noise instead of the card's).
+    Raises ValueError (one line) for an unknown model, a degradation the page cannot run
+    (:attr:`~colddiff_lib.degradations.Degradation.export_form` is not ``"separable"``) or a generator whose
+    prior it cannot draw.
     """
     from . import zoo
-    from .zoo.build import config_of
 
     model, D = zoo.load_pretrained(name)
     info = zoo.card(name)
-    size = int(config_of(name)["data"]["image_size"])
+    size = int(zoo.config_of(name).data.get("image_size", 32))
     channels = int(info["model_config"]["channels"])
-    try:
-        mats = D.axis_matrices(size)
-    except NotImplementedError as err:
-        raise ValueError(f"zoo model {name!r}: cannot export for the page: {err}") from None
+    if D.export_form != "separable":
+        raise ValueError(f"zoo model {name!r}: cannot export for the page: {type(D).__name__} with these settings is "
+                         f"not a separable linear degradation (its export_form is {D.export_form!r})")
+    mats = D.axis_matrices(size)
+    prior = page_prior(name) if info.get("task") == "generation" else None
+    if prior is not None and noise_std is not None:
+        prior["noise_std"] = float(noise_std)
     folder = Path(out) / name
     folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.parent.glob(f".{name}.*.new"), *folder.parent.glob(f".{name}.old-*")]:
         shutil.rmtree(stale, ignore_errors=True)  # what an export killed halfway left
     # The three files go into a new folder beside the old one, which then takes its place in one step.
-    new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}.", suffix=".new"))
+    new = files.make_temporary_folder(folder)
     try:
         model = model.float().eval()
         x = torch.zeros(1, channels, size, size)
@@ -166,15 +154,12 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
             _onnx(SamplerStep(model, mats).eval(), (x, t, torch.ones(1)), ["x", "s", "improved"],
                   ["x_next", "x0_hat"], new / "step.onnx")
             _onnx(Degrader(mats).eval(), (x, t), ["x0", "t"], ["x_t"], new / "degrade.onnx")
-        if noise_std is None:
-            noise_std = 0.002 if type(D).name == "blur" else 0.0
         meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
-                "shape": [channels, size, size], "prior": _prior(name, D) if info.get("task") == "generation" else None, "noise_std": noise_std,
+                "shape": [channels, size, size], "prior": prior,
                 "parameters": sum(p.numel() for p in model.parameters()),
-                "sha256": {f: zoo.sha256_of(new / f) for f in ("step.onnx", "degrade.onnx")}}
-        _write_atomic(new / "model.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-        os.chmod(new, 0o755)  # mkdtemp makes it private; these files are served to readers
-        _replace_folder(new, folder)
+                "sha256": {f: files.sha256_file(new / f) for f in ("step.onnx", "degrade.onnx")}}
+        files.write_json(meta, new / "model.json", indent=1, sort_keys=False)
+        files.replace_folder(new, folder)
     finally:
         shutil.rmtree(new, ignore_errors=True)  # only when something failed before the swap
     return folder
@@ -198,7 +183,7 @@ def export_digits(out: Path, n: int = 24) -> Path:
     path = Path(out) / "digits.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"size": int(grey.shape[-1]), "labels": data.labels[:n].tolist(), "pixels": grey.flatten(1).tolist()}
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, separators=(",", ":"))))
+    files.write_json(doc, path, indent=None, sort_keys=False)
     return path
 
 
@@ -213,11 +198,11 @@ def export_book(out: Path, names=BOOK_MODELS) -> Path:
     models = {}
     for name in names:
         meta = json.loads((export_model(name, out) / "model.json").read_text())
-        models[name] = {k: meta[k] for k in ("task", "T", "shape", "noise_std")}
+        models[name] = {k: meta[k] for k in ("task", "T", "shape")}
         models[name]["degradation"] = meta["degradation"]["name"]
     export_digits(out)
     doc = {"models": models, "colours": {k: to_hex(v) for k, v in ALGORITHM_COLOURS.items()}}
-    _write_atomic(out / "book.json", lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1)))
+    files.write_json(doc, out / "book.json", indent=1, sort_keys=False)
     return out
 
 

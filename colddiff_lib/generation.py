@@ -9,12 +9,21 @@ the training images become at T; :class:`GaussianPrior` does that in the degrada
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .checks import is_int, is_number
 from .degradations.base import check_images
 from .sampling import sample
+
+
+class Generated(NamedTuple):
+    """What :func:`generate` returns: the samples and the starts they were restored from (it unpacks as the
+    pair ``x0, x_T = generate(...)``)."""
+
+    x0: torch.Tensor  #: the generated images [n, C, H, W], in about [-1, 1]
+    x_T: torch.Tensor  #: their starts [n, C, H, W], at the prior's level, the symmetry noise included
 
 
 class GaussianPrior:
@@ -46,11 +55,11 @@ class GaussianPrior:
     def __init__(self, D, images: torch.Tensor, components: int = 1, level: Optional[int] = None,
                  dims: int = 64, jitter: float = 1e-5, batch_size: int = 1000, seed: int = 0):
         for name, value in (("components", components), ("dims", dims), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         check_images(images, "images", getattr(D, "channels", None))
         self.level = D.T if level is None else level
-        if isinstance(self.level, bool) or not isinstance(self.level, int) or not 1 <= self.level <= D.T:
+        if not is_int(self.level) or not 1 <= self.level <= D.T:
             raise ValueError(f"level must be an int in 1..T = 1..{D.T}, got {level!r}")
         self.D = D
         self.shape = tuple(images.shape[1:])
@@ -93,14 +102,44 @@ class GaussianPrior:
             covs = torch.from_numpy(gm.covariances_)
         self.scale_trils = torch.linalg.cholesky(covs)  # [K, d, d]
 
-    def __call__(self, n: int, generator: Optional[torch.Generator] = None, device="cpu") -> torch.Tensor:
-        """``n`` starting images x_level [n, C, H, W], clamped to [-1, 1]."""
+    def linear_form(self, tolerance: float = 1e-5) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(offset [C * H * W], basis [d, C * H * W])`` (float64) with every start ``clamp(offset + z @ basis)``
+        for the mixture's draws z [d]: one form for every prior, what the book's page draws from
+        (:mod:`colddiff_lib.export`).
+
+        Below T these are the fitted mean image and principal components. At T they are read off
+        ``D.from_latent``: ``offset = from_latent(0)`` and row i of the basis ``from_latent(e_i) - offset``;
+        ``from_latent`` must then be affine, which is checked on the mixture's own draws (largest gap at most
+        ``tolerance``), and a ValueError names the degradation otherwise."""
+        if self.basis is not None:
+            return self.offset.clone(), self.basis.clone()
+        d = self.means.shape[1]
+
+        def paint(z):
+            return self.D.from_latent(z, self.shape).double().reshape(len(z), -1)
+
+        offset = paint(torch.zeros(1, d, dtype=torch.float64))[0]
+        basis = paint(torch.eye(d, dtype=torch.float64)) - offset
+        z = self.draw_latents(64, torch.Generator().manual_seed(0))
+        gap = float((paint(z) - (offset + z @ basis)).abs().max())
+        if not gap <= tolerance:
+            raise ValueError(f"{type(self.D).__name__}.from_latent is not affine in its latent (off by up to {gap:.3g} "
+                             f"from offset + z @ basis), so its starts have no linear form")
+        return offset, basis
+
+    def draw_latents(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` draws z [n, d] (float64) of the mixture: a component by its weight, then its mean plus its
+        Cholesky factor times standard normal noise."""
         if len(self.weights) == 1:  # no draw for the component: one Gaussian consumes only eps
             k = torch.zeros(n, dtype=torch.long)
         else:
             k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
-        z = self.means[k] + torch.einsum("nij,nj->ni", self.scale_trils[k], eps)
+        return self.means[k] + torch.einsum("nij,nj->ni", self.scale_trils[k], eps)
+
+    def __call__(self, n: int, generator: Optional[torch.Generator] = None, device="cpu") -> torch.Tensor:
+        """``n`` starting images x_level [n, C, H, W], clamped to [-1, 1]."""
+        z = self.draw_latents(n, generator)
         if self.basis is None:
             x = self.D.from_latent(z.float(), self.shape)
         else:
@@ -111,7 +150,7 @@ class GaussianPrior:
 @torch.no_grad()
 def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Callable] = None,
              noise_std: Optional[float] = None, algorithm: str = "improved", generator: Optional[torch.Generator] = None,
-             device="cpu", callback: Optional[Callable[[dict], None]] = None):
+             device="cpu", callback: Optional[Callable[[dict], None]] = None) -> Generated:
     """Generate ``n`` images by inverting D from a random x_T.
 
     Args:
@@ -126,14 +165,17 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
         algorithm: ``"improved"`` (Algorithm 2, the paper's choice), ``"naive"``, or for a degradation with
             a noise schedule ``"ddim"`` or ``"ancestral"`` (fresh noise at every step).
         generator: draws x_T, its noise and the ancestral sampler's fresh noise.
+        device: where the samples are made (R's device).
+        callback: as :func:`~colddiff_lib.sampling.sample`'s, once per step.
     Returns:
-        (x0 [n, C, H, W] in about [-1, 1], x_T [n, C, H, W]: the start, at the prior's level).
+        :class:`Generated` ``(x0, x_T)``: x0 [n, C, H, W] in about [-1, 1], x_T [n, C, H, W] the start, at the
+        prior's level.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if noise_std is None:
         noise_std = D.symmetry_noise
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not noise_std >= 0:
+    if not is_number(noise_std) or not noise_std >= 0:
         raise ValueError(f"noise_std must be a number >= 0, got {noise_std!r}")
     if prior is None:
         x_T = D.prior(n, shape, generator=generator, device=device)
@@ -145,4 +187,4 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
     x_T = x_T.to(device)
     level = getattr(prior, "level", D.T)  # a GaussianPrior fitted below T starts there
     frozen = D.freeze_at(x_T, level)
-    return sample(R, frozen, x_T, level, algorithm=algorithm, callback=callback, generator=generator), x_T
+    return Generated(sample(R, frozen, x_T, level, algorithm=algorithm, callback=callback, generator=generator), x_T)

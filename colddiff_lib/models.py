@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_int, is_int, is_number
 from .degradations.base import as_time_tensor
 
 PRESETS = {
@@ -221,29 +222,23 @@ class UNet(nn.Module):
 _COUNTING = False
 
 
-def _int(value, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
-    return value
-
-
 def check_config(channels=1, dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), dropout=0.0, groups=8,
                  patch=1) -> None:
     """Check the :class:`UNet` arguments' types and ranges (ValueError naming the argument); no budget."""
-    _int(channels, "channels", 1, LIMITS["channels"])
-    _int(dim, "dim", 1, LIMITS["dim"])
-    _int(num_blocks, "num_blocks", 1, LIMITS["num_blocks"])
-    _int(patch, "patch", 1, LIMITS["patch"])
-    _int(groups, "groups", 1, LIMITS["groups"])  # 0 would divide by zero in GroupNorm's group count
+    check_int(channels, "channels", 1, LIMITS["channels"])
+    check_int(dim, "dim", 1, LIMITS["dim"])
+    check_int(num_blocks, "num_blocks", 1, LIMITS["num_blocks"])
+    check_int(patch, "patch", 1, LIMITS["patch"])
+    check_int(groups, "groups", 1, LIMITS["groups"])  # 0 would divide by zero in GroupNorm's group count
     if not isinstance(dim_mults, (list, tuple)) or not 1 <= len(dim_mults) <= LIMITS["levels"] or any(
-            isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= LIMITS["dim_mult"] for m in dim_mults):
+            not is_int(m) or not 1 <= m <= LIMITS["dim_mult"] for m in dim_mults):
         raise ValueError(f"dim_mults must be a list of 1 to {LIMITS['levels']} ints in 1..{LIMITS['dim_mult']}, "
                          f"got {dim_mults!r}")
     if not isinstance(attn_levels, (list, tuple)) or any(
-            isinstance(level, bool) or not isinstance(level, int) or level not in range(len(dim_mults))
+            not is_int(level) or level not in range(len(dim_mults))
             for level in attn_levels):
         raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if not is_number(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 

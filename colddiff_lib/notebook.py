@@ -15,11 +15,11 @@ itself only warns, and the chapter would run with its defaults.
 from __future__ import annotations
 
 import ast
-import difflib
 from typing import List, Optional, Tuple
 
 import torch
 
+from .checks import did_you_mean
 from .runtime import resolve_device
 
 #: The first line of the cell papermill injects after the parameters cell (its Python translator's comment).
@@ -76,11 +76,8 @@ def check_injected_names(history: Optional[List[str]] = None) -> None:
     injected, documented = found
     for name in injected:
         if name not in documented:
-            close = difflib.get_close_matches(name, documented, n=1, cutoff=0.5)
-            close = close or [d for d in documented if d.lower() == name.lower()]
-            hint = f" (did you mean {close[0]}?)" if close else ""
             raise ValueError(f"notebook parameter {name} (injected with papermill -p): not a parameter of this "
-                             f"chapter, expected one of {', '.join(documented)}{hint}")
+                             f"chapter, expected one of {', '.join(documented)}{did_you_mean(name, documented, 0.5)}")
 
 
 def check_parameters(FULL_TRAINING=False, DEVICE="auto", QUICK=False, **flags) -> torch.device:  # noqa: N803

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .data.images import to_unit
 from .tables import html_table  # noqa: F401 (re-exported: the book imports it from here)
 

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from . import zoo
-from .checkpoint import atomic_write, write_text_atomic
+from . import files
 from .classifier import class_histogram
 from .data import load_dataset
 from .evaluation import generation_measures, reconstruct
@@ -62,7 +62,7 @@ def results_file(name: str, download: bool = True) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(RESULTS_URL + name) as response:
         data = response.read()
-    atomic_write(target, lambda f: f.write(data))
+    files.write_bytes(data, target)
     return target
 
 
@@ -237,7 +237,7 @@ def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, devic
             table, ("model", "method", "noise_std"))
         merged, dropped = merge_rows(read_csv(out / f"{table}.csv"), rows, key)
         replaced += [(table, *k) for k in dropped]
-        write_text_atomic(to_csv(merged), out / f"{table}.csv")
-        write_text_atomic(to_markdown(merged), out / f"{table}.md")
+        files.write_text(to_csv(merged), out / f"{table}.csv")
+        files.write_text(to_markdown(merged), out / f"{table}.md")
     tables["replaced"] = replaced
     return tables

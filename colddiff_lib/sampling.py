@@ -24,7 +24,7 @@ A full run costs T calls of R and O(T) calls of D (each O(1) in s for this libra
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, List, NamedTuple, Optional
 
 import torch
 
@@ -114,7 +114,7 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
     if algorithm in NOISE_ALGORITHMS:
         if D.noise_schedule() is None:
             raise ValueError(f"algorithm {algorithm!r} re-estimates a noise, so it needs a degradation with a noise "
-                             f"schedule (GaussianNoise, Blend, Noisy), got {type(D).__name__}")
+                             f"schedule (D.noise_schedule() is not None), got {type(D).__name__}")
     else:
         _check_frozen(D)
     levels = _time(t, x_t, D.T)
@@ -139,12 +139,21 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
     return x
 
 
+class Trajectory(NamedTuple):
+    """What :func:`trajectory` returns (it unpacks as ``x0, xs, x0_hats, levels = trajectory(...)``)."""
+
+    x0: torch.Tensor  #: the restored images [B, C, H, W] (what :func:`sample` returns)
+    xs: torch.Tensor  #: the iterates x_s [K + 1, B, C, H, W] on the CPU, the last one x0
+    x0_hats: torch.Tensor  #: the estimates R(x_s, s) [K, B, C, H, W] on the CPU
+    levels: List[int]  #: the K + 1 levels of ``xs``, from the start down to 0
+
+
 def trajectory(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
-               clip_x0: bool = True, every: int = 1):
-    """Run :func:`sample` and keep the iterates: returns (x_0, xs, x0_hats, levels).
+               clip_x0: bool = True, every: int = 1) -> Trajectory:
+    """Run :func:`sample` and keep the iterates: a :class:`Trajectory` ``(x0, xs, x0_hats, levels)``.
 
     ``xs`` and ``x0_hats`` are [K, B, C, H, W] on the CPU for the recorded levels (every ``every``-th
-    step, the first and last always), ``levels`` the list of those s.
+    step, the first and last always), ``levels`` the list of those s. Arguments as :func:`sample`'s.
     """
     xs, hats, levels = [], [], []
     start = int(_time(t, x_t, D.T).max())
@@ -159,4 +168,4 @@ def trajectory(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = 
     out = sample(R, D, x_t, t, algorithm=algorithm, callback=keep, clip_x0=clip_x0)
     xs.append(out.detach().cpu())
     levels.append(0)
-    return out, torch.stack(xs), torch.stack(hats) if hats else torch.empty(0), levels
+    return Trajectory(out, torch.stack(xs), torch.stack(hats) if hats else torch.empty(0), levels)

@@ -21,6 +21,8 @@ from typing import Callable, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from . import files
+from .checks import check_bool, did_you_mean, is_int, is_number
 from .checkpoint import load_checkpoint, non_finite, save_atomic
 from .degradations.base import check_images
 from .runtime import bf16_supported, random_shift, resolve_device, step_generator  # noqa: F401 (re-exported)
@@ -59,41 +61,39 @@ class TrainConfig:
     eval_every: int = 0  # held-out loss every N steps (0: never)
     log_every: int = 50
     progress: bool = True  # tqdm bar
-    num_workers: int = 0
 
     def __post_init__(self):
         for name, most in (("steps", 10 ** 9), ("batch_size", 65536), ("grad_accum", 1024), ("ema_every", 10 ** 9),
                            ("checkpoint_every", 10 ** 9), ("log_every", 10 ** 9)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
             if value > most:
                 raise ValueError(f"{name} must be a positive int of at most {most:,}, got {value!r}")
         for name, most in (("warmup_steps", 10 ** 9), ("ema_start", 10 ** 9), ("eval_every", 10 ** 9),
-                           ("augment_shift", 256), ("num_workers", 64), ("seed", 2 ** 63 - 1)):
+                           ("augment_shift", 256), ("seed", 2 ** 63 - 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
             if value > most:
                 raise ValueError(f"{name} must be a non-negative int of at most {most:,}, got {value!r}")
         for name in ("bf16", "channels_last", "compile", "resume", "hflip", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false (a bool), got {getattr(self, name)!r}")
+            check_bool(getattr(self, name), name)
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
-        if not _real(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+        if not is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
-        if not _real(self.lr) or not 0 < self.lr < math.inf:
+        if not is_number(self.lr) or not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be positive and finite, got {self.lr!r}")
-        if not _real(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
+        if not is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if not _real(self.grad_clip) or not 0 <= self.grad_clip < math.inf:  # -1 would reverse the gradients
+        if not is_number(self.grad_clip) or not 0 <= self.grad_clip < math.inf:  # -1 would reverse the gradients
             raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip!r}")
-        if not _real(self.input_noise) or not 0 <= self.input_noise <= 1:
+        if not is_number(self.input_noise) or not 0 <= self.input_noise <= 1:
             raise ValueError(f"input_noise must be a number in [0, 1], got {self.input_noise!r}")
-        if not _real(self.ema_decay) or not 0 <= self.ema_decay < 1:
+        if not is_number(self.ema_decay) or not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if not isinstance(self.device, str):
             raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
@@ -104,18 +104,14 @@ class TrainConfig:
     def from_dict(cls, d: dict, where: str = "train") -> "TrainConfig":
         """Build from a dict (a TOML ``[train]`` table): unknown keys and wrong types raise ValueError
         naming the key (``where.key``), the expected type, and the nearest known key."""
-        import difflib
-
         types = {f.name: f.type for f in fields(cls)}
         for key, value in d.items():
             if key not in types:
-                close = difflib.get_close_matches(key, list(types), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {sorted(types)}"
+                hint = did_you_mean(key, types) or f"; known keys: {sorted(types)}"
                 raise ValueError(f"{where}.{key}: unknown key{hint}")
             expected = str(types[key])
-            ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-                  "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-                  "bool": isinstance(value, bool), "str": isinstance(value, str),
+            ok = {"int": is_int(value), "float": is_number(value), "bool": isinstance(value, bool),
+                  "str": isinstance(value, str),
                   "Optional[str]": value is None or isinstance(value, str)}.get(expected, True)
             if not ok:
                 raise ValueError(f"{where}.{key}: expected {expected.replace('Optional[str]', 'a string')}, "
@@ -124,10 +120,6 @@ class TrainConfig:
             return cls(**d)
         except ValueError as err:
             raise ValueError(f"{where}.{err}") from None
-
-
-def _real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 #: The :class:`TrainConfig` fields that change what a run computes: a resume must have the same ones
@@ -457,8 +449,7 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
             progress.saved_step, progress.checkpoint = step, str(path)
 
     if ckpt_dir is not None and rank == 0:  # temporary files of a write that was killed halfway
-        for stale in ckpt_dir.glob(".*.pt.*.tmp"):
-            stale.unlink(missing_ok=True)
+        files.remove_temporaries(ckpt_dir, "*.pt")
 
     bar = None
     if config.progress and rank == 0 and step < config.steps:

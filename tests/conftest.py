@@ -12,3 +12,17 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def library_degradations() -> dict:
+    """``{name: class}`` of the library's own registered degradations, read from the registry (test modules
+    register toy classes of their own): every test that goes over "each degradation" derives its list here,
+    so that a degradation added as one module is tested with no edit to the tests (CONTRIBUTING.md)."""
+    from colddiff_lib import degradations as dg
+
+    return {name: cls for name, cls in sorted(dg.REGISTRY.items()) if cls.__module__.startswith("colddiff_lib.")}
+
+
+def quick_instance(cls):
+    """A degradation of class ``cls`` built from its defaults with at most 20 levels (quick to test)."""
+    return cls(T=min(20, cls().T))

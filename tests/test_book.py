@@ -139,10 +139,10 @@ def test_a_bad_parameter_stops_the_first_cell(parameters, message, tmp_path):
 
 @pytest.mark.parametrize("parameters, message", [
     ({"quick": True}, "notebook parameter quick (injected with papermill -p): not a parameter of this chapter, "
-                      "expected one of FULL_TRAINING, DEVICE, QUICK (did you mean QUICK?)"),
+                      "expected one of FULL_TRAINING, DEVICE, QUICK (did you mean 'QUICK'?)"),
     ({"QUICK": True, "DEVCE": "cpu"}, "notebook parameter DEVCE (injected with papermill -p): not a parameter of "
                                       "this chapter, expected one of FULL_TRAINING, DEVICE, QUICK (did you mean "
-                                      "DEVICE?)"),
+                                      "'DEVICE'?)"),
 ], ids=["quick-lowercase", "devce"])
 def test_a_misspelled_parameter_name_stops_the_first_cell(parameters, message, tmp_path):
     """papermill only warns about a name the parameters cell does not set; the chapter's check refuses it
@@ -166,7 +166,7 @@ def test_the_injected_names_are_read_from_the_kernel_history():
     assert injected_parameters(["", params, '# Parameters\nDATASET = "mnist"\n', "import torch"]) == (
         ["DATASET"], ["FULL_TRAINING", "DEVICE", "QUICK", "DATASET"])
     check_injected_names(["", params, '# Parameters\nDATASET = "mnist"\nQUICK = True\n'])  # documented names pass
-    with pytest.raises(ValueError, match="notebook parameter dataset .*did you mean DATASET"):
+    with pytest.raises(ValueError, match="notebook parameter dataset .*did you mean 'DATASET'"):
         check_injected_names(["", params, '# Parameters\ndataset = "mnist"\n'])
     # No injection (a reader's own session), or an injected-looking cell that is not after the parameters: no check.
     check_injected_names(["", params, "x = 1"])

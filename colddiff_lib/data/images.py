@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import is_int
+
 # Luma weights (ITU-R BT.601) used for RGB -> grey.
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -78,7 +80,7 @@ def open_image(path, mode: str = "RGB"):
 
 
 def _check_positive_int(value, arg: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    if not (is_int(value) or isinstance(value, np.integer)) or value <= 0:
         raise ValueError(f"`{arg}` must be a positive int, got {value!r}")
     return int(value)
 

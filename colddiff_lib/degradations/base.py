@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 
 import torch
+
+from ..checks import check_bool, check_choice, check_positive, is_int  # noqa: F401 (the degradations import them from here)
 
 TimeLike = Union[int, torch.Tensor]
 
@@ -145,10 +146,9 @@ class Degradation:
         return self
 
     def __init__(self, T: int, channels: Optional[int] = None):
-        if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= MAX_T:
+        if not is_int(T) or not 1 <= T <= MAX_T:
             raise ValueError(f"T must be a positive int (number of steps) of at most {MAX_T}, got {T!r}")
-        if channels is not None and (not isinstance(channels, int) or isinstance(channels, bool)
-                                     or not 1 <= channels <= MAX_CHANNELS):
+        if channels is not None and (not is_int(channels) or not 1 <= channels <= MAX_CHANNELS):
             raise ValueError(f"channels must be None or an int in 1..{MAX_CHANNELS}, got {channels!r}")
         self.T = T
         self.channels = channels
@@ -214,6 +214,22 @@ class Degradation:
         channel of a square ``n`` x ``n`` image: [T + 1, n, n], ``M_0 = I``. What :mod:`colddiff_lib.export`
         writes into the in-page sampler; other degradations raise NotImplementedError."""
         raise NotImplementedError(f"{type(self).__name__} is not a separable linear degradation (no axis_matrices)")
+
+    @property
+    def export_form(self) -> Optional[str]:
+        """How the book's in-page sampler can run D (:mod:`colddiff_lib.export`): ``"separable"`` where
+        ``D(x0, t) = M_t x0 M_t^T`` with the matrices of :meth:`axis_matrices` (true where the class overrides
+        it; a class whose configuration decides, such as bicubic super-resolution, overrides this too), or
+        ``None``: the page cannot run it."""
+        return "separable" if type(self).axis_matrices is not Degradation.axis_matrices else None
+
+    @classmethod
+    def upgrade_config(cls, config: dict, stored: dict) -> dict:
+        """``config``, this class's arguments as a checkpoint or zoo card written by an older version of the
+        library recorded them, brought up to date (``stored``: that checkpoint or card, for what older files
+        kept beside the config). Called on every config read (:func:`colddiff_lib.checkpoint.build_degradation`)
+        before the class is built; the default returns ``config`` unchanged."""
+        return config
 
     # --- public API -----------------------------------------------------------------------------
     def __call__(self, x0: torch.Tensor, t: TimeLike) -> torch.Tensor:
@@ -317,25 +333,6 @@ def _plain(value: Any, where: str):
         return {k: _plain(v, where) for k, v in value.items()}
     raise ValueError(f"{where}: a {type(value).__name__} is not plain data, so this degradation cannot be saved "
                      f"in a checkpoint; give the argument as numbers, strings or lists (e.g. a source name)")
-
-
-def check_choice(value, name: str, choices: Sequence) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def check_positive(value, name: str, at_most: Optional[float] = None) -> None:
-    """A finite number > 0 (and <= ``at_most``): NaN and infinity are refused, bools are not numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf \
-            or (at_most is not None and value > at_most):
-        bound = f" of at most {at_most:g}" if at_most is not None else ""
-        raise ValueError(f"{name} must be a positive number{bound} (finite), got {value!r}")
-
-
-def check_bool(value, name: str) -> None:
-    """A real bool: the string "false" is not False (a bool() of it would be True)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false (a bool), got {value!r}")
 
 
 class FlatEnd:

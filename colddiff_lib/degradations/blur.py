@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .base import Degradation, FlatEnd, check_bool, check_choice, check_positive
+from .base import Degradation, FlatEnd, check_bool, check_choice, check_positive, is_int
 
 SCHEDULES = ("constant", "incremental", "exponential")
 PADDINGS = ("circular", "reflect")
@@ -78,8 +78,7 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
     def __init__(self, T: int = 20, kernel_size: int = 11, std: float = 7.0, schedule: str = "constant",
                  padding: str = "circular", channels: Optional[int] = None, collapse_at_T: bool = False):
         super().__init__(T, channels)
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or not 1 <= kernel_size <= MAX_KERNEL \
-                or kernel_size % 2 == 0:
+        if not is_int(kernel_size) or not 1 <= kernel_size <= MAX_KERNEL or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int of at most {MAX_KERNEL}, got {kernel_size!r}")
         check_positive(std, "std")
         check_choice(schedule, "schedule", SCHEDULES)
@@ -163,6 +162,12 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
     def symmetry_noise(self) -> float:
         """0.002 (the paper's) when the blur collapses to a flat colour at T, else 0."""
         return 0.002 if self.collapse_at_T else 0.0
+
+    @property
+    def has_latent(self) -> bool:
+        """Only a blur that collapses at T ends in a flat colour that :meth:`latent` summarises; without the
+        collapse D(x0, T) still shows the digit."""
+        return self.collapse_at_T
 
     def prior(self, n: int, shape: Sequence[int], generator: Optional[torch.Generator] = None,
               device="cpu") -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from ..checks import is_int
 from .base import Degradation, check_images
 
 __all__ = ["check"]
@@ -109,7 +110,7 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
     problems: List[str] = []
     name = type(D).__name__
     T = getattr(D, "T", None)
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+    if not is_int(T) or T < 1:
         problems.append(f"D.T must be a positive int (the number of steps), got {T!r}: call "
                         f"super().__init__(T, channels) at the start of {name}.__init__")
         return problems, ""
@@ -242,15 +243,15 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
 
     # Separable linear operators hand their per-axis matrices to the in-page sampler (colddiff_lib.export).
     H, W = x0.shape[-2:]
-    if H == W and type(D).axis_matrices is not Degradation.axis_matrices:
-        try:
-            mats = D.axis_matrices(H, dtype=x0.dtype)
-        except NotImplementedError:  # this configuration is not separable (e.g. bicubic super-resolution)
-            mats = None
-        except Exception as err:
-            problems.append(f"D.axis_matrices(n) raised {type(err).__name__}: {err}")
-            mats = None
-        if isinstance(mats, torch.Tensor):
+    form = _call(lambda: D.export_form, "D.export_form", problems)
+    if form not in (None, "separable"):
+        problems.append(f"D.export_form must be 'separable' or None, got {form!r}")
+    elif form == "separable" and H == W:
+        mats = _call(lambda: D.axis_matrices(H, dtype=x0.dtype), "D.axis_matrices(n) (D.export_form is 'separable')",
+                     problems)
+        if mats is not None and not isinstance(mats, torch.Tensor):
+            problems.append(f"D.axis_matrices(n) returned {type(mats).__name__}, not a tensor [T + 1, n, n]")
+        elif mats is not None:
             for t in sorted({1, mid, T}):
                 diff = float((mats[t] @ x0 @ mats[t].T - outs[t]).abs().max())
                 if diff > 1e-4:

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..checks import is_number
 from .base import Degradation, as_time_tensor, check_images, draw, per_sample
 
 
@@ -32,7 +33,7 @@ class Mixing(Degradation):
 
     def __init__(self, T: int = 200, s: float = 0.008, channels: Optional[int] = None):
         super().__init__(T, channels)
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 1:  # NaN fails too
+        if not is_number(s) or not 0 <= s <= 1:  # NaN fails too
             raise ValueError(f"s must be a number in [0, 1] (the cosine schedule's offset, 0.008 in the paper), "
                              f"got {s!r}")
         self.s = float(s)
@@ -115,6 +116,14 @@ class Blend(Mixing, name="blend"):
         super().__init__(T, s, channels)
         self._targets = targets
         self._resolved: dict = {}  # (C, H, W) -> targets loaded from a source name
+
+    @classmethod
+    def upgrade_config(cls, config: dict, stored: dict) -> dict:
+        """Files written before a Blend's config named its targets kept their source beside it, as the
+        checkpoint's or card's ``blend_targets``; the config takes it (``"lfw"`` when neither says)."""
+        if "targets" not in config:
+            config = {**config, "targets": ((stored or {}).get("blend_targets") or {}).get("source", "lfw")}
+        return config
 
     def targets_like(self, shape: Sequence[int]) -> torch.Tensor:
         """The target images [M, C, H, W] for images of shape ``shape`` = (C, H, W)."""

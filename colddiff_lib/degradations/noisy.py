@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..checks import is_number
 from .base import Degradation, check_images, check_positive, draw, per_sample
 
 
@@ -56,7 +57,7 @@ class Noisy(Degradation, name="noisy"):
         if T is not None:
             base["T"] = T
         check_positive(std, "std")
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not 0 <= power <= 10:
+        if not is_number(power) or not 0 <= power <= 10:
             raise ValueError(f"power must be a number in [0, 10] (0: the same noise at every level t >= 1), got {power!r}")
         self.base = build(**{**base, **({"channels": channels} if channels is not None else {})})
         super().__init__(self.base.T, channels)

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_number
 from .base import Degradation, check_positive, draw
 
 
@@ -42,10 +43,10 @@ class Snow(Degradation, name="snow"):
             raise ValueError(f"flake_size must be at least 0.5 pixels, got {flake_size!r}")
         check_positive(max_streak, "max_streak", at_most=100.0)  # one shifted copy of the layer per pixel
         check_positive(scale, "scale", at_most=100.0)
-        if isinstance(loc, bool) or not isinstance(loc, (int, float)) or not -100 <= loc <= 100:
+        if not is_number(loc) or not -100 <= loc <= 100:
             raise ValueError(f"loc must be a number in [-100, 100], got {loc!r}")
         if not isinstance(threshold, (list, tuple)) or len(threshold) != 2 \
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in threshold) \
+                or any(not is_number(v) or not math.isfinite(v) for v in threshold) \
                 or not threshold[0] >= threshold[1]:
             raise ValueError(f"threshold must be a pair of numbers (at t=0, at t=T) that does not increase, got "
                              f"{threshold!r}")

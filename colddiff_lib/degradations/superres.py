@@ -73,6 +73,11 @@ class SuperResolution(Degradation, name="superres"):
         mats = [((i.view(-1, 1) // 2 ** t) == (i.view(1, -1) // 2 ** t)).double() / 2 ** t for t in range(self.T + 1)]
         return torch.stack(mats).to(device=device, dtype=dtype)
 
+    @property
+    def export_form(self):
+        """``"separable"`` with ``"area"`` downsampling (block means, :meth:`axis_matrices`), else None."""
+        return "separable" if self.mode == "area" else None
+
     def low_resolution(self, x: torch.Tensor) -> torch.Tensor:
         """The N / 2^T image that x_T [B, C, H, W] is made of: [B, C, H / 2^T, W / 2^T]."""
         f = 2 ** self.T

@@ -41,13 +41,14 @@ def _darken_slips(D, x0, t):
 
 def _end_state(D, Dz, x0: torch.Tensor) -> Optional[str]:
     """A problem with the end state that ``D`` claims (``has_latent``: latent()/from_latent(), for instance
-    the FlatEnd mixin's flat colour), or None. A blur with ``collapse_at_T = False`` claims none."""
+    the FlatEnd mixin's flat colour), or None. A class may claim it for some configurations only (its
+    ``has_latent`` property: a blur claims it where it collapses at T)."""
     from ..degradations.base import Degradation, FlatEnd
 
     name = type(D).__name__
     noisy = D.noise_schedule() is not None
     problems = []
-    if D.has_latent and getattr(D, "collapse_at_T", True) is not False:
+    if D.has_latent:
         claim = ("the FlatEnd mixin says D(x0, T) is one flat colour per image and channel" if isinstance(D, FlatEnd)
                  else "has_latent says latent() summarises D(x0, T)")
         try:
@@ -141,7 +142,7 @@ def check_degradation(D, x0: Optional[torch.Tensor] = None, formula=None) -> boo
     end = _end_state(D, Dz, x0)
     if end:
         problems.append(end)
-    elif D.has_latent and getattr(D, "collapse_at_T", True) is not False:
+    elif D.has_latent:
         checked.append("D(x0, T) is the end state its latent() describes")
 
     if formula is not None and not problems:

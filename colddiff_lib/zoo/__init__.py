@@ -20,7 +20,6 @@ killed at any moment, never pairs a card with weights it does not describe.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
+
+from .. import files
+from ..checks import is_int
 
 HERE = Path(__file__).parent
 #: An environment variable naming another zoo folder (weights/ and cards/) to read and write instead of
@@ -69,12 +71,29 @@ def use_folder(folder) -> None:
     os.environ[ZOO_ENV] = str(ROOT)
 
 
+def config_of(name: str):
+    """The zoo config ``configs/NAME.toml`` as a :class:`~colddiff_lib.config.RunConfig` (read and checked)."""
+    from ..config import RunConfig
+
+    path = CONFIGS_DIR / f"{name}.toml"
+    if not isinstance(name, str) or not path.is_file():
+        raise ValueError(f"no zoo config {path}; names: {sorted(p.stem for p in CONFIGS_DIR.glob('*.toml'))}")
+    return RunConfig.from_toml(path)
+
+
+def task_of(name: str) -> str:
+    """The task a zoo config declares in its ``[zoo]`` table: ``reconstruction`` or ``generation``."""
+    config = config_of(name)
+    if config.task is None:
+        raise ValueError(f"{config.where}: [zoo] task is missing; expected task = \"reconstruction\" or "
+                         f"\"generation\"")
+    return config.task
+
+
 def card_digest(info: dict) -> str:
     """The SHA-256 of a card's content: canonical JSON (sorted keys, no spaces) of every field but
     :data:`UNDIGESTED`. The card's ``sha256`` field (of the weights) is inside, so it covers both."""
-    content = {k: v for k, v in info.items() if k not in UNDIGESTED}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    return files.sha256_bytes(files.canonical_json({k: v for k, v in info.items() if k not in UNDIGESTED}))
 
 
 def check_card(info, path) -> dict:
@@ -103,8 +122,8 @@ def check_card(info, path) -> dict:
             if key not in info:
                 raise ValueError(f"{where}: {key} is missing")
         check_model_config(info["model_config"], f"{where}: model_config")
-        build_degradation(info["degradation"], f"{where}: degradation")
-        if isinstance(info["step"], bool) or not isinstance(info["step"], int) or info["step"] < 0:
+        build_degradation(info["degradation"], f"{where}: degradation", info)
+        if not is_int(info["step"]) or info["step"] < 0:
             raise ValueError(f"{where}: step: expected an int >= 0, got {info['step']!r}")
     if "history" in info:
         check_history(info["history"], f"{where}: history")
@@ -114,7 +133,7 @@ def check_card(info, path) -> dict:
              "machine": str, "command": str, "config": str, "checkpoint": str, "stopped_by_time_limit": bool,
              "device": (str, type(None)), "test_accuracy": (int, float)}
     for key, kind in types.items():
-        if key in info and (not isinstance(info[key], kind) or (kind is int and isinstance(info[key], bool))):
+        if key in info and not (is_int(info[key]) if kind is int else isinstance(info[key], kind)):
             raise ValueError(f"{where}: {key}: expected {getattr(kind, '__name__', 'a number or null')}, got "
                              f"{type(info[key]).__name__}")
     return info
@@ -131,7 +150,7 @@ def _read_card(path: Path) -> dict:
         raise ValueError(f"zoo card {path}: not valid JSON ({err})") from None
     except RecursionError:
         raise ValueError(f"zoo card {path}: not valid JSON (nested too deeply)") from None
-    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = files.sha256_bytes(text.encode("utf-8"))
     if key not in _checked:
         check_card(info, path)
         _checked[key] = True
@@ -192,13 +211,8 @@ def training_summary(names) -> List[list]:
     return rows
 
 
-def sha256_of(path) -> str:
-    """The SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: The SHA-256 hex digest of a file (:func:`colddiff_lib.files.sha256_file`), under its older name.
+sha256_of = files.sha256_file
 
 
 def _state_dict(name: str) -> Dict[str, torch.Tensor]:
@@ -218,7 +232,7 @@ def _state_dict(name: str) -> Dict[str, torch.Tensor]:
                 raw = candidate.read_bytes()
             except OSError:  # missing, or renamed away between the look-up and the read
                 continue
-            if hashlib.sha256(raw).hexdigest() == expected:
+            if files.sha256_bytes(raw) == expected:
                 data = raw
                 break
         if data is not None:
@@ -241,7 +255,7 @@ def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
     info = card(name)
     if name == CLASSIFIER:
         raise ValueError(f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()")
-    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, legacy=info,
+    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, stored=info,
                    where=f"zoo model {name!r} ({CARDS / (name + '.json')})")
 
 
@@ -271,10 +285,10 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     The prior (:class:`~colddiff_lib.generation.GaussianPrior`) is fitted to the 4,000 training digits at the
     card's level, where the degradation has a latent end state or a level below T is given.
     ``settings`` (keys of :func:`sampling`) replace the card's.
-    Returns ``(x0 [n, 1, 32, 32] in [-1, 1], x_T [n, 1, 32, 32])``.
+    Returns a :class:`~colddiff_lib.generation.Generated` ``(x0 [n, 1, 32, 32] in [-1, 1], x_T [n, 1, 32, 32])``.
     """
     from ..data import load_dataset
-    from ..generation import GaussianPrior
+    from ..generation import GaussianPrior, Generated
     from ..generation import generate as run
 
     chosen = sampling(name)
@@ -290,7 +304,7 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     g = torch.Generator().manual_seed(seed)
     x, x_T = run(R, D, n, tuple(train.shape[1:]), prior=prior, noise_std=chosen["noise_std"],
                  algorithm=chosen["algorithm"], generator=g, device=device)
-    return x.clamp(-1, 1), x_T
+    return Generated(x.clamp(-1, 1), x_T)
 
 
 def load_classifier(device="cpu"):
@@ -318,19 +332,17 @@ def _ship(name: str, weights: bytes, info: dict) -> Path:
     3. the new weights are renamed to ``weights/NAME.safetensors``.
     Each step is atomic; killed after 1 the old pair stands, after 2 readers use the new weights where
     they lie, and the next export clears what a killed one left."""
-    from ..checkpoint import atomic_write, write_json_atomic
-
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    sha = hashlib.sha256(weights).hexdigest()
+    sha = files.sha256_bytes(weights)
     pending = WEIGHTS / f".{name}.{sha}.safetensors"
-    atomic_write(pending, lambda f: f.write(weights))
+    files.write_bytes(weights, pending)
     card_info = {**info, "name": name, "sha256": sha}
     card_info.pop("digest", None)
     card_info["digest"] = card_digest(card_info)
     check_card(card_info, CARDS / f"{name}.json")  # what is written is what readers accept
-    write_json_atomic(card_info, CARDS / f"{name}.json")
+    files.write_json(card_info, CARDS / f"{name}.json")
     path = WEIGHTS / f"{name}.safetensors"
-    os.replace(pending, path)
+    files.rename(pending, path)
     for stale in WEIGHTS.glob(f".{name}.*.safetensors"):  # weights of exports killed before their card
         stale.unlink(missing_ok=True)
     return path
@@ -364,13 +376,11 @@ def _migrate_digests(cards: Path = None) -> List[str]:
     """Add (or recompute) the ``digest`` of every card in ``cards`` (default: the shipped ones), changing no
     other field; returns the names written. Run once for the cards exported before cards had a digest:
     ``python -c "from colddiff_lib.zoo import _migrate_digests; _migrate_digests()"``."""
-    from ..checkpoint import write_json_atomic
-
     written = []
     for path in sorted(Path(cards or CARDS).glob("*.json")):
         info = json.loads(path.read_text())
         info.pop("digest", None)
         info["digest"] = card_digest(info)
-        write_json_atomic(info, path)
+        files.write_json(info, path)
         written.append(path.stem)
     return written

@@ -28,33 +28,14 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint, write_json_atomic
+from .. import files
+from ..checkpoint import load_checkpoint
 from ..runtime import machine
 from .. import zoo
-from . import CONFIGS_DIR, card, export, export_classifier
-
-TASKS = ("reconstruction", "generation")
-
-
-def config_of(name: str) -> dict:
-    """The parsed zoo config ``configs/NAME.toml``."""
-    path = CONFIGS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ValueError(f"no zoo config {path}; names: {sorted(p.stem for p in CONFIGS_DIR.glob('*.toml'))}")
-    with open(path, "rb") as f:
-        return tomllib.load(f)
-
-
-def task_of(name: str) -> str:
-    """The task a zoo config declares in its ``[zoo]`` table: ``reconstruction`` or ``generation``."""
-    task = config_of(name).get("zoo", {}).get("task")
-    if task not in TASKS:
-        raise ValueError(f"{CONFIGS_DIR / (name + '.toml')}: [zoo] task must be one of {TASKS}, got {task!r}")
-    return task
+from . import CONFIGS_DIR, card, config_of, export, export_classifier, task_of  # noqa: F401 (config_of, task_of)
 
 
 _STOPPING = threading.Event()  # set when the build is stopped: children are killed, none starts
@@ -200,7 +181,7 @@ class BuildState:
 
     def save(self) -> None:
         self.sessions[-1] = round(time.perf_counter() - self.started, 1)
-        write_json_atomic(self.data, self.path)
+        files.write_json(self.data, self.path)
 
     def wall_seconds(self) -> float:
         """Wall time of every build command so far (each up to its last save, at most 30 s before it stopped)."""
@@ -232,7 +213,7 @@ def train_model(name: str, runs: Path, time_limit, train_args, device: str, stat
         print(f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}", flush=True)
         return
     state.mark(name, "trained", info)
-    left = sum(int(config_of(n).get("train", {}).get("steps", 1000)) for n in (names or [name])
+    left = sum(int(config_of(n).train.get("steps", 1000)) for n in (names or [name])
                if not state.done(n, "trained"))
     eta = ""
     if left and info["train_seconds"] and info["step"]:  # at this model's rate
@@ -285,7 +266,7 @@ def export_runs(names, runs: Path, state: BuildState) -> None:
         history = longest_history([run_dir / "best.pt", run_dir / "last.pt"])
         t = state.get(name, "trained")
         info = {"task": task_of(name), "config": f"colddiff_lib/zoo/configs/{name}.toml",
-                "sampling": config_of(name).get("sampling", {}),
+                "sampling": config_of(name).sampling,
                 "command": t.get("command", run.get("command")), "machine": machine(),
                 "device": run.get("device_name"), "parameters": run.get("parameters"),
                 "train_seconds": t.get("train_seconds"), "stopped_by_time_limit": t.get("timed_out", False),
@@ -322,14 +303,13 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
     """Rebuild ``results/{reconstruction,generation}.{csv,md}`` with the rows of ``names`` taken from every
     ``results/parts/*/`` folder (a model may have several: its own, and one per extra ``--settings``
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
-    from ..checkpoint import write_json_atomic, write_text_atomic
     from ..tables import read_csv, to_csv, to_markdown
 
     references = sorted((results / "parts").glob("*/generation_reference.csv"), key=lambda p: p.stat().st_mtime)
     if references:  # the real digits' rows: the same whichever model's evaluation wrote them last
         rows = read_csv(references[-1])
-        write_text_atomic(to_csv(rows), results / "generation_reference.csv")
-        write_text_atomic(to_markdown(rows), results / "generation_reference.md")
+        files.write_text(to_csv(rows), results / "generation_reference.csv")
+        files.write_text(to_markdown(rows), results / "generation_reference.md")
     for table in ("reconstruction", "generation"):
         # keep the other models' rows: only the re-evaluated ones are replaced
         rows = [r for r in read_csv(results / f"{table}.csv") if r["model"] not in names]
@@ -337,8 +317,8 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
             rows += [r for r in read_csv(path) if r["model"] in names]
         rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
         if rows:
-            write_text_atomic(to_csv(rows), results / f"{table}.csv")
-            write_text_atomic(to_markdown(rows), results / f"{table}.md")
+            files.write_text(to_csv(rows), results / f"{table}.csv")
+            files.write_text(to_markdown(rows), results / f"{table}.md")
         by_model: dict = {}
         for row in rows:
             if row["model"] in names:
@@ -350,7 +330,7 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
             for row in model_rows:
                 key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
                 metrics[key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
-            write_json_atomic(info, path)
+            files.write_json(info, path)
 
 
 def _number(value: str):
