@@ -305,7 +305,8 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
         val_data: held-out images [M, C, H, W]; with ``config.eval_every`` the EMA model's held-out
             loss is recorded and the best EMA weights kept (``best.pt`` when checkpointing).
         callback: called every ``log_every`` steps with ``{"step", "loss", "lr", "elapsed", "ema"}``
-            (``elapsed`` in seconds of this run, ``ema`` the EMA model in train mode: do not modify it).
+            (``elapsed`` in seconds of this run, ``ema`` the EMA model, in eval mode and without gradients:
+            read it, e.g. to sample, but do not modify it).
         extra: stored in every checkpoint (e.g. where the data came from).
     Returns:
         :class:`TrainResult` with the model, the EMA model, the step reached and the history
@@ -362,15 +363,77 @@ class _Progress:
             self.bar = None
 
 
+@dataclass
+class _Run:
+    """The state of one :func:`train` call, shared by its parts: what is trained, where, and how far."""
+
+    model: nn.Module
+    D: object
+    data: object
+    config: TrainConfig
+    extra: dict
+    progress: _Progress
+    rank: int = 0
+    distributed: bool = False
+    device: torch.device = torch.device("cpu")
+    n_data: int = 0
+    identity: Optional[dict] = None
+    ema: Optional[nn.Module] = None
+    net: Optional[nn.Module] = None  # what the step calls: the model, or its DDP / compiled wrapper
+    optimizer: Optional[torch.optim.Optimizer] = None
+    autocast: object = None
+    history: dict = field(default_factory=lambda: {k: [] for k in ("step", "loss", "val_step", "val_loss", "elapsed",
+                                                                  "cpu")})
+    step: int = 0
+    best_val: float = math.inf
+    ckpt_dir: Optional[Path] = None
+    last_path: Optional[Path] = None
+    elapsed_before: float = 0.0  # seconds and CPU seconds of the sessions before a resume
+    cpu_before: float = 0.0
+    started: float = 0.0
+    cpu_started: float = 0.0
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes checkpoints: with a ``checkpoint_dir``, on rank 0."""
+        return self.ckpt_dir is not None and self.rank == 0
+
+
 def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, extra, progress: _Progress):
-    """:func:`train`'s loop (the caller holds the checkpoint folder's lock)."""
-    rank, world, distributed = _distributed()
-    device = resolve_device(config.device)
-    if distributed and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
-    n_data = len(data)
-    if n_data == 0:
+    """:func:`train`'s loop (the caller holds the checkpoint folder's lock): set up, resume, then steps, each
+    followed by its log line, its held-out evaluation and its checkpoint when they are due."""
+    run = _set_up(model, D, data, config, extra or {}, progress)
+    _resume(run)
+    _prepare_loop(run)
+    while run.step < config.steps:
+        step_loss = _take_step(run)
+        _log(run, step_loss, callback)
+        if val_data is not None and config.eval_every and _due(run, config.eval_every):
+            _evaluate(run, val_data)
+        if run.writes and _due(run, config.checkpoint_every):
+            _checkpoint(run, run.last_path)
+    progress.close_bar()
+    if run.distributed:
+        torch.distributed.barrier()
+    return TrainResult(model=model, ema=run.ema, step=run.step, history=run.history,
+                       checkpoint=str(run.last_path) if run.last_path else None)
+
+
+def _due(run: _Run, every: int) -> bool:
+    return run.step % every == 0 or run.step == run.config.steps
+
+
+def _set_up(model, D, data, config: TrainConfig, extra: dict, progress: _Progress) -> _Run:
+    """Check the data against D and the model, pick the device (a rank's GPU under torchrun), seed the initial
+    state, and make the EMA copy and the optimizer."""
+    run = _Run(model, D, data, config, extra, progress)
+    run.rank, _, run.distributed = _distributed()
+    run.device = resolve_device(config.device)
+    if run.distributed and run.device.type == "cuda":
+        run.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", run.rank)))
+        torch.cuda.set_device(run.device)
+    run.n_data = len(data)
+    if run.n_data == 0:
         raise ValueError("data must hold at least one image")
     first = _batch(data, torch.zeros(1, dtype=torch.long))
     check_images(first, "data", getattr(D, "channels", None))
@@ -379,143 +442,161 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
     if config.augment_shift >= min(first.shape[-2:]):
         raise ValueError(f"augment_shift must be smaller than the images ({tuple(first.shape[-2:])} pixels), got "
                          f"{config.augment_shift}")
-    identity = None  # what the checkpoints record of the run (a D that cannot be saved trains without them)
-    if config.checkpoint_dir:
-        data_info = (extra or {}).get("data", {"images": n_data, "shape": list(first.shape[1:])})
-        identity = run_identity(model, D, config, data_info)
-
+    if config.checkpoint_dir:  # what the checkpoints record of the run (a D that cannot be saved trains without)
+        run.identity = run_identity(model, D, config, extra.get("data", {"images": run.n_data,
+                                                                        "shape": list(first.shape[1:])}))
+        run.ckpt_dir = Path(config.checkpoint_dir)
+        run.last_path = run.ckpt_dir / "last.pt"
     torch.manual_seed(config.seed)
-    model.to(device)
-    if distributed:  # start every rank (and so its EMA copy) from rank 0's weights, as DDP would
+    model.to(run.device)
+    if run.distributed:  # start every rank (and so its EMA copy) from rank 0's weights, as DDP would
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 torch.distributed.broadcast(tensor.data, src=0)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    use_cuda = device.type == "cuda"
-    if use_cuda and config.channels_last:
+    run.ema = copy.deepcopy(model).requires_grad_(False).eval()
+    if run.device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "elapsed": [], "cpu": []}
-    step, best_val = 0, math.inf
-    ckpt_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-    last_path = ckpt_dir / "last.pt" if ckpt_dir else None
-    elapsed_before = cpu_before = 0.0
+    run.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return run
 
-    if config.resume and last_path is not None and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
-        check_resume(ckpt, last_path, identity)  # the same run, and all a resume needs, before anything is written
-        try:
-            model.load_state_dict(ckpt["model"])
-            ema.load_state_dict(ckpt["ema"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
-        except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"--resume: {last_path}: its weights or optimizer state do not fit this model "
-                             f"({str(err).strip().splitlines()[0][:200]})") from None
-        step, history = ckpt["step"], ckpt["history"]
-        best_val = ckpt.get("best_val", math.inf)
-        elapsed_before = history["elapsed"][-1] if history["elapsed"] else 0.0
-        history.setdefault("cpu", [])  # checkpoints written before the CPU clock have none
-        cpu_before = history["cpu"][-1] if history["cpu"] else 0.0
-        progress.step = progress.saved_step = step
-        progress.checkpoint = str(last_path)
 
-    net = model
-    if distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+def _resume(run: _Run) -> None:
+    """With ``resume`` and a ``last.pt`` of the same run: its weights, EMA, optimizer, random state, history."""
+    if not (run.config.resume and run.last_path is not None and run.last_path.exists()):
+        return
+    ckpt = load_checkpoint(run.last_path, map_location=run.device)
+    check_resume(ckpt, run.last_path, run.identity)  # the same run, and all a resume needs, before anything is written
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        run.ema.load_state_dict(ckpt["ema"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--resume: {run.last_path}: its weights or optimizer state do not fit this model "
+                         f"({str(err).strip().splitlines()[0][:200]})") from None
+    run.step, run.history = ckpt["step"], ckpt["history"]
+    run.best_val = ckpt.get("best_val", math.inf)
+    run.elapsed_before = run.history["elapsed"][-1] if run.history["elapsed"] else 0.0
+    run.history.setdefault("cpu", [])  # checkpoints written before the CPU clock have none
+    run.cpu_before = run.history["cpu"][-1] if run.history["cpu"] else 0.0
+    run.progress.step = run.progress.saved_step = run.step
+    run.progress.checkpoint = str(run.last_path)
+
+
+def _prepare_loop(run: _Run) -> None:
+    """Wrap the model for the step (DDP, compile), clear what a killed checkpoint write left, open the
+    progress bar, choose the autocast, start the clocks."""
+    config = run.config
+    run.net = run.model
+    if run.distributed:
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[run.device.index]
+                                                      if run.device.type == "cuda" else None)
     if config.compile:
-        net = torch.compile(net)
-
-    def checkpoint(path: Path) -> None:
-        state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                 "step": step, "history": history, "best_val": best_val, "config": asdict(config),
-                 "model_config": model.config() if hasattr(model, "config") else None,
-                 "degradation": D.config(), "identity": identity, "threads": torch.get_num_threads(),
-                 "rng": {"torch": torch.get_rng_state()}, **(extra or {})}
-        bad = non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
-        if bad:  # never replace a good checkpoint with a bad one (a huge lr, an overflow)
-            kept = (f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) was left as it was"
-                    if path.exists() else f"nothing was written to {path}")
-            raise FloatingPointError(f"non-finite weights at step {step} ({', '.join(bad[:3])}"
-                                     f"{', ...' if len(bad) > 3 else ''}); {kept}")
-        try:
-            save_atomic(state, path)
-        except OSError as err:  # disk full, folder removed...: the previous file is untouched (atomic write)
-            kept = (f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
-                    if path.exists() else f"no earlier {path.name} exists")
-            raise OSError(err.errno, f"could not write checkpoint {path} at step {step} "
-                                     f"({err.strerror or err}); {kept}") from None
-        if path == last_path:
-            progress.saved_step, progress.checkpoint = step, str(path)
-
-    if ckpt_dir is not None and rank == 0:  # temporary files of a write that was killed halfway
-        files.remove_temporaries(ckpt_dir, "*.pt")
-
-    bar = None
-    if config.progress and rank == 0 and step < config.steps:
+        run.net = torch.compile(run.net)
+    if run.writes:  # temporary files of a write that was killed halfway
+        files.remove_temporaries(run.ckpt_dir, "*.pt")
+    if config.progress and run.rank == 0 and run.step < config.steps:
         from tqdm.auto import tqdm
-        bar = progress.bar = tqdm(total=config.steps, initial=step, desc="train", dynamic_ncols=True)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and bf16_supported(device)) \
-        if device.type in ("cuda", "cpu") else None
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model.train()
-    while step < config.steps:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(config, step)
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for micro in range(config.grad_accum):
-            g = step_generator(config.seed, rank, step, micro)
-            idx = torch.randint(0, n_data, (config.batch_size,), generator=g)
-            x0 = _batch(data, idx).to(device, non_blocking=True)
-            if config.hflip:
-                flip = (torch.rand(len(x0), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
-                x0 = torch.where(flip, x0.flip(-1), x0)
-            x0 = random_shift(x0, config.augment_shift, g)
-            if use_cuda and config.channels_last:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-            t = torch.randint(1, D.T + 1, (len(x0),), generator=g).to(device)
-            loss = degradation_loss(net, D, x0, t, g, config.loss, autocast, config.input_noise) / config.grad_accum
-            loss.backward()
-            step_loss += float(loss.detach())
-        if not math.isfinite(step_loss):
-            progress.close_bar()
-            kept = f"; the last good checkpoint {last_path} was left as it was" if last_path and last_path.exists() else ""
-            raise FloatingPointError(f"non-finite loss ({step_loss}) at step {step + 1}{kept}")
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        progress.step = step
-        if step % config.ema_every == 0:
-            n_updates = (step - config.ema_start) // config.ema_every
-            # Before ema_start the EMA copies the model; after, its decay warms up to ema_decay
-            # so that short runs are not dominated by the random initial weights.
-            decay = 0.0 if n_updates <= 0 else min(config.ema_decay, (1 + n_updates) / (10 + n_updates))
-            _update_ema(ema, model, decay)
-        elapsed = elapsed_before + time.perf_counter() - start
-        if step % config.log_every == 0 or step == config.steps:
-            history["step"].append(step)
-            history["loss"].append(step_loss)
-            history["elapsed"].append(elapsed)
-            history["cpu"].append(cpu_before + time.process_time() - cpu_start)  # this process's CPU seconds
-            if callback is not None and rank == 0:
-                callback({"step": step, "loss": step_loss, "lr": lr_at(config, step - 1), "elapsed": elapsed, "ema": ema})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.4f}")
-        if val_data is not None and config.eval_every and (step % config.eval_every == 0 or step == config.steps):
-            val = heldout_loss(ema, D, val_data, config.loss)
-            history["val_step"].append(step)
-            history["val_loss"].append(val)
-            if val < best_val:
-                best_val = val
-                if ckpt_dir is not None and rank == 0:
-                    checkpoint(ckpt_dir / "best.pt")
-        if ckpt_dir is not None and rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
-            checkpoint(last_path)
-    progress.close_bar()
-    if distributed:
-        torch.distributed.barrier()
-    return TrainResult(model=model, ema=ema, step=step, history=history,
-                       checkpoint=str(last_path) if last_path else None)
+
+        run.progress.bar = tqdm(total=config.steps, initial=run.step, desc="train", dynamic_ncols=True)
+    if run.device.type in ("cuda", "cpu"):
+        run.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16,
+                                      enabled=config.bf16 and bf16_supported(run.device))
+    run.started, run.cpu_started = time.perf_counter(), time.process_time()
+    run.model.train()
+
+
+def _take_step(run: _Run) -> float:
+    """One optimiser step (``grad_accum`` micro-batches, each drawn from its own step generator), then the
+    EMA update; returns the step's loss. A non-finite loss raises FloatingPointError before the update."""
+    config, model, device = run.config, run.model, run.device
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(config, run.step)
+    run.optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
+    for micro in range(config.grad_accum):
+        g = step_generator(config.seed, run.rank, run.step, micro)
+        x0 = _batch(run.data, torch.randint(0, run.n_data, (config.batch_size,), generator=g)).to(device, non_blocking=True)
+        if config.hflip:
+            flip = (torch.rand(len(x0), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
+            x0 = torch.where(flip, x0.flip(-1), x0)
+        x0 = random_shift(x0, config.augment_shift, g)
+        if device.type == "cuda" and config.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        t = torch.randint(1, run.D.T + 1, (len(x0),), generator=g).to(device)
+        loss = degradation_loss(run.net, run.D, x0, t, g, config.loss, run.autocast, config.input_noise) / config.grad_accum
+        loss.backward()
+        step_loss += float(loss.detach())
+    if not math.isfinite(step_loss):
+        run.progress.close_bar()
+        kept = f"; the last good checkpoint {run.last_path} was left as it was" \
+            if run.last_path and run.last_path.exists() else ""
+        raise FloatingPointError(f"non-finite loss ({step_loss}) at step {run.step + 1}{kept}")
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    run.optimizer.step()
+    run.step += 1
+    run.progress.step = run.step
+    if run.step % config.ema_every == 0:
+        n_updates = (run.step - config.ema_start) // config.ema_every
+        # Before ema_start the EMA copies the model; after, its decay warms up to ema_decay
+        # so that short runs are not dominated by the random initial weights.
+        decay = 0.0 if n_updates <= 0 else min(config.ema_decay, (1 + n_updates) / (10 + n_updates))
+        _update_ema(run.ema, model, decay)
+    return step_loss
+
+
+def _log(run: _Run, step_loss: float, callback) -> None:
+    """Every ``log_every`` steps and at the last: the history's row (loss, seconds, CPU seconds), the callback;
+    the progress bar at every step."""
+    config = run.config
+    elapsed = run.elapsed_before + time.perf_counter() - run.started
+    if run.step % config.log_every == 0 or run.step == config.steps:
+        run.history["step"].append(run.step)
+        run.history["loss"].append(step_loss)
+        run.history["elapsed"].append(elapsed)
+        run.history["cpu"].append(run.cpu_before + time.process_time() - run.cpu_started)  # this process's CPU s
+        if callback is not None and run.rank == 0:
+            callback({"step": run.step, "loss": step_loss, "lr": lr_at(config, run.step - 1), "elapsed": elapsed,
+                      "ema": run.ema})
+    bar = run.progress.bar
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.4f}")
+
+
+def _evaluate(run: _Run, val_data: torch.Tensor) -> None:
+    """The EMA model's held-out loss into the history; a new best is kept as ``best.pt``."""
+    val = heldout_loss(run.ema, run.D, val_data, run.config.loss)
+    run.history["val_step"].append(run.step)
+    run.history["val_loss"].append(val)
+    if val < run.best_val:
+        run.best_val = val
+        if run.writes:
+            _checkpoint(run, run.ckpt_dir / "best.pt")
+
+
+def _checkpoint(run: _Run, path: Path) -> None:
+    """Write the run's state to ``path`` atomically, never non-finite weights over a good checkpoint; an
+    OSError (a full disk) names the checkpoint that is kept."""
+    model, config = run.model, run.config
+    state = {"model": model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "step": run.step, "history": run.history, "best_val": run.best_val, "config": asdict(config),
+             "model_config": model.config() if hasattr(model, "config") else None,
+             "degradation": run.D.config(), "identity": run.identity, "threads": torch.get_num_threads(),
+             "rng": {"torch": torch.get_rng_state()}, **run.extra}
+    bad = non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
+    if bad:  # never replace a good checkpoint with a bad one (a huge lr, an overflow)
+        kept = (f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) was left as it was"
+                if path.exists() else f"nothing was written to {path}")
+        raise FloatingPointError(f"non-finite weights at step {run.step} ({', '.join(bad[:3])}"
+                                 f"{', ...' if len(bad) > 3 else ''}); {kept}")
+    try:
+        save_atomic(state, path)
+    except OSError as err:  # disk full, folder removed...: the previous file is untouched (atomic write)
+        kept = (f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
+                if path.exists() else f"no earlier {path.name} exists")
+        raise OSError(err.errno, f"could not write checkpoint {path} at step {run.step} "
+                                 f"({err.strerror or err}); {kept}") from None
+    if path == run.last_path:
+        run.progress.saved_step, run.progress.checkpoint = run.step, str(path)

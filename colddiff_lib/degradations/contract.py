@@ -93,20 +93,7 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
             a batch of at least two images.
     """
 
-    if isinstance(D, type):
-        raise ValueError(f"D must be an instance of a Degradation subclass, got the class {D.__name__} itself: "
-                         f"pass an instance, e.g. {D.__name__}(T=10)")
-    if not isinstance(D, Degradation):
-        raise ValueError(f"D must be an instance of a subclass of colddiff_lib.degradations.Degradation, got "
-                         f"{type(D).__name__}: subclass dg.Degradation and override degrade(x0, t)")
-    if x0 is None:
-        x0 = _default_images(getattr(D, "channels", None))
-    else:
-        check_images(x0, "x0")
-        if x0.shape[0] < 2:
-            raise ValueError(f"x0 must hold at least two images (to test a different t per image), got {x0.shape[0]}")
-        x0 = x0.detach().float().clone()
-
+    x0 = _test_images(D, x0)
     problems: List[str] = []
     name = type(D).__name__
     T = getattr(D, "T", None)
@@ -114,18 +101,54 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
         problems.append(f"D.T must be a positive int (the number of steps), got {T!r}: call "
                         f"super().__init__(T, channels) at the start of {name}.__init__")
         return problems, ""
-
     random = bool(getattr(D, "random", False))
     Dz = D
     if random:
         Dz = _call(lambda: D.freeze(x0, torch.Generator().manual_seed(0)), "D.freeze(x0, generator)", problems)
         if Dz is None:
             return problems, ""
-    B = x0.shape[0]
-    original = x0.clone()
-
-    # t = 0 and the output's shape, dtype and values, at every level measured.
     levels = _levels(T)
+    outs = _outputs(Dz, x0, levels, problems)
+    if problems:
+        return problems, ""
+    mid = max(1, T // 2)
+    _check_float64(Dz, x0, mid, problems)
+    _check_levels_per_image(Dz, x0, outs, problems)
+    _check_range_refused(Dz, x0, T, problems)
+    _check_repeatable(Dz, x0, outs, mid, random, problems)
+    d_T = _check_moves_away(x0, outs, levels, problems)
+    _check_flags(D, Dz, x0, outs, mid, problems)
+    _check_export_form(D, x0, outs, mid, problems)
+    _check_rebuilds(D, x0, outs, mid, random, problems)
+    flags = [f"linear = {bool(getattr(D, 'linear', False))}",
+             f"compositional = {bool(getattr(D, 'compositional', False))}", f"random = {random}"]
+    summary = (f"{name} (T = {T}; {', '.join(flags)}) returns x0 at t = 0, keeps shapes and dtypes, takes int "
+               f"and LongTensor[B] levels, refuses t outside 0..T, and moves away from x0 as t grows (mean RMS "
+               f"distance at T: {d_T:.3f}).")
+    return problems, summary
+
+
+def _test_images(D, x0: Optional[torch.Tensor]) -> torch.Tensor:
+    """The images the contract is checked on (``x0``, or eight held-out digits), after checking ``D`` is an
+    instance of a Degradation subclass (ValueError otherwise)."""
+    if isinstance(D, type):
+        raise ValueError(f"D must be an instance of a Degradation subclass, got the class {D.__name__} itself: "
+                         f"pass an instance, e.g. {D.__name__}(T=10)")
+    if not isinstance(D, Degradation):
+        raise ValueError(f"D must be an instance of a subclass of colddiff_lib.degradations.Degradation, got "
+                         f"{type(D).__name__}: subclass dg.Degradation and override degrade(x0, t)")
+    if x0 is None:
+        return _default_images(getattr(D, "channels", None))
+    check_images(x0, "x0")
+    if x0.shape[0] < 2:
+        raise ValueError(f"x0 must hold at least two images (to test a different t per image), got {x0.shape[0]}")
+    return x0.detach().float().clone()
+
+
+def _outputs(Dz, x0: torch.Tensor, levels: List[int], problems: List[str]) -> dict:
+    """``{t: D(x0, t)}`` at every level measured, each checked for shape, dtype and finite values; then
+    t = 0 must return x0 exactly, and x0 must be left as it was."""
+    original = x0.clone()
     outs = {}
     for t in levels:
         out = _call(lambda: Dz(x0, t), f"D(x0, {t})", problems)
@@ -152,18 +175,22 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
                         f"degrade(x0, t) rather than __call__: the base class keeps t = 0 exact")
     if not torch.equal(x0, original):
         problems.append("D changed x0 in place (for example with x0.mul_(...) or x0[...] = ...): work on a copy")
-        x0 = original.clone()
-    if problems:
-        return problems, ""
+        x0.copy_(original)
+    return outs
 
-    # float64 in, float64 out.
-    mid = max(1, T // 2)
+
+def _check_float64(Dz, x0, mid: int, problems: List[str]) -> None:
+    """float64 in, float64 out."""
     out64 = _call(lambda: Dz(x0.double(), mid), f"D(x0.double(), {mid})", problems)
     if out64 is not None and getattr(out64, "dtype", None) != torch.float64:
         problems.append(f"D(x0.double(), {mid}) has dtype {getattr(out64, 'dtype', type(out64).__name__)}: "
                         f"float64 images must stay float64")
 
-    # A LongTensor[B] of different levels: image i must be D(x0, t_i)[i].
+
+def _check_levels_per_image(Dz, x0, outs: dict, problems: List[str]) -> None:
+    """A LongTensor[B] of different levels: image i must be D(x0, t_i)[i]."""
+    T, B = Dz.T, x0.shape[0]
+    mid = max(1, T // 2)
     pool = [t for t in (1, mid, T, max(1, T // 3), max(1, (2 * T) // 3), 0) if t in outs] or [T]
     t_vec = torch.tensor([pool[i % len(pool)] for i in range(B)], dtype=torch.long)
     out_vec = _call(lambda: Dz(x0, t_vec), f"D(x0, t) with t = {t_vec.tolist()} (a LongTensor[B])", problems)
@@ -180,7 +207,9 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
         problems.append(f"D(x0, t) with a LongTensor t returned {type(out_vec).__name__} of shape "
                         f"{tuple(getattr(out_vec, 'shape', ()))}, not images shaped like x0")
 
-    # Levels outside 0..T are refused.
+
+def _check_range_refused(Dz, x0, T: int, problems: List[str]) -> None:
+    """Levels outside 0..T are refused with a ValueError."""
     for bad in (T + 1, -1):
         try:
             Dz(x0, bad)
@@ -193,7 +222,9 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
             problems.append(f"D(x0, {bad}) returned images; it must raise ValueError (t lies in 0..T = 0..{T}). "
                             f"The base class checks t if you override degrade() and not __call__")
 
-    # Two calls, the same images.
+
+def _check_repeatable(Dz, x0, outs: dict, mid: int, random: bool, problems: List[str]) -> None:
+    """Two calls, the same images (a random D once frozen)."""
     again = _call(lambda: Dz(x0, mid), f"D(x0, {mid}) (a second call)", problems)
     if isinstance(again, torch.Tensor) and again.shape == x0.shape and not torch.allclose(again, outs[mid], atol=1e-6):
         if random:
@@ -203,9 +234,11 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
             problems.append(f"two calls of D(x0, {mid}) gave different images: if D draws random numbers, set "
                             f"random = True and draw them in freeze_state() (samplers freeze D)")
 
-    # The images move away from x0 as t grows.
+
+def _check_moves_away(x0, outs: dict, levels: List[int], problems: List[str]) -> float:
+    """The images move away from x0 as t grows; returns the mean RMS distance at T."""
     dist = {t: _rms_from(outs[t], x0) for t in levels}
-    d_T, d_max = dist[T], max(dist.values())
+    d_max = max(dist.values())
     if d_max < 1e-3:
         problems.append(f"D(x0, t) is almost x0 at every t (mean RMS distance at most {d_max:.2g}): the images "
                         f"should change with t")
@@ -216,19 +249,21 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
                 problems.append(f"the distance from x0 should grow with t (on average over the images), but it "
                                 f"falls from {dist[a]:.3f} at t = {a} to {dist[b]:.3f} at t = {b}")
                 break
+    return dist[levels[-1]]
 
-    # The flags, where D claims them.
+
+def _check_flags(D, Dz, x0, outs: dict, mid: int, problems: List[str]) -> None:
+    """``linear`` and ``compositional``, where D claims them."""
     if getattr(D, "linear", False):
         y0 = x0.flip(0)  # other images of the same shape
         lhs = _call(lambda: Dz(0.6 * x0 - 0.3 * y0, mid), "D(a x + b y, t) (D.linear is True)", problems)
         if isinstance(lhs, torch.Tensor):
-            rhs = 0.6 * outs[mid] - 0.3 * Dz(y0, mid)
-            diff = float((lhs - rhs).abs().max())
+            diff = float((lhs - (0.6 * outs[mid] - 0.3 * Dz(y0, mid))).abs().max())
             if diff > 1e-4:
                 problems.append(f"D.linear is True, but D(a x + b y, t) differs from a D(x, t) + b D(y, t) by up to "
                                 f"{diff:.3g}: set linear = False (an offset, a clamp or a rounding is not linear)")
     if getattr(D, "compositional", False):
-        for t in sorted({1, mid, T}):
+        for t in sorted({1, mid, D.T}):
             stepped = _call(lambda: Dz.step(Dz(x0, t - 1), t), f"D.step(D(x0, {t - 1}), {t}) (D.compositional is True)",
                             problems)
             if stepped is None:
@@ -241,46 +276,46 @@ def check(D, x0: Optional[torch.Tensor] = None) -> Tuple[List[str], str]:
                                 f"up to {diff:.3g}")
                 break
 
-    # Separable linear operators hand their per-axis matrices to the in-page sampler (colddiff_lib.export).
+
+def _check_export_form(D, x0, outs: dict, mid: int, problems: List[str]) -> None:
+    """A separable operator hands its per-axis matrices to the in-page sampler (colddiff_lib.export): they
+    must reproduce D."""
     H, W = x0.shape[-2:]
     form = _call(lambda: D.export_form, "D.export_form", problems)
     if form not in (None, "separable"):
         problems.append(f"D.export_form must be 'separable' or None, got {form!r}")
-    elif form == "separable" and H == W:
-        mats = _call(lambda: D.axis_matrices(H, dtype=x0.dtype), "D.axis_matrices(n) (D.export_form is 'separable')",
-                     problems)
-        if mats is not None and not isinstance(mats, torch.Tensor):
-            problems.append(f"D.axis_matrices(n) returned {type(mats).__name__}, not a tensor [T + 1, n, n]")
-        elif mats is not None:
-            for t in sorted({1, mid, T}):
-                diff = float((mats[t] @ x0 @ mats[t].T - outs[t]).abs().max())
-                if diff > 1e-4:
-                    problems.append(f"D.axis_matrices(n)[{t}] does not reproduce D(x0, {t}) as M x0 M^T (max |diff| "
-                                    f"= {diff:.3g}): return the per-axis matrices, or leave axis_matrices out")
-                    break
+    if form != "separable" or H != W:
+        return
+    mats = _call(lambda: D.axis_matrices(H, dtype=x0.dtype), "D.axis_matrices(n) (D.export_form is 'separable')",
+                 problems)
+    if mats is not None and not isinstance(mats, torch.Tensor):
+        problems.append(f"D.axis_matrices(n) returned {type(mats).__name__}, not a tensor [T + 1, n, n]")
+        return
+    for t in sorted({1, mid, D.T}) if mats is not None else ():
+        diff = float((mats[t] @ x0 @ mats[t].T - outs[t]).abs().max())
+        if diff > 1e-4:
+            problems.append(f"D.axis_matrices(n)[{t}] does not reproduce D(x0, {t}) as M x0 M^T (max |diff| "
+                            f"= {diff:.3g}): return the per-axis matrices, or leave axis_matrices out")
+            break
 
-    # Saved and rebuilt from its config, as a checkpoint does.
+
+def _check_rebuilds(D, x0, outs: dict, mid: int, random: bool, problems: List[str]) -> None:
+    """Saved and rebuilt from its config, as a checkpoint does: a registry name, and ``build(**D.config())``
+    giving the same images."""
+    name = type(D).__name__
     if type(D).name is None:
         problems.append(f"{name} has no registry name, so a checkpoint cannot save it: declare the class as "
                         f"class {name}(Degradation, name=\"...\")")
-    else:
-        config = _call(D.config, "D.config()", problems)
-        if config is not None:
-            from . import build
+        return
+    config = _call(D.config, "D.config()", problems)
+    if config is None:
+        return
+    from . import build
 
-            rebuilt = _call(lambda: build(**config), f"build(**D.config()) with config {config}", problems)
-            if rebuilt is not None:
-                Dr = rebuilt.freeze(x0, torch.Generator().manual_seed(0)) if random else rebuilt
-                same = _call(lambda: Dr(x0, mid), f"the rebuilt D(x0, {mid})", problems)
-                if isinstance(same, torch.Tensor) and not torch.allclose(same, outs[mid], atol=1e-6):
-                    problems.append(f"build(**D.config()) gives other images than D at t = {mid}: the constructor "
-                                    f"must depend on its arguments only (config {config})")
-
-    flags = [f"linear = {bool(getattr(D, 'linear', False))}",
-             f"compositional = {bool(getattr(D, 'compositional', False))}", f"random = {random}"]
-    summary = (f"{name} (T = {T}; {', '.join(flags)}) returns x0 at t = 0, keeps shapes and dtypes, takes int "
-                  f"and LongTensor[B] levels, refuses t outside 0..T, and moves away from x0 as t grows (mean RMS "
-                  f"distance at T: {d_T:.3f}).")
-    return problems, summary
-
-
+    rebuilt = _call(lambda: build(**config), f"build(**D.config()) with config {config}", problems)
+    if rebuilt is not None:
+        Dr = rebuilt.freeze(x0, torch.Generator().manual_seed(0)) if random else rebuilt
+        same = _call(lambda: Dr(x0, mid), f"the rebuilt D(x0, {mid})", problems)
+        if isinstance(same, torch.Tensor) and not torch.allclose(same, outs[mid], atol=1e-6):
+            problems.append(f"build(**D.config()) gives other images than D at t = {mid}: the constructor "
+                            f"must depend on its arguments only (config {config})")
