@@ -18,10 +18,11 @@ import torch
 
 from ..checks import is_number
 from .base import Degradation, check_images, check_positive, draw, per_sample
+from .blur import GaussianBlur
 
 
 #: The base of ``Noisy()``: the MNIST blur of generation (it ends at a flat colour).
-DEFAULT_BASE = {"name": "blur", "T": 20, "kernel_size": 11, "std": 7.0, "collapse_at_T": True}
+DEFAULT_BASE = GaussianBlur(T=20, kernel_size=11, std=7.0, collapse_at_T=True).config()
 
 
 class Noisy(Degradation, name="noisy"):
@@ -52,7 +53,7 @@ class Noisy(Degradation, name="noisy"):
         base = dict(DEFAULT_BASE if base is None else base)
         if not base.get("name"):
             raise ValueError(f"base must be a degradation's config, e.g. {{'name': 'blur', 'T': 20}}, got {base!r}")
-        if base["name"] == "noisy":
+        if base["name"] == type(self).name:
             raise ValueError("base must be a cold degradation, not another noisy one")
         if T is not None:
             base["T"] = T
