@@ -177,6 +177,7 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
                      "start": prior, "n": n, "default": "yes" if same else "no",
                      "confident": m["confident"], "fid": m["fid"],
                      "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
+                     "nearest_rmse": m["nearest_rmse"],
                      "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
                      "evaluated_on": machine(), "command": command})
     if grid_path is not None:
@@ -200,6 +201,7 @@ def reference_rows(command: str = "") -> List[dict]:
         m = generation_measures(images, classifier, train)
         rows.append({"images": label, "n": len(images), "confident": m["confident"], "fid": m["fid"],
                      "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
+                     "nearest_rmse": m["nearest_rmse"],
                      "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
                      "evaluated_on": machine(), "command": command})
     return rows
