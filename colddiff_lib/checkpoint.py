@@ -23,12 +23,13 @@ import shlex
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
 
 import torch
 
 from . import files
 from .checks import did_you_mean, is_int, is_number
+from .runtime import resolve_device
 
 PathLike = Union[str, os.PathLike]
 
@@ -379,8 +380,15 @@ def _load_weights(model, state, where: str) -> None:
     model.load_state_dict(state)
 
 
+class Restored(NamedTuple):
+    """A restoration network and the degradation it inverts (unpacks as ``R, D = restore(...)``)."""
+
+    model: torch.nn.Module  #: the UNet, in eval mode
+    degradation: object  #: the :class:`~colddiff_lib.degradations.Degradation` it was trained on
+
+
 def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, device="cpu", stored: dict = None,
-            where: str = "checkpoint"):
+            where: str = "checkpoint") -> Restored:
     """The one loader: ``(UNet in eval mode on device, degradation)`` from their configs and weights.
 
     Training checkpoints (:func:`restore`) and the zoo (:func:`colddiff_lib.zoo.load_pretrained`) both
@@ -397,17 +405,20 @@ def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, devi
     D = build_degradation(degradation_config, f"{where}: degradation", stored)
     model = UNet(**model_config)
     _load_weights(model, state_dict, where)
-    return model.eval().to(device), D
+    return Restored(model.eval().to(resolve_device(device)), D)
 
 
-def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optional[str] = None):
+def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optional[str] = None) -> "Restored":
     """Rebuild ``(model, degradation)`` from a checkpoint (a path or a loaded dict).
 
     Args:
+        path_or_checkpoint: a ``last.pt``/``best.pt`` written by :func:`colddiff_lib.training.train`, or the
+            dict :func:`load_checkpoint` read from one.
         use_ema: load the EMA weights (the ones to sample with) rather than the raw ones.
+        device: where the model is put (any device :func:`colddiff_lib.runtime.resolve_device` takes).
         where: what error messages call a loaded dict (e.g. ``"checkpoint runs/x/last.pt"``).
     Returns:
-        (UNet in eval mode on ``device``, degradation).
+        :class:`Restored` ``(model, degradation)``: the UNet in eval mode on ``device``, and its degradation.
     """
     if isinstance(path_or_checkpoint, dict):
         ckpt, where = path_or_checkpoint, where or "checkpoint"

@@ -64,7 +64,7 @@ class UnitFeatures(nn.Module):
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 3000, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0, device: str = "auto", augment_shift: int = 2,
+                     lr: float = 2e-3, seed: int = 0, device="cpu", augment_shift: int = 2,
                      progress: bool = False) -> DigitClassifier:
     """Train :class:`DigitClassifier` on ``images`` [N, 1, 32, 32] in [-1, 1] and ``labels`` LongTensor[N].
 

@@ -69,24 +69,31 @@ CONFIDENT = 0.9
 
 
 @torch.no_grad()
-def generation_measures(samples: torch.Tensor, classifier, reference: torch.Tensor,
+def generation_measures(samples: torch.Tensor, reference: torch.Tensor, classifier,
                         threshold: float = CONFIDENT) -> dict:
     """How much generated digits look like digits, by the project's classifier.
 
     Args:
         samples: generated digits [N, 1, 32, 32] in [-1, 1] (clamped here).
-        classifier: the :class:`~colddiff_lib.classifier.DigitClassifier` (``zoo.load_classifier()``).
         reference: real digits [M, 1, 32, 32] in [-1, 1] that FID compares against (the training digits).
+        classifier: the :class:`~colddiff_lib.classifier.DigitClassifier` (``zoo.load_classifier()``).
         threshold: the probability a sample's class needs to count as confident.
     Returns:
-        ``{"confident": share of samples whose top class has probability >= threshold, "fid": classifier FID
-        against ``reference``, "class_histogram": samples per class 0..9 (list of ints), "class_share_min",
-        "class_share_max": the rarest and commonest class's share of the samples, "nearest_rmse": the median
-        RMSE (on [0, 1]) from a sample to its nearest image of ``reference``: a check that the samples are not
-        copies of the training digits, which an FID against them would reward (held-out digits: about 0.15)}``.
+        a dict: ``"confident"``, the share of samples whose top class has probability >= threshold;
+        ``"fid"``, the classifier FID against ``reference``; ``"class_histogram"``, samples per class 0..9 (a
+        list of ints); ``"class_share_min"`` and ``"class_share_max"``, the rarest and commonest class's share
+        of the samples; ``"nearest_rmse"``, the median RMSE (on [0, 1]) from a sample to its nearest image of
+        ``reference``: a check that the samples are not copies of the training digits, which an FID against
+        them would reward (held-out digits: about 0.15).
     """
     from .classifier import probabilities
 
+    if isinstance(reference, torch.nn.Module) and isinstance(classifier, torch.Tensor):
+        import warnings  # the order before the library's one convention, metric(x, reference, ...)
+
+        warnings.warn("generation_measures(samples, classifier, reference) is the old order; call "
+                      "generation_measures(samples, reference, classifier)", FutureWarning, stacklevel=2)
+        reference, classifier = classifier, reference
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
     samples = samples.float().clamp(-1, 1)
@@ -98,7 +105,7 @@ def generation_measures(samples: torch.Tensor, classifier, reference: torch.Tens
     nearest = torch.cat([torch.cdist(chunk.flatten(1), flat).min(1).values for chunk in samples.split(250)])
     nearest = nearest / (2 * flat.shape[1] ** 0.5)  # the distance of [-1, 1] images as an RMSE on [0, 1]
     return {"confident": float((top.values >= threshold).float().mean()),
-            "fid": fid(reference, samples, classifier=classifier),
+            "fid": fid(samples, reference, classifier=classifier),
             "class_histogram": histogram,
             "class_share_min": min(histogram) / n, "class_share_max": max(histogram) / n,
             "nearest_rmse": float(nearest.median())}

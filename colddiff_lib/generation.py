@@ -15,6 +15,7 @@ import torch
 
 from .checks import is_int, is_number
 from .degradations.base import check_images
+from .runtime import resolve_device
 from .sampling import sample
 
 
@@ -144,7 +145,7 @@ class GaussianPrior:
             x = self.D.from_latent(z.float(), self.shape)
         else:
             x = (self.offset + z @ self.basis).float().view(n, *self.shape)
-        return x.clamp(-1, 1).to(device)
+        return x.clamp(-1, 1).to(resolve_device(device))
 
 
 @torch.no_grad()
@@ -156,7 +157,8 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
     Args:
         R: restoration network ``R(x, t)``.
         D: the degradation the network was trained on (its ``T`` is the starting level).
-        n: number of images; shape: (C, H, W).
+        n: number of images.
+        shape: (C, H, W) of an image.
         prior: ``prior(n, generator=..., device=...) -> x_T``; by default ``D.prior``. A prior with a
             ``level`` attribute (a :class:`GaussianPrior` fitted below T) starts the sampler at that level.
         noise_std: standard deviation of Gaussian noise added to x_T to break the symmetry of a flat
@@ -173,6 +175,7 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
     """
     if not is_int(n) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    device = resolve_device(device)
     if noise_std is None:
         noise_std = D.symmetry_noise
     if not is_number(noise_std) or not noise_std >= 0:

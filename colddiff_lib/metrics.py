@@ -1,7 +1,8 @@
 """Image-quality metrics as the paper reports them: RMSE and SSIM on [0, 1] images, and PSNR.
 
 All functions take images [B, C, H, W] with values in [-1, 1] (the library's convention), map them
-to [0, 1], and return one float for the batch. Two conventions: :func:`rmse` and :func:`ssim` (the
+to [0, 1], and return one float for the batch; every one takes the images judged first and the
+reference they are compared with second, ``metric(x, reference)`` (torchmetrics' ``preds, target``). Two conventions: :func:`rmse` and :func:`ssim` (the
 book's tables: per-image RMSE averaged, torchmetrics SSIM) and :func:`rmse_as_paper` and
 :func:`ssim_as_paper` (computed as the paper's code does, for a like-for-like comparison).
 """
@@ -14,43 +15,44 @@ from .data.images import to_unit
 from .degradations.base import check_images
 
 
-def _unit_pair(x: torch.Tensor, y: torch.Tensor):
+def _unit_pair(x: torch.Tensor, reference: torch.Tensor):
     check_images(x, "x")
-    check_images(y, "y")
-    if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    return to_unit(x.float()), to_unit(y.float())
+    check_images(reference, "reference")
+    if x.shape != reference.shape:
+        raise ValueError(f"x and reference must have the same shape, got {tuple(x.shape)} and "
+                         f"{tuple(reference.shape)}")
+    return to_unit(x.float()), to_unit(reference.float())
 
 
-def rmse(x: torch.Tensor, y: torch.Tensor) -> float:
+def rmse(x: torch.Tensor, reference: torch.Tensor) -> float:
     """Root-mean-square error on [0, 1] images, averaged over the batch (per-image RMSE, then mean)."""
-    a, b = _unit_pair(x, y)
+    a, b = _unit_pair(x, reference)
     return float((a - b).pow(2).flatten(1).mean(1).sqrt().mean())
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB on [0, 1] images, averaged over the batch."""
-    a, b = _unit_pair(x, y)
+    a, b = _unit_pair(x, reference)
     mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
     return float((-10 * torch.log10(mse)).mean())
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor) -> float:
+def ssim(x: torch.Tensor, reference: torch.Tensor) -> float:
     """Structural similarity (Gaussian window 11, sigma 1.5) on [0, 1] images, via torchmetrics."""
     from torchmetrics.functional.image import structural_similarity_index_measure
 
-    a, b = _unit_pair(x, y)
+    a, b = _unit_pair(x, reference)
     return float(structural_similarity_index_measure(a, b, data_range=1.0))
 
 
-def rmse_as_paper(x: torch.Tensor, y: torch.Tensor) -> float:
+def rmse_as_paper(x: torch.Tensor, reference: torch.Tensor) -> float:
     """RMSE as the paper's code computes it: one square root of the mean squared error over every
     pixel of the whole set ([0, 1] images), not a mean of per-image RMSEs (:func:`rmse`)."""
-    a, b = _unit_pair(x, y)
+    a, b = _unit_pair(x, reference)
     return float((a.double() - b.double()).pow(2).mean().sqrt())
 
 
-def ssim_as_paper(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+def ssim_as_paper(x: torch.Tensor, reference: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
     """SSIM as the paper's code computes it (``pytorch_msssim.ssim``, written here from its definition):
     a separable Gaussian window (11, sigma 1.5) applied without padding ("valid" positions only),
     K1 = 0.01, K2 = 0.03, data range 1 on [0, 1] images, the SSIM map averaged over positions and
@@ -59,7 +61,7 @@ def ssim_as_paper(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: flo
     the two differ slightly, most on images whose borders matter."""
     import torch.nn.functional as F
 
-    a, b = _unit_pair(x, y)
+    a, b = _unit_pair(x, reference)
     a, b = a.double(), b.double()
     C = a.shape[1]
     if min(a.shape[-2:]) < window:
@@ -90,12 +92,14 @@ def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
             "rmse_as_paper": rmse_as_paper(x, reference), "ssim_as_paper": ssim_as_paper(x, reference)}
 
 
-def fid(real: torch.Tensor, fake: torch.Tensor, classifier=None, backend: str = "classifier",
+def fid(x: torch.Tensor, reference: torch.Tensor, classifier=None, backend: str = "classifier",
         batch_size: int = 500) -> float:
-    """Frechet distance between Gaussians fitted to features of ``real`` and ``fake`` images.
+    """Frechet distance between Gaussians fitted to features of the images ``x`` and the ``reference`` images.
 
     Args:
-        real, fake: images [N, C, H, W] in [-1, 1] (N of a few hundred at least; 1,000 in the tables).
+        x: the images judged (generated or restored), [N, C, H, W] in [-1, 1] (N of a few hundred at least;
+            1,000 in the tables).
+        reference: the real images they are compared with, [M, C, H, W] in [-1, 1].
         backend: ``"classifier"`` (offline: the penultimate features of the project's digit
             classifier, for 1 x 32 x 32 digits; values are NOT comparable with Inception FID) or
             ``"inception"`` (torchmetrics' InceptionV3, 2048 features; needs ``torch-fidelity`` and a
@@ -103,17 +107,18 @@ def fid(real: torch.Tensor, fake: torch.Tensor, classifier=None, backend: str = 
         classifier: the feature network for the ``"classifier"`` backend, a
             :class:`~colddiff_lib.classifier.DigitClassifier` (the shipped one is
             ``colddiff_lib.zoo.load_classifier()``).
+        batch_size: images passed through the feature network at a time.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    check_images(real, "real")
-    check_images(fake, "fake")
+    check_images(x, "x")
+    check_images(reference, "reference")
     if backend == "classifier":
         from .classifier import UnitFeatures
 
         if classifier is None:
             raise ValueError("classifier: the 'classifier' backend needs the feature network, e.g. "
-                             "fid(real, fake, colddiff_lib.zoo.load_classifier())")
+                             "fid(x, reference, colddiff_lib.zoo.load_classifier())")
         metric = FrechetInceptionDistance(feature=UnitFeatures(classifier), normalize=True)
         device = next(classifier.parameters()).device
     elif backend == "inception":
@@ -122,7 +127,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor, classifier=None, backend: str = 
     else:
         raise ValueError(f"backend must be 'classifier' or 'inception', got {backend!r}")
     metric = metric.to(device)
-    for images, is_real in ((real, True), (fake, False)):
+    for images, is_real in ((reference, True), (x, False)):
         for chunk in images.split(batch_size):
             chunk = to_unit(chunk.float()).to(device)
             if backend == "inception" and chunk.shape[1] == 1:

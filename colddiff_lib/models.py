@@ -170,7 +170,11 @@ class UNet(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, channels: int = 1, **overrides) -> "UNet":
-        """Build a preset (``tiny``, ``small``, ``base``, ``paper``), optionally overriding arguments."""
+        """Build the preset ``name``, optionally overriding arguments (``overrides``: any UNet argument).
+
+        The presets (:data:`PRESETS`): ``tiny`` (the tests'), ``small``, ``base``, ``paper`` (the paper's
+        width, 38M parameters), ``cpu`` and ``cpu-wide`` (a space-to-depth stem, patch 2: the zoo's CPU
+        models) and ``web`` (the cpu preset at half the width: the book's in-page sampler)."""
         if name not in PRESETS:
             raise ValueError(f"preset must be one of {list(PRESETS)}, got {name!r}")
         return cls(channels=channels, **{**PRESETS[name], **overrides})

@@ -25,7 +25,7 @@ from .classifier import class_histogram
 from .data import load_dataset
 from .evaluation import generation_measures, reconstruct
 from .metrics import fid, image_metrics
-from .runtime import machine
+from .runtime import machine, resolve_device
 from .sampling import ALGORITHMS
 from .tables import to_csv, to_markdown  # noqa: F401 (the tables' format, re-exported)
 
@@ -75,17 +75,18 @@ def read_table(name: str, download: bool = True) -> List[dict]:
 def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
                         grid_path: Optional[Path] = None) -> List[dict]:
     """Rows of the reconstruction table for the shipped model ``name`` on ``n`` held-out digits."""
+    device = resolve_device(device)
     R, D = zoo.load_pretrained(name, device=device)
     classifier = zoo.load_classifier(device=device)
     x0 = load_dataset("mnist5k", split="test").images[:n]
-    batch = 1000 if torch.device(device).type == "cuda" else 250
+    batch = 1000 if device.type == "cuda" else 250
     results = reconstruct(R, D, x0.to(device), seed=seed, batch_size=batch)
     rows = []
     for method, images in results.items():
         m = image_metrics(images.clamp(-1, 1), x0)
         paper = PAPER_MNIST.get(name, {}).get(method)
         rows.append({"model": name, "method": METHOD_NAMES[method], "n": len(x0),
-                     "fid": fid(x0, images.clamp(-1, 1), classifier=classifier), **m,
+                     "fid": fid(images.clamp(-1, 1), x0, classifier=classifier), **m,
                      "paper_fid": paper[0] if paper else "", "paper_ssim": paper[1] if paper else "",
                      "paper_rmse": paper[2] if paper else "", "evaluated_on": machine(), "command": command})
     if grid_path is not None:
@@ -164,7 +165,7 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
         samples, _ = zoo.generate(name, n, seed=seed, device=device, **setting)
         samples = samples.cpu()
         grids.append(samples[:16])
-        m = generation_measures(samples, classifier, train)
+        m = generation_measures(samples, train, classifier)
         k = chosen["components"]
         if chosen["level"] is not None:
             prior = f"level {chosen['level']}: gaussian fit ({k} component{'s' if k > 1 else ''}, {chosen['dims']} PCs)"
@@ -198,7 +199,7 @@ def reference_rows(command: str = "") -> List[dict]:
     blurred = F.avg_pool2d(F.pad(held_out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     rows = []
     for label, images in (("held-out digits", held_out), ("held-out digits, 3 x 3 box blur", blurred)):
-        m = generation_measures(images, classifier, train)
+        m = generation_measures(images, train, classifier)
         rows.append({"images": label, "n": len(images), "confident": m["confident"], "fid": m["fid"],
                      "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
                      "nearest_rmse": m["nearest_rmse"],

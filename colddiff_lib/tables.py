@@ -83,6 +83,7 @@ def html_table(head: Sequence[str], rows: Sequence, title: Optional[str] = None,
         columns: the columns to show, by name and in this order; a name that is not in ``head`` is
             left out, so a table read from a CSV whose columns have changed shows the ones it has.
             Default: all of ``head``.
+        title: a bold line above the table, or None.
         headers: ``{name: title}`` shown instead of a column's name (short titles keep a table narrow).
     """
     import html

@@ -30,9 +30,9 @@ def digits():
 
 def test_fid_is_near_zero_between_halves_and_large_for_other_images(digits):
     classifier = zoo.load_classifier()
-    same = fid(digits[:500], digits[500:], classifier)
-    blurred = fid(digits[:500], torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1), classifier)
-    noise = fid(digits[:500], torch.rand(500, 1, 32, 32) * 2 - 1, classifier)
+    same = fid(digits[500:], digits[:500], classifier)
+    blurred = fid(torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1), digits[:500], classifier)
+    noise = fid(torch.rand(500, 1, 32, 32) * 2 - 1, digits[:500], classifier)
     assert 0 <= same < blurred < noise
     assert same < 0.1 * noise
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 import torch
 
 from ..checks import check_bool, check_choice, check_positive, is_int  # noqa: F401 (the degradations import them from here)
+from ..runtime import resolve_device
 
 TimeLike = Union[int, torch.Tensor]
 
@@ -82,11 +83,13 @@ def as_time_tensor(t: TimeLike, batch: int, T: Optional[int], device: torch.devi
 
 
 def draw(kind: str, shape, generator: Optional[torch.Generator], device) -> torch.Tensor:
-    """``torch.rand`` or ``torch.randn`` (``kind``) drawn on the generator's device, moved to ``device``.
+    """``torch.rand`` or ``torch.randn`` (``kind``) drawn on the generator's device, moved to ``device`` (any
+    device :func:`colddiff_lib.runtime.resolve_device` takes, ``"auto"`` included).
 
     Lets a CPU generator (reproducible everywhere) drive degradations of CUDA tensors.
     """
     fn = {"rand": torch.rand, "randn": torch.randn}[kind]
+    device = resolve_device(device)
     gen_device = generator.device if generator is not None else device
     return fn(tuple(shape), generator=generator, device=gen_device).to(device)
 
@@ -209,7 +212,7 @@ class Degradation:
         that collapses to a flat colour), or a noisy degradation's own sigma_T."""
         return 0.0
 
-    def axis_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    def axis_matrices(self, n: int, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """For a separable linear D, the per-axis matrices ``M_t`` with ``D(x0, t) = M_t x0 M_t^T`` on every
         channel of a square ``n`` x ``n`` image: [T + 1, n, n], ``M_0 = I``. What :mod:`colddiff_lib.export`
         writes into the in-page sampler; other degradations raise NotImplementedError."""

@@ -133,13 +133,13 @@ class GaussianBlur(FlatEnd, Degradation, name="blur"):
         cols = F.conv1d(F.pad(eye, (pad, pad), mode=self.padding), k)  # [n, 1, n]: row j = A e_j
         return cols[:, 0, :].T.contiguous()
 
-    def composed_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    def composed_matrices(self, n: int, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """``M_t`` for t = 0..T along an axis of length ``n``: [T + 1, n, n], ``M_0 = I``."""
         self._check_size(n)
         if (self.T + 1) * n * n * 8 > MAX_MATRIX_BYTES:
             raise ValueError(f"images of {n} pixels a side with T = {self.T} need {(self.T + 1) * n * n * 8 / 2 ** 30:.1f} "
                              f"GiB of blur matrices, more than {MAX_MATRIX_BYTES / 2 ** 30:g} GiB: use smaller images or T")
-        key = (n, torch.device(device) if device is not None else torch.device("cpu"), dtype)
+        key = (n, torch.device(device), dtype)
         if key not in self._composed:
             mats = [torch.eye(n, dtype=torch.float64)]
             for i in range(1, self.T + 1):

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..checks import is_number
+from ..runtime import resolve_device
 from .base import Degradation, as_time_tensor, check_images, draw, per_sample
 
 
@@ -102,6 +103,7 @@ class Blend(Mixing, name="blend"):
             Each image draws one target uniformly.
         T: number of steps (200 in the paper).
         s: offset of the cosine schedule.
+        channels: number of channels expected, or ``None``.
     """
 
     def __init__(self, targets="lfw", T: int = 200, s: float = 0.008, channels: Optional[int] = None):
@@ -157,4 +159,4 @@ class Blend(Mixing, name="blend"):
         """Random target images [n, C, H, W]: animorphosis starts from an image of the second set."""
         targets = self.targets_like(shape)
         idx = torch.randint(len(targets), (n,), generator=generator)
-        return targets[idx].to(device)
+        return targets[idx].to(resolve_device(device))

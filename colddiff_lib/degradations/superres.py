@@ -64,7 +64,7 @@ class SuperResolution(Degradation, name="superres"):
     def step_op(self, x, t):
         return self.degrade(x, t)  # area means of block means: one halving applied to x_{t-1}
 
-    def axis_matrices(self, n: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    def axis_matrices(self, n: int, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """Block means then nearest upsampling along one axis (``"area"`` mode): ``M_t[i, j] = 2^-t`` where
         i and j share a block of 2^t pixels. [T + 1, n, n]."""
         if self.mode != "area":

@@ -26,7 +26,7 @@ import re
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 
@@ -248,8 +248,9 @@ def _state_dict(name: str) -> Dict[str, torch.Tensor]:
     return {k: v.float() for k, v in tensors.items()}
 
 
-def load_pretrained(name: str, device="cpu") -> Tuple[torch.nn.Module, object]:
-    """``(model, degradation)`` of a shipped model: the UNet in eval mode and the D it inverts."""
+def load_pretrained(name: str, device="cpu"):
+    """A :class:`~colddiff_lib.checkpoint.Restored` ``(model, degradation)`` of a shipped model: the UNet in eval
+    mode on ``device`` (what :func:`colddiff_lib.runtime.resolve_device` takes) and the D it inverts."""
     from ..checkpoint import rebuild
 
     info = card(name)
@@ -308,13 +309,14 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
 
 
 def load_classifier(device="cpu"):
-    """The shipped :class:`~colddiff_lib.classifier.DigitClassifier` (FID features), in eval mode."""
+    """The shipped :class:`~colddiff_lib.classifier.DigitClassifier` (FID features), in eval mode on ``device``."""
     from ..classifier import DigitClassifier
+    from ..runtime import resolve_device
 
     card(CLASSIFIER)
     model = DigitClassifier()
     model.load_state_dict(_state_dict(CLASSIFIER))
-    return model.eval().to(device)
+    return model.eval().to(resolve_device(device))
 
 
 def _fp16_bytes(state: Dict[str, torch.Tensor]) -> bytes:
