@@ -14,7 +14,7 @@ from colddiff_lib.checkpoint import load_checkpoint, restore
 from colddiff_lib.data import load_dataset
 from colddiff_lib.degradations import GaussianBlur, GaussianNoise, Inpainting
 from colddiff_lib.models import UNet
-from colddiff_lib.training import TrainConfig, heldout_loss, random_shift, step_generator, train
+from colddiff_lib.training import TrainConfig, heldout_loss, train
 
 SIZE = 16
 
@@ -157,14 +157,6 @@ def test_seeded_runs_are_reproducible(mnist16):
     assert r3.history["loss"] != r1.history["loss"]
 
 
-def test_step_generator_is_a_pure_function_of_its_arguments():
-    a = torch.rand(4, generator=step_generator(0, 0, 7))
-    b = torch.rand(4, generator=step_generator(0, 0, 7))
-    assert torch.equal(a, b)
-    for other in (step_generator(1, 0, 7), step_generator(0, 1, 7), step_generator(0, 0, 8), step_generator(0, 0, 7, 1)):
-        assert not torch.equal(a, torch.rand(4, generator=other))
-
-
 def test_train_accepts_a_dataset_and_grad_accum(mnist16):
     train_images, _ = mnist16
 
@@ -279,33 +271,6 @@ def test_train_config_from_dict():
         TrainConfig.from_dict({"stepz": 3, "learning_rate": 1.0})
     with pytest.raises(ValueError, match="steps"):
         TrainConfig.from_dict({"steps": -3})
-
-
-# ---------------------------------------------------------------- augmentation
-def test_random_shift_zero_is_identity():
-    x = torch.rand(3, 2, 8, 8)
-    y = random_shift(x, 0, torch.Generator().manual_seed(0))
-    assert torch.equal(x, y)
-
-
-def test_random_shift_moves_content_within_max_shift():
-    B, H, W, m = 64, 16, 16, 3
-    x = torch.zeros(B, 2, H, W)
-    x[:, :, 8, 7] = 1.0  # one bright pixel, far enough from the edges that padding does not matter
-    y = random_shift(x, m, torch.Generator().manual_seed(0))
-    assert y.shape == x.shape
-    offsets = set()
-    for i in range(B):
-        assert y[i].sum() == 2.0  # the pixel is moved, not lost or duplicated (both channels)
-        assert torch.equal(y[i, 0], y[i, 1])  # channels move together
-        r, c = (y[i, 0] == 1).nonzero()[0].tolist()
-        dr, dc = r - 8, c - 7
-        assert abs(dr) <= m and abs(dc) <= m
-        offsets.add((dr, dc))
-    assert len(offsets) > 10  # shifts differ between images and cover several offsets
-    assert any(dr != 0 for dr, _ in offsets) and any(dc != 0 for _, dc in offsets)
-    # Deterministic under the generator.
-    assert torch.equal(y, random_shift(x, m, torch.Generator().manual_seed(0)))
 
 
 # ---------------------------------------------------------------- data-parallel
