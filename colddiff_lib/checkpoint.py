@@ -237,7 +237,7 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
     from .degradations.base import MAX_T
     from .sampling import ALGORITHMS
 
-    keys = "algorithm, noise_std, components, level, dims"
+    keys = "algorithm, noise_std, components, level, dims, iterations"
     if not isinstance(config, dict):
         raise ValueError(f"{where}: expected a table ({keys}), got {_kind(config)}")
     for key, value in config.items():
@@ -247,8 +247,8 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
         elif key == "noise_std":
             ok = is_number(value) and 0 <= value <= 10
             expected = "a number in [0, 10]"
-        elif key in ("components", "level", "dims"):
-            low, high = {"components": (1, 32), "level": (0, MAX_T), "dims": (1, 65536)}[key]
+        elif key in ("components", "level", "dims", "iterations"):
+            low, high = {"components": (1, 32), "level": (0, MAX_T), "dims": (1, 65536), "iterations": (1, 1000)}[key]
             ok = is_int(value) and low <= value <= high
             expected = f"an int in {low}..{high}"
         else:

@@ -112,14 +112,19 @@ def generation_settings(name: str) -> List[dict]:
     default = zoo.sampling(name)
     D = dg.build(**zoo.card(name)["degradation"])
     noise, level = default["noise_std"], default["level"]
-    settings = [(default["algorithm"], noise, level), ("improved", noise, level), ("naive", noise, level)]
-    if level is not None:
-        settings.append(("improved", D.symmetry_noise, None))
+    paper = {"level": None, "components": 1}  # the paper's start: one Gaussian fitted at T
+    settings = [{"algorithm": default["algorithm"], "noise_std": noise, "level": level},
+                {"algorithm": "improved", "noise_std": noise, "level": level},
+                {"algorithm": "naive", "noise_std": noise, "level": level}]
+    if level is not None and D.has_latent:
+        settings.append({"algorithm": "improved", "noise_std": D.symmetry_noise, **paper})
     if D.symmetry_noise and D.noise_schedule() is None:
-        settings.append(("improved", 0.0, None))
+        settings.append({"algorithm": "improved", "noise_std": 0.0, **(paper if level is not None else {"level": None})})
     if D.noise_schedule() is not None:
-        settings += [("ddim", noise, level), ("ancestral", noise, level)]
-    return [dict(algorithm=a, noise_std=z, level=t) for a, z, t in dict.fromkeys(settings)]
+        settings += [{"algorithm": "ddim", "noise_std": noise, "level": level},
+                     {"algorithm": "ancestral", "noise_std": noise, "level": level}]
+    unique = {tuple(sorted(setting.items())): setting for setting in settings}
+    return list(unique.values())
 
 
 def parse_settings(texts: Sequence[str]) -> List[dict]:

@@ -261,7 +261,8 @@ def load_pretrained(name: str, device="cpu"):
 
 
 def sampling(name: str) -> dict:
-    """How a shipped generator samples by default: ``{"algorithm", "noise_std", "components", "level", "dims"}``.
+    """How a shipped generator samples by default: ``{"algorithm", "noise_std", "components", "level", "dims",
+    "iterations"}`` (the last four: the :class:`~colddiff_lib.generation.GaussianPrior` it starts from).
 
     From its card's ``sampling`` (the ``[sampling]`` table of its config), with what the card leaves out
     taken from the degradation: Algorithm 2, ``D.symmetry_noise``, a one-component Gaussian prior at T
@@ -277,7 +278,10 @@ def sampling(name: str) -> dict:
         noise = dg.build(**info["degradation"]).symmetry_noise
     return {"algorithm": given.get("algorithm", "improved"), "noise_std": float(noise),
             "components": int(given.get("components", 1)), "level": given.get("level"),
-            "dims": int(given.get("dims", 64))}
+            "dims": int(given.get("dims", 64)), "iterations": int(given.get("iterations", 100))}
+
+
+_PRIORS: Dict[tuple, object] = {}  # fitted GaussianPriors, by model, weights and setting
 
 
 def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
@@ -301,7 +305,11 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     train = load_dataset("mnist5k", split="train").images
     prior = None
     if chosen["level"] is not None or D.has_latent:
-        prior = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"], dims=chosen["dims"])
+        key = (name, card(name)["sha256"], chosen["components"], chosen["level"], chosen["dims"], chosen["iterations"])
+        if key not in _PRIORS:  # a fit costs seconds to minutes: once per process and setting
+            _PRIORS[key] = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"],
+                                         dims=chosen["dims"], iterations=chosen["iterations"])
+        prior = _PRIORS[key]
     g = torch.Generator().manual_seed(seed)
     x, x_T = run(R, D, n, tuple(train.shape[1:]), prior=prior, noise_std=chosen["noise_std"],
                  algorithm=chosen["algorithm"], generator=g, device=device)
