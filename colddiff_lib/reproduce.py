@@ -25,16 +25,14 @@ from .classifier import class_histogram
 from .data import load_dataset
 from .evaluation import generation_measures, reconstruct
 from .metrics import fid, image_metrics
+from .paper import mnist_reconstruction
 from .runtime import machine, resolve_device
 from .sampling import ALGORITHMS
 from .tables import to_csv, to_markdown  # noqa: F401 (the tables' format, re-exported)
 
-# The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table 1-3.
-PAPER_MNIST = {
-    "mnist-blur": {"degraded": (438.59, 0.287, 0.287), "improved": (4.69, 0.718, 0.154), "direct": (5.10, 0.757, 0.142)},
-    "mnist-inpaint": {"degraded": (108.48, 0.490, 0.262), "improved": (1.61, 0.941, 0.068), "direct": (2.24, 0.948, 0.060)},
-    "mnist-superres": {"degraded": (368.56, 0.178, 0.231), "improved": (4.33, 0.820, 0.115), "direct": (4.05, 0.823, 0.114)},
-}
+# The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table 1-3: read from
+# colddiff_lib/paper.toml, where every number of the paper is written once (colddiff_lib.paper).
+PAPER_MNIST = mnist_reconstruction()
 METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2",
                 "ddim": "DDIM", "ancestral": "Ancestral"}
 # Where the committed tables live online (read when only the library is installed, e.g. on Colab).
