@@ -1,4 +1,5 @@
-# Two commands: `make book` and `make test`. Each sets up .venv on a fresh machine.
+# Two commands: `make book` and `make test`. Each sets up .venv on a fresh machine; `make test-fast` runs the
+# library's tests alone (no notebooks, no browser, nothing marked slow) in under two minutes.
 # `make lab` opens the chapters in JupyterLab (the same .venv, set up the same way).
 PYTHON ?= python3
 VENV = .venv
@@ -7,7 +8,7 @@ STAMP = $(VENV)/.installed
 # Optional: e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only torch (used in CI).
 TORCH_INDEX_URL ?=
 
-.PHONY: setup static test book lab clean
+.PHONY: setup static test test-fast book lab clean
 
 setup: $(STAMP)
 
@@ -36,6 +37,12 @@ $(STAMP): pyproject.toml
 # notebook through nbval with its default parameters (book/).
 test: setup static
 	$(VPY) -m pytest tests book --nbval-lax
+
+# The library's tests alone, in under two minutes on a two-core CPU: no notebooks, no browser, and none of
+# the tests marked slow (end-to-end runs: subprocesses, trainings, the ONNX export, interrupted runs).
+FAST = -m "not slow" --ignore=tests/test_book.py --ignore=tests/test_browser.py --ignore=tests/test_solutions.py
+test-fast: setup
+	OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),1) $(VPY) -m pytest tests $(FAST)
 
 # -W turns Sphinx warnings into errors; --keep-going reports all of them before failing.
 book: setup static

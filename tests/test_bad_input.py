@@ -292,6 +292,7 @@ def test_zoo_build_unwritable_runs(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "file/runs" in err[0], err
 
 
+@pytest.mark.slow
 def test_the_real_command_prints_no_traceback(files):
     """Through ``python -m colddiff_lib`` as a user types it; ``--debug`` shows the traceback."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

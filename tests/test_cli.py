@@ -35,6 +35,7 @@ def trained(tmp_path_factory):
     return out, argv
 
 
+@pytest.mark.slow
 def test_help_through_subprocess():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     top = subprocess.run([sys.executable, "-m", "colddiff_lib", "--help"], capture_output=True, text=True,
@@ -91,6 +92,7 @@ def test_train_writes_all_outputs(trained):
     assert _png_size(out / "loss.png")[0] > 100
 
 
+@pytest.mark.slow
 def test_evaluate_prints_table_and_writes_json(trained, tmp_path, capsys):
     out, _ = trained
     js = tmp_path / "out.json"
@@ -284,6 +286,7 @@ def test_evaluate_prints_a_line_per_method_and_the_same_numbers_as_one_call(trai
             assert rows[method][key] == pytest.approx(value, abs=1e-6), (method, key)
 
 
+@pytest.mark.slow
 def test_evaluate_zoo_prints_a_line_per_model(tmp_path, capsys):
     out = tmp_path / "tables"
     assert main(["evaluate", "--zoo", "mnist-superres", "mnist-superres-gen", "--n", "10", "--out", str(out),

@@ -112,6 +112,7 @@ def _blocks(text: str, language: str):
     return re.findall(r"^```" + re.escape(language) + r"\n(.*?)^```", text, flags=re.S | re.M)
 
 
+@pytest.mark.slow
 def test_contributing_followed_in_a_temporary_copy(tmp_path):
     """CONTRIBUTING.md followed to the letter in a copy of the package: both modules it shows go into
     colddiff_lib/degradations/ and register themselves; its contract command says []; chapter 7's checker

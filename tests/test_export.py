@@ -4,6 +4,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ def session(folder, graph="step.onnx"):
     return ort.InferenceSession(str(folder / graph), providers=["CPUExecutionProvider"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", export.BOOK_MODELS)
 def test_one_step_agrees_with_the_pytorch_sampler(name, exported):
     """Every level s, both algorithms: step.onnx's x_{s-1} is the library's, from the same x_s, as closely as
@@ -60,6 +62,7 @@ def _step(R, D, x, s, algorithm):
     return D(hat, s - 1) if algorithm == "naive" else x - D(hat, s) + D(hat, s - 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-blur-web", "mnist-superres"])
 def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(name, exported):
     """T steps from D(x0, T): onnxruntime and PyTorch in float32 end as close as PyTorch's float32 run is to its
@@ -75,6 +78,24 @@ def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(na
     assert gap <= max(3 * float_gap, 1e-4)
 
 
+#: What the lowest onnxruntime pyproject.toml allows (1.18) reads: ONNX IR version 10, opset 21.
+ORT_LOWEST = {"ir_version": 10, "opset": 21}
+
+
+@pytest.mark.slow
+def test_the_graphs_stay_within_what_the_lowest_supported_onnxruntime_reads(exported):
+    import onnx
+
+    for folder in exported.values():
+        for graph in ("step.onnx", "degrade.onnx"):
+            model = onnx.load(str(folder / graph))
+            opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+            assert model.ir_version <= ORT_LOWEST["ir_version"] and opset <= ORT_LOWEST["opset"], (graph, model.ir_version, opset)
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"onnxruntime>=1.18"' in pyproject
+
+
+@pytest.mark.slow
 def test_degrade_graph_is_the_degradation(exported):
     for name in ("mnist-blur-web", "mnist-superres"):
         _, D = zoo.load_pretrained(name)
@@ -85,6 +106,7 @@ def test_degrade_graph_is_the_degradation(exported):
             assert np.abs(got - D(x0, t).numpy()).max() <= 1e-5, (name, t)
 
 
+@pytest.mark.slow
 def test_files_are_small_and_described(exported):
     for name, folder in exported.items():
         meta = json.loads((folder / "model.json").read_text())
@@ -103,6 +125,7 @@ def test_files_are_small_and_described(exported):
 GENERATORS = [name for name in export.BOOK_MODELS if zoo.card(name)["task"] == "generation"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GENERATORS)
 def test_the_page_prior_is_the_cards_gaussian_prior_in_one_linear_form(name, exported):
     """model.json's prior is GaussianPrior fitted with the card's defaults (zoo.sampling), and its linear form

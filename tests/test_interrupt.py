@@ -26,6 +26,9 @@ import torch
 from colddiff_lib.checkpoint import load_checkpoint
 from colddiff_lib.cli import main
 
+# Every test here kills, interrupts or starves a training process: seconds each (make test runs them).
+pytestmark = pytest.mark.slow
+
 STEPS, EVERY = 12, 3
 TRAIN = ["-m", "colddiff_lib", "train", "--preset", "tiny", "--steps", str(STEPS), "--batch-size", "8",
          "--checkpoint-every", str(EVERY), "--val-images", "0", "--no-progress", "--device", "cpu",

@@ -59,6 +59,7 @@ def _no_temp_files(folder):
 
 
 # ---------------------------------------------------------------- learning
+@pytest.mark.slow
 def test_training_lowers_heldout_loss(mnist16):
     train_images, test_images = mnist16
     D = _blur()
@@ -299,6 +300,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_data_parallel_two_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)

@@ -95,6 +95,7 @@ def fake_gs(tmp_path):
     return _env(PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"), log
 
 
+@pytest.mark.slow
 def test_a_postscript_preview_png_never_runs_ghostscript(run, tmp_path, fake_gs):
     env, log = fake_gs
     folder = tmp_path / "images"
@@ -114,6 +115,7 @@ def test_a_postscript_preview_png_never_runs_ghostscript(run, tmp_path, fake_gs)
     # A checkpoint that names the folder: sample does not open it at all.
     ckpt = torch.load(run / "last.pt", weights_only=True)
     ckpt["data"] = {"dataset": str(folder), "image_size": 16}
+    ckpt["degradation"]["collapse_at_T"] = True  # a generator: its prior would be fitted to the data it names
     torch.save(ckpt, tmp_path / "names-a-folder.pt")
     restore = _cli("sample", "--checkpoint", str(tmp_path / "names-a-folder.pt"), "--n", "2", "--out",
                    str(tmp_path / "r.png"), "--device", "cpu", env=env)
@@ -163,6 +165,7 @@ def test_sample_never_downloads_what_a_checkpoint_names(run, tmp_path, monkeypat
     monkeypatch.setenv("COLDDIFF_DATA", str(tmp_path / "data"))
     ckpt = torch.load(run / "last.pt", weights_only=True)
     ckpt["data"] = {"dataset": "cifar10", "image_size": 16}
+    ckpt["degradation"]["collapse_at_T"] = True  # a generator: its prior would be fitted to the data it names
     torch.save(ckpt, tmp_path / "cifar.pt")
     assert main(["sample", "--checkpoint", str(tmp_path / "cifar.pt"), "--mode", "generate", "--n", "2",
                  "--out", str(tmp_path / "g.png"), "--device", "cpu"]) == 0
@@ -447,6 +450,7 @@ zoo.export(sys.argv[3], "mnist-superres", {"task": "reconstruction", "machine": 
 """
 
 
+@pytest.mark.slow
 def test_an_export_killed_at_any_moment_leaves_a_loadable_model(run, tmp_path, monkeypatch):
     cards, weights = tmp_path / "cards", tmp_path / "weights"
     cards.mkdir()

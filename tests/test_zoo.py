@@ -198,6 +198,7 @@ def test_merged_tables_take_every_parts_folder_of_a_model(tmp_path):
     assert json.loads((cards / "gen-c.json").read_text()) == {}
 
 
+@pytest.mark.slow
 def test_a_trial_build_writes_only_into_its_own_folders(tmp_path):
     """``zoo.build --out DIR`` (CONTRIBUTING's trial build): a short build of one model trains, exports and
     evaluates into DIR and --runs, and leaves the package's weights and cards and results/ byte for byte."""
