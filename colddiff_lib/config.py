@@ -26,12 +26,32 @@ from typing import Optional
 
 from .checks import did_you_mean
 
-__all__ = ["RunConfig", "TABLES", "TASKS"]
+__all__ = ["RunConfig", "read_toml", "TABLES", "TASKS"]
 
 #: The tables of a run config.
 TABLES = ("zoo", "sampling", "data", "degradation", "model", "train")
 #: What a ``[zoo]`` table's ``task`` may say.
 TASKS = ("reconstruction", "generation")
+
+
+def read_toml(path, where: Optional[str] = None) -> dict:
+    """The TOML file ``path`` as nested dicts: the library's one TOML reader. Every problem (no such file, a
+    syntax error, not UTF-8 text, nesting deep enough to exhaust the recursion) is one ValueError starting
+    with ``where`` (default: the path)."""
+    path = Path(path)
+    where = where or str(path)
+    if not path.is_file():
+        raise ValueError(f"{where}: no such file")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{where}: TOML syntax error: {err}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text (UTF-8 TOML) file") from None
+    except RecursionError:  # 5,000 nested brackets: tomllib recurses once per level
+        raise ValueError(f"{where}: nested too deeply (arrays or tables inside each other); a run config is "
+                         f"flat tables of keys") from None
 
 
 @dataclass
@@ -51,21 +71,8 @@ class RunConfig:
     @classmethod
     def from_toml(cls, path, where: Optional[str] = None) -> "RunConfig":
         """Read and check the TOML file ``path``; errors start with ``where`` (default: the path)."""
-        path = Path(path)
         where = where or str(path)
-        if not path.is_file():
-            raise ValueError(f"{where}: no such file")
-        try:
-            with open(path, "rb") as f:
-                tables = tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{where}: TOML syntax error: {err}") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{where}: not a text (UTF-8 TOML) file") from None
-        except RecursionError:  # 5,000 nested brackets: tomllib recurses once per level
-            raise ValueError(f"{where}: nested too deeply (arrays or tables inside each other); a run config is "
-                             f"flat tables of keys") from None
-        return cls.from_dict(tables, where)
+        return cls.from_dict(read_toml(path, where), where)
 
     @classmethod
     def from_dict(cls, tables: dict, where: str = "config") -> "RunConfig":
