@@ -24,10 +24,10 @@ def to_csv(rows: Sequence[dict]) -> str:
 
 def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")) -> str:
     """Rows as a Markdown table (without the ``skip`` columns), then the commands and machines that made them."""
-    keys = [k for k in rows[0] if k not in skip]
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]  # every row's columns
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
-        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])
+        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row.get(k), float) else str(row.get(k, ""))
                                        for k in keys) + " |")
     made = sorted({(row.get("command", ""), row.get("evaluated_on", "")) for row in rows if row.get("command")})
     if made:
