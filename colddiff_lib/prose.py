@@ -73,6 +73,29 @@ def times(ratio: float) -> str:
     return "about as many"
 
 
+def power_of_ten(value: float) -> str:
+    """``2e-5`` -> ``"2 × 10⁻⁵"``, ``1e-3`` -> ``"10⁻³"``: a learning rate as the prose writes it."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    digits = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"10{digits}" if mantissa == "1" else f"{mantissa} × 10{digits}"
+
+
+def preset_of(model_config: dict) -> str:
+    """The name of the :data:`colddiff_lib.models.PRESETS` entry a card's ``model_config`` was built from
+    (``"custom"`` if none)."""
+    from .models import PRESETS
+
+    def norm(value):
+        return tuple(value) if isinstance(value, (list, tuple)) else value
+
+    for name, preset in PRESETS.items():
+        preset = {"patch": 1, **preset}  # a preset without a stem has patch 1
+        if all(norm(model_config.get(k, 1 if k == "patch" else None)) == norm(v) for k, v in preset.items()):
+            return name
+    return "custom"
+
+
 def _results_folder(folder=None) -> Path:
     if folder is not None:
         return Path(folder)
@@ -151,7 +174,7 @@ def zoo_facts(names: Sequence[str]) -> dict:
     ``steps_trained`` (spans), ``minutes`` (a span of each model's training minutes), ``seconds_per_step``
     (a span), ``batch`` (a span), ``images`` (total images seen), ``eval_every``, ``checkpoint_every``,
     ``warmup_steps``, ``min_lr_percent``, ``lr``, ``time_limit_hit`` (the names stopped by a time limit),
-    ``machines`` and the raw numbers under ``raw``."""
+    ``presets`` (the U-Net presets they use), ``machines`` and the raw numbers under ``raw``."""
     from . import zoo
 
     cards = {name: zoo.card(name) for name in names}
@@ -182,6 +205,7 @@ def zoo_facts(names: Sequence[str]) -> dict:
         "min_lr_percent": span([100 * c["train_config"].get("min_lr_ratio", 0) for c in cards.values()], "{:g}"),
         "lr": setting("lr"),
         "time_limit_hit": [n for n, c in cards.items() if c.get("stopped_by_time_limit")],
+        "presets": join(sorted({preset_of(c["model_config"]) for c in cards.values()})),
         "machines": sorted({c["machine"] for c in cards.values()}),
         "raw": raw,
     }
