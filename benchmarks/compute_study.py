@@ -182,45 +182,83 @@ class CpuClock:
         return now
 
 
+#: The columns of a study row: one budget of one run, and for generation one sampler setting.
+COLUMNS = ["run", "task", "config", "preset", "parameters", "degradation", "setting", "cpu_minutes", "steps",
+           "direct_rmse", "direct_ssim", "alg2_rmse", "alg2_ssim", "confident", "fid", "class_share_min",
+           "class_share_max", "machine"]
+
+
+def rows_of(runs) -> list:
+    """Flat study rows (:data:`COLUMNS`) from the ``points.json`` of runs under ``runs/study``."""
+    rows = []
+    for run in runs:
+        spec = run["spec"]
+        base = {"run": spec["name"], "task": spec["task"], "config": spec["config"], "preset": spec["preset"],
+                "parameters": spec["parameters"], "degradation": _degradation(spec), "machine": spec["machine"]}
+        for p in run["points"]:
+            at = {**base, "cpu_minutes": round(p["train_minutes"], 1), "steps": p["step"]}
+            if spec["task"] == "reconstruction":
+                d, a = p["quality"]["direct"], p["quality"]["improved"]
+                rows.append({**at, "setting": _other(spec), "direct_rmse": d["rmse"], "direct_ssim": d["ssim"],
+                             "alg2_rmse": a["rmse"], "alg2_ssim": a["ssim"]})
+            else:
+                rows += [{**at, "setting": setting, **{k: m[k] for k in ("confident", "fid", "class_share_min",
+                                                                          "class_share_max")}}
+                         for setting, m in p["quality"].items()]
+    return rows
+
+
+def read_record(path) -> list:
+    """The rows of a recorded study (a CSV of :data:`COLUMNS`; empty cells are measures not taken)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    if missing:
+        raise SystemExit(f"error: {path}: missing columns {missing}; expected {COLUMNS}")
+    numeric = COLUMNS[COLUMNS.index("cpu_minutes"):-1] + ["parameters"]
+    return [{k: (float(v) if k in numeric and v != "" else (None if v == "" else v)) for k, v in r.items()}
+            for r in rows]
+
+
+def _f(value, spec) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def report(args) -> None:
     """Print the study's two tables (Markdown) and draw its figure: quality against CPU minutes, one curve
     per model size (reconstruction: per-image RMSE of the direct estimate and of Algorithm 2; generation:
-    the share of confident digits and FID of each sampler). Saves every run's measurements as JSON."""
+    the share of confident digits and FID of each sampler). The rows are the recorded study's (``--record``)
+    and those of the runs under ``runs/study``; every row is saved as JSON (``--out``)."""
     runs = [json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))]
-    runs = [r for r in runs if r["points"]]
-    Path(args.out).write_text(json.dumps({"runs": runs}, indent=1) + "\n")
-    print(f"machine: {runs[0]['spec']['machine'] if runs else '-'}\n")
-    print("| run | preset | params | batch | lr | other | CPU min | steps | direct RMSE / SSIM | Alg. 2 RMSE / SSIM |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---|---|")
-    for run in runs:
-        spec = run["spec"]
-        if spec["task"] != "reconstruction":
-            continue
-        for p in run["points"]:
-            d, a = p["quality"]["direct"], p["quality"]["improved"]
-            print(f"| {spec['name']} | {spec['preset']} | {spec['parameters'] / 1e6:.2f}M | {spec['train']['batch_size']} | "
-                  f"{spec['train']['lr']:g} | {_other(spec)} | {p['train_minutes']:.1f} | {p['step']} | "
-                  f"{d['rmse']:.3f} / {d['ssim']:.3f} | {a['rmse']:.3f} / {a['ssim']:.3f} |")
-    print("\n| run | preset | degradation | CPU min | steps | sampler | confident | FID | rarest / commonest class |")
-    print("|---|---|---|---:|---:|---|---:|---:|---|")
-    for run in runs:
-        spec = run["spec"]
-        if spec["task"] != "generation":
-            continue
-        for p in run["points"]:
-            for setting, m in p["quality"].items():
-                print(f"| {spec['name']} | {spec['preset']} | {_degradation(spec)} | {p['train_minutes']:.1f} | "
-                      f"{p['step']} | {setting} | {m['confident']:.2f} | {m['fid']:.1f} | "
-                      f"{m['class_share_min']:.2f} / {m['class_share_max']:.2f} |")
+    rows = (read_record(args.record) if args.record else []) + rows_of([r for r in runs if r["points"]])
+    Path(args.out).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    for machine_ in sorted({r["machine"] for r in rows}):
+        print(f"machine: {machine_}")
+    print("\n| run | preset | params | other | CPU min | steps | direct RMSE / SSIM | Alg. 2 RMSE / SSIM |")
+    print("|---|---|---:|---|---:|---:|---|---|")
+    for r in rows:
+        if r["task"] == "reconstruction":
+            print(f"| {r['run']} | {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['setting'] or '-'} | "
+                  f"{r['cpu_minutes']:g} | {_f(r['steps'], '.0f')} | {_f(r['direct_rmse'], '.3f')} / "
+                  f"{_f(r['direct_ssim'], '.3f')} | {_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')} |")
+    print("\n| run | preset | degradation | CPU min | sampler | confident | FID | rarest / commonest class |")
+    print("|---|---|---|---:|---|---:|---:|---|")
+    for r in rows:
+        if r["task"] == "generation":
+            print(f"| {r['run']} | {r['preset']} | {r['degradation']} | {r['cpu_minutes']:g} | {r['setting']} | "
+                  f"{_f(r['confident'], '.2f')} | {_f(r['fid'], '.1f')} | {_f(r['class_share_min'], '.2f')} / "
+                  f"{_f(r['class_share_max'], '.2f')} |")
     if args.figure:
-        draw(runs, args.figure)
+        draw(rows, args.figure)
         print(f"\nfigure: {args.figure}")
 
 
 def _other(spec) -> str:
     keys = sorted(set(spec["train"]) - {"batch_size", "lr", "device", "progress", "log_every", "checkpoint_every",
                                          "seed", "warmup_steps", "lr_schedule", "ema_decay", "augment_shift"})
-    return ", ".join(f"{k} {spec['train'][k]}" for k in keys) or "-"
+    return ", ".join(f"{k} {spec['train'][k]}" for k in keys)
 
 
 def _degradation(spec) -> str:
@@ -230,37 +268,38 @@ def _degradation(spec) -> str:
     return d["name"]
 
 
-def draw(runs, path) -> None:
+def draw(rows, path) -> None:
+    """Three panels: held-out RMSE of the direct estimate and of Algorithm 2 against CPU minutes (log), one
+    curve per run (model size); and, for generation, the share of confident digits against FID, one point
+    per sampler setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rec = [r for r in runs if r["spec"]["task"] == "reconstruction"]
-    gen = [r for r in runs if r["spec"]["task"] == "generation"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for run in rec:
-        spec, pts = run["spec"], sorted(run["points"], key=lambda p: p["train_minutes"])
-        label = f"{spec['preset']} ({spec['parameters'] / 1e6:.2f}M)" + ("" if _other(spec) == "-" else f", {_other(spec)}")
-        x = [p["train_minutes"] for p in pts]
-        line, = axes[0].plot(x, [p["quality"]["direct"]["rmse"] for p in pts], "o-", label=label)
-        axes[1].plot(x, [p["quality"]["improved"]["rmse"] for p in pts], "o-", color=line.get_color(), label=label)
+    rec = [r for r in rows if r["task"] == "reconstruction"]
+    for run in dict.fromkeys(r["run"] for r in rec):
+        pts = sorted((r for r in rec if r["run"] == run), key=lambda r: r["cpu_minutes"])
+        first = pts[0]
+        label = f"{first['preset']} ({first['parameters'] / 1e6:.2f}M)" + (f", {first['setting']}" if first["setting"] else "")
+        x = [p["cpu_minutes"] for p in pts]
+        line, = axes[0].plot(x, [p["direct_rmse"] for p in pts], "o-", label=label)
+        axes[1].plot(x, [p["alg2_rmse"] for p in pts], "o-", color=line.get_color(), label=label)
     for ax, title in zip(axes[:2], ("deblurring, direct estimate", "deblurring, Algorithm 2")):
         ax.set(title=title, xlabel="CPU minutes of training", ylabel="per-image RMSE (held-out)", xscale="log")
+        ax.set_xticks(sorted({r["cpu_minutes"] for r in rec}), [f"{m:g}" for m in sorted({r["cpu_minutes"] for r in rec})])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    for run in gen:
-        spec = run["spec"]
-        for setting in run["spec"]["sample"]:
-            pts = sorted(run["points"], key=lambda p: p["train_minutes"])
-            axes[2].plot([p["quality"][setting]["fid"] for p in pts], [p["quality"][setting]["confident"] for p in pts],
-                         "o", label=f"{_degradation(spec)}, {setting.split(':')[0]}")
+    axes[0].legend(fontsize=8)
+    for r in rows:
+        if r["task"] == "generation" and r["confident"] is not None and r["fid"] is not None:
+            axes[2].plot(r["fid"], r["confident"], "o", label=f"{r['degradation']}: {r['setting']}")
     axes[2].set(title="generation (500 samples)", xlabel="classifier FID (lower is better)",
                 ylabel="share of confident digits", xscale="log")
     axes[2].grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
+    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def main() -> None:
@@ -280,6 +319,8 @@ def main() -> None:
     r.add_argument("--components", type=int, default=20,
                    help="generation: Gaussian mixture components of the prior below T (default: %(default)s)")
     q = sub.add_parser("report", help="print every run's measurements and save them")
+    q.add_argument("--record", default="benchmarks/compute_study_record.csv",
+                   help="a recorded study's rows to include, '' for none (default: %(default)s)")
     q.add_argument("--out", default="benchmarks/compute_study.json", help="where to save (default: %(default)s)")
     q.add_argument("--figure", default="benchmarks/compute_study.png", help="the figure (default: %(default)s)")
     args = p.parse_args()
