@@ -223,3 +223,24 @@ def test_a_trial_build_writes_only_into_its_own_folders(tmp_path):
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched} == before
     assert sorted(watched) == sorted([*(repo / "colddiff_lib/zoo/cards").glob("*"),
                                       *(repo / "colddiff_lib/zoo/weights").glob("*"), *(repo / "results").glob("*.csv")])
+
+
+def test_merged_metrics_keep_one_entry_per_start(tmp_path):
+    """Two rows of one model with the same method and noise but another start (the card's level, the
+    paper's T) are two entries of the card's metrics, not one written over the other."""
+    from colddiff_lib.tables import to_csv
+    from colddiff_lib.zoo.build import merge_tables
+
+    results, cards = tmp_path / "results", tmp_path / "cards"
+    rows = [{"model": "gen-a", "method": "Algorithm 2", "noise_std": 0.002, "start": start, "n": 10, "fid": fid,
+             "class_histogram": "1 1 1 1 1 1 1 1 1 1", "command": "cmd"}
+            for start, fid in (("level 4: gaussian fit (32 components, 256 PCs)", 8.0),
+                               ("level T: gaussian fit (1 component)", 95.0))]
+    (results / "parts" / "gen-a").mkdir(parents=True)
+    (results / "parts" / "gen-a" / "generation.csv").write_text(to_csv(rows))
+    cards.mkdir()
+    (cards / "gen-a.json").write_text("{}")
+    merge_tables(results, ["gen-a"], cards=cards)
+    metrics = json.loads((cards / "gen-a.json").read_text())["metrics"]
+    assert sorted(m["fid"] for m in metrics.values()) == [8.0, 95.0]
+    assert all("from level" in key for key in metrics)

@@ -328,7 +328,9 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
             info = json.loads(path.read_text())
             metrics = info.setdefault("metrics", {})
             for row in model_rows:
+                # a row's name on the card: its method, noise and start (two starts, two entries)
                 key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
+                key += f" from {row['start']}" if row.get("start") else ""
                 metrics[key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
             files.write_json(info, path)
 
