@@ -91,12 +91,10 @@ def page_prior(name: str) -> dict:
     degradation: ``start = clamp(offset + z @ basis, -1, 1)`` with z from a Gaussian mixture (``weights`` [K],
     ``means`` [K, d], ``scale_trils`` [K, d, d]), then the symmetry noise (``noise_std``) added, and the sampler
     (``algorithm``) run from ``level``. The settings are the card's defaults (:func:`colddiff_lib.zoo.sampling`),
-    the mixture is :class:`~colddiff_lib.generation.GaussianPrior` fitted as :func:`colddiff_lib.zoo.generate`
-    fits it, and ``offset`` and ``basis`` are its :meth:`~colddiff_lib.generation.GaussianPrior.linear_form`.
+    the mixture is :func:`colddiff_lib.zoo.prior`, the one :func:`colddiff_lib.zoo.generate` samples from, and
+    ``offset`` and ``basis`` are its :meth:`~colddiff_lib.generation.GaussianPrior.linear_form`.
     ValueError (one line) where the page cannot draw it: no prior to fit, or a sampler the page lacks."""
     from . import zoo
-    from .data import load_dataset
-    from .generation import GaussianPrior
 
     settings = zoo.sampling(name)
     _, D = zoo.load_pretrained(name)
@@ -106,9 +104,7 @@ def page_prior(name: str) -> dict:
     if settings["level"] is None and not D.has_latent:
         raise ValueError(f"zoo model {name!r}: {type(D).__name__} has no latent end state and its card no level below "
                          f"T, so there is no Gaussian prior to fit for the page")
-    images = load_dataset("mnist5k", split="train").images
-    prior = GaussianPrior(D, images, components=settings["components"], level=settings["level"],
-                          dims=settings["dims"])
+    prior = zoo.prior(name)  # the very prior zoo.generate samples from
     try:
         offset, basis = prior.linear_form()
     except ValueError as err:

@@ -127,6 +127,24 @@ class Tables:
         """``{method: row}`` of one model's reconstruction rows."""
         return {row["method"]: row for row in self.reconstruction if row["model"] == model}
 
+    def generation_rows(self, model: str) -> List[dict]:
+        """The rows of one model in the generation table, in the table's order (its card's default first)."""
+        return [row for row in self.generation if row["model"] == model]
+
+    def generation_row(self, model: str, default: Optional[bool] = None, method: Optional[str] = None,
+                       at_T: Optional[bool] = None, noise: Optional[float] = None) -> dict:
+        """The first generation row of ``model`` that matches: ``default`` (the card's own setting),
+        ``method`` ("Algorithm 2", "Ancestral"...), ``at_T`` (the start is the end state, as in the paper,
+        or a level below it) and ``noise`` (its symmetry noise). KeyError naming what is missing."""
+        for row in self.generation_rows(model):
+            if ((default is None or (row.get("default") == "yes") == default)
+                    and (method is None or row["method"] == method)
+                    and (at_T is None or starts_at_T(row) == at_T)
+                    and (noise is None or abs(float(row["noise_std"]) - noise) < 1e-9)):
+                return row
+        raise KeyError(f"results/generation.csv has no row for {model} with default={default}, "
+                       f"method={method}, at_T={at_T}, noise={noise}")
+
     def value(self, model: str, method: str, column: str) -> float:
         """One number of the reconstruction table (KeyError naming what is missing)."""
         row = self.rows(model).get(method)
@@ -149,6 +167,22 @@ class Tables:
         """Whether method ``a`` beats method ``b`` on ``column`` (strictly)."""
         x, y = self.value(model, a, column), self.value(model, b, column)
         return x > y if column in HIGHER_IS_BETTER else x < y
+
+
+def starts_at_T(row: dict) -> bool:
+    """Whether a generation row starts from the end state x_T (the paper's start), not from a level below T
+    (its ``start`` column: "level T: ..." or "level 4: ..."; a row from before that column starts at T)."""
+    return not row.get("start") or row["start"].startswith("level T")
+
+
+def start_level(row: dict) -> Optional[int]:
+    """The level a generation row starts from, or None for the end state T."""
+    return None if starts_at_T(row) else int(row["start"].split(":")[0].split()[1])
+
+
+def percent(share, digits: int = 0) -> str:
+    """``0.712`` -> ``"71 %"`` (a share of samples, as the prose writes it)."""
+    return f"{100 * float(share):.{digits}f} %"
 
 
 def who_wins(tables: Tables, models: Sequence[str], column: str, methods: Sequence[str] = RESTORATIONS,

@@ -284,34 +284,48 @@ def sampling(name: str) -> dict:
 _PRIORS: Dict[tuple, object] = {}  # fitted GaussianPriors, by model, weights and setting
 
 
-def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
-    """``n`` samples of the shipped generator ``name`` with its card's settings (:func:`sampling`).
-
-    The prior (:class:`~colddiff_lib.generation.GaussianPrior`) is fitted to the 4,000 training digits at the
-    card's level, where the degradation has a latent end state or a level below T is given.
-    ``settings`` (keys of :func:`sampling`) replace the card's.
-    Returns a :class:`~colddiff_lib.generation.Generated` ``(x0 [n, 1, 32, 32] in [-1, 1], x_T [n, 1, 32, 32])``.
-    """
-    from ..data import load_dataset
-    from ..generation import GaussianPrior, Generated
-    from ..generation import generate as run
-
+def _chosen(name: str, settings: dict) -> dict:
     chosen = sampling(name)
     unknown = sorted(set(settings) - set(chosen))
     if unknown:
         raise ValueError(f"settings must be among {sorted(chosen)}, got {unknown}")
-    chosen.update(settings)
+    return {**chosen, **settings}
+
+
+def prior(name: str, **settings):
+    """The :class:`~colddiff_lib.generation.GaussianPrior` that the shipped generator ``name`` starts from,
+    fitted to the 4,000 training digits at the card's level (``settings``, keys of :func:`sampling`, replace
+    the card's), or None where the degradation has its own prior (noise, a face). Fitted once per process
+    and setting: a fit costs seconds to a minute."""
+    from ..data import load_dataset
+    from ..generation import GaussianPrior
+
+    chosen = _chosen(name, settings)
+    D = load_pretrained(name)[1]
+    if chosen["level"] is None and not D.has_latent:
+        return None
+    key = (name, card(name)["sha256"], chosen["components"], chosen["level"], chosen["dims"], chosen["iterations"])
+    if key not in _PRIORS:
+        train = load_dataset("mnist5k", split="train").images
+        _PRIORS[key] = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"],
+                                     dims=chosen["dims"], iterations=chosen["iterations"])
+    return _PRIORS[key]
+
+
+def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
+    """``n`` samples of the shipped generator ``name`` with its card's settings (:func:`sampling`), from
+    :func:`prior` (``settings``, keys of :func:`sampling`, replace the card's).
+    Returns a :class:`~colddiff_lib.generation.Generated` ``(x0 [n, 1, 32, 32] in [-1, 1], x_T [n, 1, 32, 32])``.
+    """
+    from ..data import load_dataset
+    from ..generation import Generated
+    from ..generation import generate as run
+
+    chosen = _chosen(name, settings)
     R, D = load_pretrained(name, device=device)
-    train = load_dataset("mnist5k", split="train").images
-    prior = None
-    if chosen["level"] is not None or D.has_latent:
-        key = (name, card(name)["sha256"], chosen["components"], chosen["level"], chosen["dims"], chosen["iterations"])
-        if key not in _PRIORS:  # a fit costs seconds to minutes: once per process and setting
-            _PRIORS[key] = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"],
-                                         dims=chosen["dims"], iterations=chosen["iterations"])
-        prior = _PRIORS[key]
+    shape = tuple(load_dataset("mnist5k", split="train").images.shape[1:])
     g = torch.Generator().manual_seed(seed)
-    x, x_T = run(R, D, n, tuple(train.shape[1:]), prior=prior, noise_std=chosen["noise_std"],
+    x, x_T = run(R, D, n, shape, prior=prior(name, **settings), noise_std=chosen["noise_std"],
                  algorithm=chosen["algorithm"], generator=g, device=device)
     return Generated(x.clamp(-1, 1), x_T)
 
