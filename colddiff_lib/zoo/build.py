@@ -286,6 +286,10 @@ def evaluate_model(name: str, results: Path, n: int, time_limit=None, state: Bui
     cmd = [sys.executable, "-m", "colddiff_lib", "evaluate", "--zoo", name, "--n", str(n),
            "--out", str(parts / name), *(["--device", device] if device != "auto" else [])]
     (parts / name).mkdir(parents=True, exist_ok=True)
+    # The model's own folder describes its previous weights: its tables go, so that evaluate's merge cannot
+    # keep a row of the old model beside the new ones (merge_tables still keeps results/ until this succeeds).
+    for old in [*(parts / name).glob("*.csv"), *(parts / name).glob("*.md")]:
+        old.unlink()
     (parts / f"{name}.log").unlink(missing_ok=True)
     print(f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}", flush=True)
     info = _run(cmd, parts / f"{name}.log", time_limit, tick=None if state is None else state.save)
