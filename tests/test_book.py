@@ -78,8 +78,18 @@ def test_notebook_has_a_parameters_cell_and_exercises(path):
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_runs_with_small_parameters(path):
+    """The chapter runs, and every number its prose reads ({glue:text}`name`) was glued by its run: a name
+    the code no longer glues would leave a hole in the rendered sentence (make test does not build the HTML)."""
+    import re
+
     EXECUTED.mkdir(parents=True, exist_ok=True)
     execute(path, EXECUTED / path.name, QUICK=True, FULL_TRAINING=False, DEVICE="cpu")
+    executed = json.loads((EXECUTED / path.name).read_text())["cells"]
+    wanted = {name for c in executed if c["cell_type"] == "markdown"
+              for name in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", "".join(c["source"]))}
+    glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in executed if c["cell_type"] == "code"
+             for o in c.get("outputs", [])}
+    assert not sorted(wanted - glued), f"{path.name}: the prose reads names no cell glued"
 
 
 def full_training_notebooks():
