@@ -330,7 +330,7 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
         for model, model_rows in by_model.items():  # the metrics go on the model's card too: one write per card
             path = Path(cards or zoo.CARDS) / f"{model}.json"
             info = json.loads(path.read_text())
-            metrics = info.setdefault("metrics", {})
+            metrics = info["metrics"] = {}  # every row of the model is here: none of the old ones may stay
             for row in model_rows:
                 # a row's name on the card: its method, noise and start (two starts, two entries)
                 key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
