@@ -510,7 +510,9 @@ def test_live_generation_matches_pytorch(site, browser):
         assert last["name"] == name
         R, D = zoo.load_pretrained(name)
         x_T = torch.tensor(last["xT"], dtype=torch.float32).view(1, 1, 32, 32)
-        expected = sample(R.float().eval(), D.freeze_to(x_T), x_T, D.T)
+        level = zoo.prior(name).level  # the card's start: T, or a level below it
+        expected = sample(R.float().eval(), D.freeze_at(x_T, level), x_T, level,
+                          algorithm=zoo.sampling(name)["algorithm"])
         page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.views.out.canvas", i)
         gap = int(abs(page - grey_of(expected)).max())
         assert gap <= GREY_TOLERANCE, f"{name}: the page differs from PyTorch by {gap} grey levels"
@@ -768,7 +770,7 @@ def test_live_graph_errors_are_caught_and_the_figure_still_works(entry, kind, wh
 
 def test_page_prior_draws_what_gaussian_prior_draws(site, browser):
     """Chapter 6: for each generator of the figure, model.json holds the prior of the card's defaults
-    (zoo.sampling: GaussianPrior's mixture, fitted as colddiff_lib.export fits it, in its linear form), and
+    (zoo.sampling; zoo.prior's mixture, which colddiff_lib.export writes, in its linear form), and
     2,000 starts drawn in the page have the mean and covariance of GaussianPrior's starts within sampling
     error, compared in the prior's own coordinates (the starts projected onto its basis); the symmetry noise
     has the standard deviation model.json gives. The page has no per-degradation code: one form for all."""
@@ -778,13 +780,10 @@ def test_page_prior_draws_what_gaussian_prior_draws(site, browser):
     import torch
 
     from colddiff_lib import zoo
-    from colddiff_lib.data import load_dataset
-    from colddiff_lib.generation import GaussianPrior
 
     n = 2000
     i = open_live(browser, site, "book/06_generation")
     names = browser.execute_script("return window.colddiffLive.components[arguments[0]].names", i)
-    images = load_dataset("mnist5k", split="train").images  # as colddiff_lib.export fits it
 
     def violations(z, ref):
         """Entries of the page's mean and covariance outside 4.5 standard errors of the reference's."""
@@ -808,8 +807,8 @@ def test_page_prior_draws_what_gaussian_prior_draws(site, browser):
         meta = json.loads((ROOT / "book" / "_static" / "live" / name / "model.json").read_text())
         p, settings = meta["prior"], zoo.sampling(name)
         _, D = zoo.load_pretrained(name)
-        prior = GaussianPrior(D, images, components=settings["components"], level=settings["level"],
-                              dims=settings["dims"])
+        prior = zoo.prior(name)  # the mixture zoo.generate samples from, the card's settings
+        assert (prior.level, prior.weights.numel()) == (settings["level"] or D.T, settings["components"]), name
         assert p["level"] == prior.level and p["noise_std"] == settings["noise_std"], name
         for key in ("weights", "means", "scale_trils"):
             assert np.allclose(p[key], getattr(prior, key).numpy(), atol=1e-6), (name, key)
