@@ -226,6 +226,13 @@ def _f(value, spec) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _print_table(header, rows) -> None:
+    """A Markdown table, after a blank line."""
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+
+
 def report(args) -> None:
     """Print the study's two tables (Markdown) and draw its figure: quality against CPU minutes, one curve
     per model size (reconstruction: per-image RMSE of the direct estimate and of Algorithm 2; generation:
@@ -236,20 +243,16 @@ def report(args) -> None:
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     for machine_ in sorted({r["machine"] for r in rows}):
         print(f"machine: {machine_}")
-    print("\n| run | preset | params | other | CPU min | steps | direct RMSE / SSIM | Alg. 2 RMSE / SSIM |")
-    print("|---|---|---:|---|---:|---:|---|---|")
-    for r in rows:
-        if r["task"] == "reconstruction":
-            print(f"| {r['run']} | {r['preset']} | {r['parameters'] / 1e6:.2f}M | {r['setting'] or '-'} | "
-                  f"{r['cpu_minutes']:g} | {_f(r['steps'], '.0f')} | {_f(r['direct_rmse'], '.3f')} / "
-                  f"{_f(r['direct_ssim'], '.3f')} | {_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')} |")
-    print("\n| run | preset | degradation | CPU min | sampler | confident | FID | rarest / commonest class |")
-    print("|---|---|---|---:|---|---:|---:|---|")
-    for r in rows:
-        if r["task"] == "generation":
-            print(f"| {r['run']} | {r['preset']} | {r['degradation']} | {r['cpu_minutes']:g} | {r['setting']} | "
-                  f"{_f(r['confident'], '.2f')} | {_f(r['fid'], '.1f')} | {_f(r['class_share_min'], '.2f')} / "
-                  f"{_f(r['class_share_max'], '.2f')} |")
+    _print_table(["run", "preset", "params", "other", "CPU min", "steps", "direct RMSE / SSIM", "Alg. 2 RMSE / SSIM"],
+                 [[r["run"], r["preset"], f"{r['parameters'] / 1e6:.2f}M", r["setting"] or "-", f"{r['cpu_minutes']:g}",
+                   _f(r["steps"], ".0f"), f"{_f(r['direct_rmse'], '.3f')} / {_f(r['direct_ssim'], '.3f')}",
+                   f"{_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')}"]
+                  for r in rows if r["task"] == "reconstruction"])
+    _print_table(["run", "preset", "degradation", "CPU min", "sampler", "confident", "FID", "rarest / commonest class"],
+                 [[r["run"], r["preset"], r["degradation"], f"{r['cpu_minutes']:g}", r["setting"],
+                   _f(r["confident"], ".2f"), _f(r["fid"], ".1f"),
+                   f"{_f(r['class_share_min'], '.2f')} / {_f(r['class_share_max'], '.2f')}"]
+                  for r in rows if r["task"] == "generation"])
     if args.figure:
         draw(rows, args.figure)
         print(f"\nfigure: {args.figure}")
