@@ -216,3 +216,12 @@ def test_plumbing_cells_hide_their_input(path):
             # a removed cell is hidden further still: its code and output are not in the HTML at all
             tags = set(c["metadata"].get("tags", []))
             assert tags & {"hide-input", "remove-input", "remove-cell"}, f"{path.name} cell {i} defines {plumbing}"
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_code_lines_fit_the_column(path):
+    """Code cells keep to 88 characters a line, what the column shows at 1280 px without scrolling (book.css;
+    the browser test measures the rendered cells, this catches a long line before a build)."""
+    long = [(i, line) for i, c in enumerate(cells(path)) if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > 88]
+    assert not long, f"{path.name}: {long[:3]}"
