@@ -126,9 +126,9 @@ def test_lost_work_is_at_most_one_interval(tmp_path):
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
-    # Each checkpoint pauses a second, so that a fast machine cannot finish the ten steps before the
-    # signal sent at step 4 arrives (it did, on an AVX512 machine: exit 0).
-    env = _env(tmp_path, slow=1.0)
+    # The child's stdout unbuffered, so that "step 4/" reaches this test when it is printed and not at exit,
+    # and a one-second pause at each checkpoint: a fast machine finished all ten steps first (exit 0).
+    env = {**_env(tmp_path, slow=1.0), "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, *TRAIN, "--out", str(out), "--steps", "10"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
