@@ -10,7 +10,6 @@ retrained, the prose follows the new tables.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -117,11 +116,9 @@ class Tables:
         self.generation = self._read("generation.csv")
 
     def _read(self, name: str) -> List[dict]:
-        path = self.folder / name
-        if not path.is_file():
-            return []
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
+        from .tables import read_csv
+
+        return read_csv(self.folder / name)
 
     def rows(self, model: str) -> Dict[str, dict]:
         """``{method: row}`` of one model's reconstruction rows."""

@@ -297,11 +297,14 @@ def prior(name: str, **settings):
     fitted to the 4,000 training digits at the card's level (``settings``, keys of :func:`sampling`, replace
     the card's), or None where the degradation has its own prior (noise, a face). Fitted once per process
     and setting: a fit costs seconds to a minute."""
+    return _prior(name, load_pretrained(name)[1], _chosen(name, settings))
+
+
+def _prior(name: str, D, chosen: dict):
+    """:func:`prior` for the degradation ``D`` of ``name`` already loaded, with ``chosen`` settings."""
     from ..data import load_dataset
     from ..generation import GaussianPrior
 
-    chosen = _chosen(name, settings)
-    D = load_pretrained(name)[1]
     if chosen["level"] is None and not D.has_latent:
         return None
     key = (name, card(name)["sha256"], chosen["components"], chosen["level"], chosen["dims"], chosen["iterations"])
@@ -325,7 +328,7 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     R, D = load_pretrained(name, device=device)
     shape = tuple(load_dataset("mnist5k", split="train").images.shape[1:])
     g = torch.Generator().manual_seed(seed)
-    x, x_T = run(R, D, n, shape, prior=prior(name, **settings), noise_std=chosen["noise_std"],
+    x, x_T = run(R, D, n, shape, prior=_prior(name, D, chosen), noise_std=chosen["noise_std"],
                  algorithm=chosen["algorithm"], generator=g, device=device)
     return Generated(x.clamp(-1, 1), x_T)
 
