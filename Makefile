@@ -8,7 +8,7 @@ STAMP = $(VENV)/.installed
 # Optional: e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only torch (used in CI).
 TORCH_INDEX_URL ?=
 
-.PHONY: setup static test test-fast book lab clean
+.PHONY: setup static test test-fast book lab format clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ book: setup static
 LAB_ARGS ?=
 lab: setup
 	cd book && $(CURDIR)/$(VENV)/bin/jupyter lab $(LAB_ARGS)
+
+# One formatter for the library, tests, benchmarks and the chapters' code cells (pyproject.toml's [tool.ruff]).
+format: setup
+	$(VENV)/bin/ruff format
+	$(VENV)/bin/ruff check --select F,E9 --fix
 
 clean:
 	rm -rf _build book/_static/ort book/_static/live

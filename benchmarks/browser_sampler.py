@@ -49,12 +49,21 @@ def chromium(width: int = 1280):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},1600"):
+    options.binary_location = shutil.which("chromium") or shutil.which(
+        "chromium-browser"
+    )
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},1600",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = webdriver.Chrome(
+        service=Service(shutil.which("chromedriver")), options=options
+    )
     driver.set_script_timeout(120)
     return driver
 
@@ -70,20 +79,30 @@ def wait_ready(driver) -> list:
 
 def press(driver, index: int, action: str) -> dict:
     """Run figure ``index``'s ``action`` ("restore" or "generate") to the end; return its ``last`` run."""
-    return driver.execute_async_script("""
+    return driver.execute_async_script(
+        """
         const [i, action, done] = arguments;
         const st = window.colddiffLive.components[i].state;
-        st[action]().then(() => done({ms: st.last.ms, name: st.last.name}));""", index, action)
+        st[action]().then(() => done({ms: st.last.ms, name: st.last.name}));""",
+        index,
+        action,
+    )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=20)
     args = p.parse_args()
-    missing = [f for f in ("colddiff-live.js", "ort/ort.wasm.min.js", "live/book.json") if not (STATIC / f).exists()]
+    missing = [
+        f
+        for f in ("colddiff-live.js", "ort/ort.wasm.min.js", "live/book.json")
+        if not (STATIC / f).exists()
+    ]
     if missing:
-        print(f"error: book/_static lacks {missing}: run `make book` (or benchmarks/build_static.py) first",
-              file=sys.stderr)
+        print(
+            f"error: book/_static lacks {missing}: run `make book` (or benchmarks/build_static.py) first",
+            file=sys.stderr,
+        )
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(STATIC, Path(tmp) / "_static")
@@ -94,17 +113,30 @@ def main() -> int:
             driver.get(f"http://127.0.0.1:{server.server_address[1]}/index.html")
             errors = wait_ready(driver)
             if errors:
-                print(f"error: the page's figures did not start: {errors}", file=sys.stderr)
+                print(
+                    f"error: the page's figures did not start: {errors}",
+                    file=sys.stderr,
+                )
                 return 1
+            # restore from x_T
             driver.execute_script("""const s = window.colddiffLive.components[0].root.querySelector('input[type=range]');
-                                     s.value = s.max; s.dispatchEvent(new Event('input'));""")  # restore from x_T
+                                     s.value = s.max; s.dispatchEvent(new Event('input'));""")
             for index, action in ((0, "restore"), (1, "generate")):
-                for _ in range(5):  # warm-up: the browser compiles WebAssembly in tiers, the first runs are slow
+                # warm-up: the browser compiles WebAssembly in tiers, the first runs are
+                # slow
+                for _ in range(5):
                     press(driver, index, action)
                 times = [press(driver, index, action)["ms"] for _ in range(args.runs)]
-                print(f"{action:8s} Algorithm 2 ({press(driver, index, action)['name']}), T = 20, one 32 px digit: median {statistics.median(times):.1f} ms "
-                      f"(min {min(times):.1f}, max {max(times):.1f}) over {args.runs} runs")
-            print("browser:", driver.capabilities.get("browserVersion"), "| machine:", _machine())
+                print(
+                    f"{action:8s} Algorithm 2 ({press(driver, index, action)['name']}), T = 20, one 32 px digit: median {statistics.median(times):.1f} ms "
+                    f"(min {min(times):.1f}, max {max(times):.1f}) over {args.runs} runs"
+                )
+            print(
+                "browser:",
+                driver.capabilities.get("browserVersion"),
+                "| machine:",
+                _machine(),
+            )
         finally:
             driver.quit()
             server.shutdown()

@@ -71,17 +71,30 @@ def measure(args, R, D, data) -> dict:
 
     R.eval()
     if args.task == "reconstruction":
-        rows = evaluate_reconstruction(R, D, data["test"][:200], methods=("direct", "improved"))
+        rows = evaluate_reconstruction(
+            R, D, data["test"][:200], methods=("direct", "improved")
+        )
         return {m: {k: rows[m][k] for k in ("rmse", "ssim")} for m in rows}
     out = {}
     for text in args.sample:
         setting = parse_setting(text)
         level = setting.get("level")
-        prior = (GaussianPrior(D, data["train"], components=args.components, level=level)
-                 if level is not None or D.has_latent else None)
+        prior = (
+            GaussianPrior(D, data["train"], components=args.components, level=level)
+            if level is not None or D.has_latent
+            else None
+        )
         g = torch.Generator().manual_seed(0)
-        x, _ = generate(R, D, 500, tuple(data["train"].shape[1:]), prior=prior, noise_std=setting["noise_std"],
-                        algorithm=setting["algorithm"], generator=g)
+        x, _ = generate(
+            R,
+            D,
+            500,
+            tuple(data["train"].shape[1:]),
+            prior=prior,
+            noise_std=setting["noise_std"],
+            algorithm=setting["algorithm"],
+            generator=g,
+        )
         m = generation_measures(x, data["classifier"], data["train"])
         out[text] = m
     return out
@@ -101,43 +114,95 @@ def run(args) -> None:
     cfg = config_of(args.config)
     args.task = task_of(args.config)
     deg = {**cfg["degradation"], **_settings(args.deg)}
-    if "noisy" in deg:  # --deg noisy=STD[,POWER]: the config's degradation with noise on top (dg.Noisy)
+    # --deg noisy=STD[,POWER]: the config's degradation with noise on top (dg.Noisy)
+    if "noisy" in deg:
         std, _, power = str(deg.pop("noisy")).partition(",")
-        deg = {"name": "noisy", "base": deg, "std": float(std), "power": float(power or 1.0)}
+        deg = {
+            "name": "noisy",
+            "base": deg,
+            "std": float(std),
+            "power": float(power or 1.0),
+        }
     D = dg.build(channels=1, **deg)
-    model_cfg = {**cfg.get("model", {}), **({"preset": args.preset} if args.preset else {})}
+    model_cfg = {
+        **cfg.get("model", {}),
+        **({"preset": args.preset} if args.preset else {}),
+    }
     preset = model_cfg.pop("preset")
-    # The zoo recipe of the config (batch, lr, warm-up, cosine decay, EMA, shifts), with the study's changes.
-    recipe = {**cfg.get("train", {}), **({"batch_size": args.batch} if args.batch else {}),
-              **({"lr": args.lr} if args.lr else {}), **_settings(args.train)}
-    recipe.update(device="cpu", progress=False, log_every=25, checkpoint_every=250, seed=0)
+    # The zoo recipe of the config (batch, lr, warm-up, cosine decay, EMA, shifts), with
+    # the study's changes.
+    recipe = {
+        **cfg.get("train", {}),
+        **({"batch_size": args.batch} if args.batch else {}),
+        **({"lr": args.lr} if args.lr else {}),
+        **_settings(args.train),
+    }
+    recipe.update(
+        device="cpu", progress=False, log_every=25, checkpoint_every=250, seed=0
+    )
     for key in ("steps", "eval_every"):
         recipe.pop(key, None)
-    spec = {"name": args.name, "config": args.config, "task": args.task, "preset": preset,
-            "parameters": count_parameters(UNet.from_preset(preset, channels=1, **model_cfg)),
-            "degradation": D.config(), "train": recipe, "sample": args.sample, "machine": machine(),
-            "command": "python benchmarks/compute_study.py " + " ".join(sys.argv[1:])}
-    state = json.loads(points_path.read_text()) if points_path.is_file() else {"spec": spec, "points": []}
+    spec = {
+        "name": args.name,
+        "config": args.config,
+        "task": args.task,
+        "preset": preset,
+        "parameters": count_parameters(
+            UNet.from_preset(preset, channels=1, **model_cfg)
+        ),
+        "degradation": D.config(),
+        "train": recipe,
+        "sample": args.sample,
+        "machine": machine(),
+        "command": "python benchmarks/compute_study.py " + " ".join(sys.argv[1:]),
+    }
+    state = (
+        json.loads(points_path.read_text())
+        if points_path.is_file()
+        else {"spec": spec, "points": []}
+    )
     if any(state["spec"].get(k) != spec[k] for k in ("degradation", "preset", "train")):
-        raise SystemExit(f"error: {folder} holds another run ({state['spec']['command']}); choose another NAME")
-    todo = [m for m in sorted(args.minutes) if m not in [p["minutes"] for p in state["points"]]]
+        raise SystemExit(
+            f"error: {folder} holds another run ({state['spec']['command']}); choose another NAME"
+        )
+    todo = [
+        m
+        for m in sorted(args.minutes)
+        if m not in [p["minutes"] for p in state["points"]]
+    ]
     if not todo:
         print(f"{args.name}: every budget measured already", flush=True)
         return
-    data = {"train": load_dataset("mnist5k", split="train").images,
-            "test": load_dataset("mnist5k", split="test").images,
-            "classifier": zoo.load_classifier()}
-    if "seconds_per_step" not in state:  # CPU seconds of one training step, to size each budget's schedule
+    data = {
+        "train": load_dataset("mnist5k", split="train").images,
+        "test": load_dataset("mnist5k", split="test").images,
+        "classifier": zoo.load_classifier(),
+    }
+    # CPU seconds of one training step, to size each budget's schedule
+    if "seconds_per_step" not in state:
         torch.manual_seed(0)
         probe = UNet.from_preset(preset, channels=1, **model_cfg)
-        train(probe, D, data["train"], TrainConfig(**{**recipe, "steps": 10, "checkpoint_every": 10 ** 6}))
+        train(
+            probe,
+            D,
+            data["train"],
+            TrainConfig(**{**recipe, "steps": 10, "checkpoint_every": 10**6}),
+        )
         t0 = time.process_time()
-        train(probe, D, data["train"], TrainConfig(**{**recipe, "steps": 40, "checkpoint_every": 10 ** 6}))
+        train(
+            probe,
+            D,
+            data["train"],
+            TrainConfig(**{**recipe, "steps": 40, "checkpoint_every": 10**6}),
+        )
         state["seconds_per_step"] = (time.process_time() - t0) / 40
         write_json_atomic(state, points_path)
-    print(f"{args.name}: {preset} ({spec['parameters'] / 1e6:.2f}M), batch {recipe['batch_size']}, lr "
-          f"{recipe['lr']}, {state['seconds_per_step']:.3f} CPU s a step; budgets {todo} CPU min on "
-          f"{spec['machine']}", flush=True)
+    print(
+        f"{args.name}: {preset} ({spec['parameters'] / 1e6:.2f}M), batch {recipe['batch_size']}, lr "
+        f"{recipe['lr']}, {state['seconds_per_step']:.3f} CPU s a step; budgets {todo} CPU min on "
+        f"{spec['machine']}",
+        flush=True,
+    )
     for budget in todo:
         steps = max(200, int(budget * 60 / state["seconds_per_step"]))
         sub = folder / f"{budget:g}min"
@@ -147,15 +212,33 @@ def run(args) -> None:
             clock.resume(load_checkpoint(sub / "last.pt")["step"])
         torch.manual_seed(0)
         model = UNet.from_preset(preset, channels=1, **model_cfg)
-        config = TrainConfig(**{**recipe, "steps": steps, "checkpoint_dir": str(sub), "resume": resume})
-        result = train(model, D, data["train"], config, callback=lambda info: clock.seconds(info["step"]))
+        config = TrainConfig(
+            **{**recipe, "steps": steps, "checkpoint_dir": str(sub), "resume": resume}
+        )
+        result = train(
+            model,
+            D,
+            data["train"],
+            config,
+            callback=lambda info: clock.seconds(info["step"]),
+        )
         minutes = clock.seconds(result.step) / 60
         quality = measure(args, result.ema, D, data)
-        state["points"].append({"minutes": budget, "train_minutes": minutes, "step": result.step,
-                                "images": result.step * recipe["batch_size"], "quality": quality,
-                                "wall_minutes": result.history["elapsed"][-1] / 60})
+        state["points"].append(
+            {
+                "minutes": budget,
+                "train_minutes": minutes,
+                "step": result.step,
+                "images": result.step * recipe["batch_size"],
+                "quality": quality,
+                "wall_minutes": result.history["elapsed"][-1] / 60,
+            }
+        )
         write_json_atomic(state, points_path)
-        print(f"{args.name}: {budget:g} min ({minutes:.1f} used), {steps} steps: {json.dumps(quality)}", flush=True)
+        print(
+            f"{args.name}: {budget:g} min ({minutes:.1f} used), {steps} steps: {json.dumps(quality)}",
+            flush=True,
+        )
     print(f"{args.name}: done ({len(state['points'])} budgets)", flush=True)
 
 
@@ -175,17 +258,36 @@ class CpuClock:
 
     def seconds(self, step: int) -> float:
         now = self.before + time.process_time() - self.start
-        if str(step) not in self.marks:  # train() checkpoints every 250 steps: keep those marks
+        # train() checkpoints every 250 steps: keep those marks
+        if str(step) not in self.marks:
             self.marks = {k: v for k, v in self.marks.items() if int(k) % 250 == 0}
             self.marks[str(step)] = now
             self._write(self.marks, self.path)
         return now
 
 
-#: The columns of a study row: one budget of one run, and for generation one sampler setting.
-COLUMNS = ["run", "task", "config", "preset", "parameters", "degradation", "setting", "cpu_minutes", "steps",
-           "direct_rmse", "direct_ssim", "alg2_rmse", "alg2_ssim", "confident", "fid", "class_share_min",
-           "class_share_max", "machine"]
+# : The columns of a study row: one budget of one run, and for generation one sampler
+# setting.
+COLUMNS = [
+    "run",
+    "task",
+    "config",
+    "preset",
+    "parameters",
+    "degradation",
+    "setting",
+    "cpu_minutes",
+    "steps",
+    "direct_rmse",
+    "direct_ssim",
+    "alg2_rmse",
+    "alg2_ssim",
+    "confident",
+    "fid",
+    "class_share_min",
+    "class_share_max",
+    "machine",
+]
 
 
 def rows_of(runs) -> list:
@@ -193,18 +295,50 @@ def rows_of(runs) -> list:
     rows = []
     for run in runs:
         spec = run["spec"]
-        base = {"run": spec["name"], "task": spec["task"], "config": spec["config"], "preset": spec["preset"],
-                "parameters": spec["parameters"], "degradation": _degradation(spec), "machine": spec["machine"]}
+        base = {
+            "run": spec["name"],
+            "task": spec["task"],
+            "config": spec["config"],
+            "preset": spec["preset"],
+            "parameters": spec["parameters"],
+            "degradation": _degradation(spec),
+            "machine": spec["machine"],
+        }
         for p in run["points"]:
-            at = {**base, "cpu_minutes": round(p["train_minutes"], 1), "steps": p["step"]}
+            at = {
+                **base,
+                "cpu_minutes": round(p["train_minutes"], 1),
+                "steps": p["step"],
+            }
             if spec["task"] == "reconstruction":
                 d, a = p["quality"]["direct"], p["quality"]["improved"]
-                rows.append({**at, "setting": _other(spec), "direct_rmse": d["rmse"], "direct_ssim": d["ssim"],
-                             "alg2_rmse": a["rmse"], "alg2_ssim": a["ssim"]})
+                rows.append(
+                    {
+                        **at,
+                        "setting": _other(spec),
+                        "direct_rmse": d["rmse"],
+                        "direct_ssim": d["ssim"],
+                        "alg2_rmse": a["rmse"],
+                        "alg2_ssim": a["ssim"],
+                    }
+                )
             else:
-                rows += [{**at, "setting": setting, **{k: m[k] for k in ("confident", "fid", "class_share_min",
-                                                                          "class_share_max")}}
-                         for setting, m in p["quality"].items()]
+                rows += [
+                    {
+                        **at,
+                        "setting": setting,
+                        **{
+                            k: m[k]
+                            for k in (
+                                "confident",
+                                "fid",
+                                "class_share_min",
+                                "class_share_max",
+                            )
+                        },
+                    }
+                    for setting, m in p["quality"].items()
+                ]
     return rows
 
 
@@ -216,10 +350,17 @@ def read_record(path) -> list:
         rows = list(csv.DictReader(f))
     missing = [c for c in COLUMNS if rows and c not in rows[0]]
     if missing:
-        raise SystemExit(f"error: {path}: missing columns {missing}; expected {COLUMNS}")
-    numeric = COLUMNS[COLUMNS.index("cpu_minutes"):-1] + ["parameters"]
-    return [{k: (float(v) if k in numeric and v != "" else (None if v == "" else v)) for k, v in r.items()}
-            for r in rows]
+        raise SystemExit(
+            f"error: {path}: missing columns {missing}; expected {COLUMNS}"
+        )
+    numeric = COLUMNS[COLUMNS.index("cpu_minutes") : -1] + ["parameters"]
+    return [
+        {
+            k: (float(v) if k in numeric and v != "" else (None if v == "" else v))
+            for k, v in r.items()
+        }
+        for r in rows
+    ]
 
 
 def _f(value, spec) -> str:
@@ -238,29 +379,89 @@ def report(args) -> None:
     per model size (reconstruction: per-image RMSE of the direct estimate and of Algorithm 2; generation:
     the share of confident digits and FID of each sampler). The rows are the recorded study's (``--record``)
     and those of the runs under ``runs/study``; every row is saved as JSON (``--out``)."""
-    runs = [json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))]
-    rows = (read_record(args.record) if args.record else []) + rows_of([r for r in runs if r["points"]])
+    runs = [
+        json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))
+    ]
+    rows = (read_record(args.record) if args.record else []) + rows_of(
+        [r for r in runs if r["points"]]
+    )
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     for machine_ in sorted({r["machine"] for r in rows}):
         print(f"machine: {machine_}")
-    _print_table(["run", "preset", "params", "other", "CPU min", "steps", "direct RMSE / SSIM", "Alg. 2 RMSE / SSIM"],
-                 [[r["run"], r["preset"], f"{r['parameters'] / 1e6:.2f}M", r["setting"] or "-", f"{r['cpu_minutes']:g}",
-                   _f(r["steps"], ".0f"), f"{_f(r['direct_rmse'], '.3f')} / {_f(r['direct_ssim'], '.3f')}",
-                   f"{_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')}"]
-                  for r in rows if r["task"] == "reconstruction"])
-    _print_table(["run", "preset", "degradation", "CPU min", "sampler", "confident", "FID", "rarest / commonest class"],
-                 [[r["run"], r["preset"], r["degradation"], f"{r['cpu_minutes']:g}", r["setting"],
-                   _f(r["confident"], ".2f"), _f(r["fid"], ".1f"),
-                   f"{_f(r['class_share_min'], '.2f')} / {_f(r['class_share_max'], '.2f')}"]
-                  for r in rows if r["task"] == "generation"])
+    _print_table(
+        [
+            "run",
+            "preset",
+            "params",
+            "other",
+            "CPU min",
+            "steps",
+            "direct RMSE / SSIM",
+            "Alg. 2 RMSE / SSIM",
+        ],
+        [
+            [
+                r["run"],
+                r["preset"],
+                f"{r['parameters'] / 1e6:.2f}M",
+                r["setting"] or "-",
+                f"{r['cpu_minutes']:g}",
+                _f(r["steps"], ".0f"),
+                f"{_f(r['direct_rmse'], '.3f')} / {_f(r['direct_ssim'], '.3f')}",
+                f"{_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')}",
+            ]
+            for r in rows
+            if r["task"] == "reconstruction"
+        ],
+    )
+    _print_table(
+        [
+            "run",
+            "preset",
+            "degradation",
+            "CPU min",
+            "sampler",
+            "confident",
+            "FID",
+            "rarest / commonest class",
+        ],
+        [
+            [
+                r["run"],
+                r["preset"],
+                r["degradation"],
+                f"{r['cpu_minutes']:g}",
+                r["setting"],
+                _f(r["confident"], ".2f"),
+                _f(r["fid"], ".1f"),
+                f"{_f(r['class_share_min'], '.2f')} / {_f(r['class_share_max'], '.2f')}",
+            ]
+            for r in rows
+            if r["task"] == "generation"
+        ],
+    )
     if args.figure:
         draw(rows, args.figure)
         print(f"\nfigure: {args.figure}")
 
 
 def _other(spec) -> str:
-    keys = sorted(set(spec["train"]) - {"batch_size", "lr", "device", "progress", "log_every", "checkpoint_every",
-                                         "seed", "warmup_steps", "lr_schedule", "ema_decay", "augment_shift"})
+    keys = sorted(
+        set(spec["train"])
+        - {
+            "batch_size",
+            "lr",
+            "device",
+            "progress",
+            "log_every",
+            "checkpoint_every",
+            "seed",
+            "warmup_steps",
+            "lr_schedule",
+            "ema_decay",
+            "augment_shift",
+        }
+    )
     return ", ".join(f"{k} {spec['train'][k]}" for k in keys)
 
 
@@ -283,24 +484,55 @@ def draw(rows, path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     rec = [r for r in rows if r["task"] == "reconstruction"]
     for run in dict.fromkeys(r["run"] for r in rec):
-        pts = sorted((r for r in rec if r["run"] == run), key=lambda r: r["cpu_minutes"])
+        pts = sorted(
+            (r for r in rec if r["run"] == run), key=lambda r: r["cpu_minutes"]
+        )
         first = pts[0]
-        label = f"{first['preset']} ({first['parameters'] / 1e6:.2f}M)" + (f", {first['setting']}" if first["setting"] else "")
+        label = f"{first['preset']} ({first['parameters'] / 1e6:.2f}M)" + (
+            f", {first['setting']}" if first["setting"] else ""
+        )
         x = [p["cpu_minutes"] for p in pts]
-        line, = axes[0].plot(x, [p["direct_rmse"] for p in pts], "o-", label=label)
-        axes[1].plot(x, [p["alg2_rmse"] for p in pts], "o-", color=line.get_color(), label=label)
-    for ax, title in zip(axes[:2], ("deblurring, direct estimate", "deblurring, Algorithm 2")):
-        ax.set(title=title, xlabel="CPU minutes of training", ylabel="per-image RMSE (held-out)", xscale="log")
-        ax.set_xticks(sorted({r["cpu_minutes"] for r in rec}), [f"{m:g}" for m in sorted({r["cpu_minutes"] for r in rec})])
+        (line,) = axes[0].plot(x, [p["direct_rmse"] for p in pts], "o-", label=label)
+        axes[1].plot(
+            x, [p["alg2_rmse"] for p in pts], "o-", color=line.get_color(), label=label
+        )
+    for ax, title in zip(
+        axes[:2], ("deblurring, direct estimate", "deblurring, Algorithm 2")
+    ):
+        ax.set(
+            title=title,
+            xlabel="CPU minutes of training",
+            ylabel="per-image RMSE (held-out)",
+            xscale="log",
+        )
+        ax.set_xticks(
+            sorted({r["cpu_minutes"] for r in rec}),
+            [f"{m:g}" for m in sorted({r["cpu_minutes"] for r in rec})],
+        )
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     for r in rows:
-        if r["task"] == "generation" and r["confident"] is not None and r["fid"] is not None:
-            axes[2].plot(r["fid"], r["confident"], "o", label=f"{r['degradation']}: {r['setting']}")
-    axes[2].set(title="generation (500 samples)", xlabel="classifier FID (lower is better)",
-                ylabel="share of confident digits", xscale="log")
+        if (
+            r["task"] == "generation"
+            and r["confident"] is not None
+            and r["fid"] is not None
+        ):
+            axes[2].plot(
+                r["fid"],
+                r["confident"],
+                "o",
+                label=f"{r['degradation']}: {r['setting']}",
+            )
+    axes[2].set(
+        title="generation (500 samples)",
+        xlabel="classifier FID (lower is better)",
+        ylabel="share of confident digits",
+        xscale="log",
+    )
     axes[2].grid(alpha=0.3)
-    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    axes[2].legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
@@ -308,24 +540,74 @@ def draw(rows, path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="train one configuration and measure it at each budget")
+    r = sub.add_parser(
+        "run", help="train one configuration and measure it at each budget"
+    )
     r.add_argument("name", help="the run's folder under runs/study")
-    r.add_argument("--config", default="mnist-blur", help="zoo config to start from (default: %(default)s)")
-    r.add_argument("--preset", default=None, help="U-Net preset (default: the config's)")
-    r.add_argument("--batch", type=int, default=None, help="batch size (default: the config's)")
-    r.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the config's)")
-    r.add_argument("--deg", nargs="*", default=[], help="degradation settings KEY=VALUE replacing the config's")
-    r.add_argument("--train", nargs="*", default=[], help="TrainConfig settings KEY=VALUE (e.g. input_noise=0.01)")
-    r.add_argument("--minutes", nargs="+", type=float, default=[5, 20], help="budgets in CPU minutes (default: %(default)s)")
-    r.add_argument("--sample", nargs="*", default=["improved:0.002"],
-                   help="generation: sampler settings ALGORITHM:NOISE_STD[:LEVEL] to measure (default: %(default)s)")
-    r.add_argument("--components", type=int, default=20,
-                   help="generation: Gaussian mixture components of the prior below T (default: %(default)s)")
+    r.add_argument(
+        "--config",
+        default="mnist-blur",
+        help="zoo config to start from (default: %(default)s)",
+    )
+    r.add_argument(
+        "--preset", default=None, help="U-Net preset (default: the config's)"
+    )
+    r.add_argument(
+        "--batch", type=int, default=None, help="batch size (default: the config's)"
+    )
+    r.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="peak learning rate (default: the config's)",
+    )
+    r.add_argument(
+        "--deg",
+        nargs="*",
+        default=[],
+        help="degradation settings KEY=VALUE replacing the config's",
+    )
+    r.add_argument(
+        "--train",
+        nargs="*",
+        default=[],
+        help="TrainConfig settings KEY=VALUE (e.g. input_noise=0.01)",
+    )
+    r.add_argument(
+        "--minutes",
+        nargs="+",
+        type=float,
+        default=[5, 20],
+        help="budgets in CPU minutes (default: %(default)s)",
+    )
+    r.add_argument(
+        "--sample",
+        nargs="*",
+        default=["improved:0.002"],
+        help="generation: sampler settings ALGORITHM:NOISE_STD[:LEVEL] to measure (default: %(default)s)",
+    )
+    r.add_argument(
+        "--components",
+        type=int,
+        default=20,
+        help="generation: Gaussian mixture components of the prior below T (default: %(default)s)",
+    )
     q = sub.add_parser("report", help="print every run's measurements and save them")
-    q.add_argument("--record", default="benchmarks/compute_study_record.csv",
-                   help="a recorded study's rows to include, '' for none (default: %(default)s)")
-    q.add_argument("--out", default="benchmarks/compute_study.json", help="where to save (default: %(default)s)")
-    q.add_argument("--figure", default="benchmarks/compute_study.png", help="the figure (default: %(default)s)")
+    q.add_argument(
+        "--record",
+        default="benchmarks/compute_study_record.csv",
+        help="a recorded study's rows to include, '' for none (default: %(default)s)",
+    )
+    q.add_argument(
+        "--out",
+        default="benchmarks/compute_study.json",
+        help="where to save (default: %(default)s)",
+    )
+    q.add_argument(
+        "--figure",
+        default="benchmarks/compute_study.png",
+        help="the figure (default: %(default)s)",
+    )
     args = p.parse_args()
     run(args) if args.command == "run" else report(args)
 

@@ -23,8 +23,10 @@ import torch
 
 def machine() -> str:
     cap = torch.backends.cpu.get_cpu_capability()
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-            f"torch threads, ISA {cap}, torch {torch.__version__}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+        f"torch threads, ISA {cap}, torch {torch.__version__}"
+    )
 
 
 def blur():
@@ -50,14 +52,24 @@ def throughput(args) -> None:
                     model = UNet.from_preset(preset, channels=1)
                     if channels_last:
                         model = model.to(memory_format=torch.channels_last)
-                    cfg = dict(batch_size=batch, device="cpu", bf16=bf16, channels_last=channels_last,
-                               progress=False, log_every=10 ** 6)
-                    train(model, D, x, TrainConfig(steps=args.warmup, **cfg))  # warm-up (allocator, kernels)
+                    cfg = dict(
+                        batch_size=batch,
+                        device="cpu",
+                        bf16=bf16,
+                        channels_last=channels_last,
+                        progress=False,
+                        log_every=10**6,
+                    )
+                    # warm-up (allocator, kernels)
+                    train(model, D, x, TrainConfig(steps=args.warmup, **cfg))
                     start = time.perf_counter()
                     train(model, D, x, TrainConfig(steps=args.steps, **cfg))
                     rate = args.steps * batch / (time.perf_counter() - start)
-                    print(f"| {preset} | {count_parameters(model) / 1e6:.2f}M | {batch} | {bf16} | {channels_last} "
-                          f"| {rate:.0f} |", flush=True)
+                    print(
+                        f"| {preset} | {count_parameters(model) / 1e6:.2f}M | {batch} | {bf16} | {channels_last} "
+                        f"| {rate:.0f} |",
+                        flush=True,
+                    )
 
 
 def quality(args) -> None:
@@ -71,31 +83,57 @@ def quality(args) -> None:
     D = blur()
     model = UNet.from_preset(args.preset, channels=1)
     print(f"machine: {machine()}")
-    print(f"mnist-blur, preset {args.preset}, batch {args.batch}, lr {args.lr} ({args.schedule}), "
-          f"shift {args.shift}, {args.minutes} min; held-out on {args.n} digits")
-    print("| minutes | step | images | direct SSIM | direct RMSE | Alg. 2 SSIM | Alg. 2 RMSE |")
+    print(
+        f"mnist-blur, preset {args.preset}, batch {args.batch}, lr {args.lr} ({args.schedule}), "
+        f"shift {args.shift}, {args.minutes} min; held-out on {args.n} digits"
+    )
+    print(
+        "| minutes | step | images | direct SSIM | direct RMSE | Alg. 2 SSIM | Alg. 2 RMSE |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    # Steps are sized from a short timing so that the cosine schedule ends at the time budget.
-    probe = TrainConfig(steps=10, batch_size=args.batch, device="cpu", progress=False, log_every=10 ** 6)
+    # Steps are sized from a short timing so that the cosine schedule ends at the time
+    # budget.
+    probe = TrainConfig(
+        steps=10, batch_size=args.batch, device="cpu", progress=False, log_every=10**6
+    )
     start = time.perf_counter()
     train(UNet.from_preset(args.preset, channels=1), D, train_x, probe)
     steps = int(args.minutes * 60 / ((time.perf_counter() - start) / 10))
     chunk = max(1, steps // args.points)
-    cfg = dict(steps=steps, batch_size=args.batch, lr=args.lr, warmup_steps=min(200, steps // 10),
-               lr_schedule=args.schedule, augment_shift=args.shift, device="cpu", progress=False,
-               log_every=10 ** 6, ema_decay=args.ema)
+    cfg = dict(
+        steps=steps,
+        batch_size=args.batch,
+        lr=args.lr,
+        warmup_steps=min(200, steps // 10),
+        lr_schedule=args.schedule,
+        augment_shift=args.shift,
+        device="cpu",
+        progress=False,
+        log_every=10**6,
+        ema_decay=args.ema,
+    )
     eval_seconds = [0.0]
 
-    def report(info):  # every `chunk` steps: held-out quality of the EMA weights, not counted as training time
+    # every `chunk` steps: held-out quality of the EMA weights, not counted as training
+    # time
+    def report(info):
         t0 = time.perf_counter()
-        rows = evaluate_reconstruction(info["ema"], D, test_x, methods=("direct", "improved"))  # {method: metrics}
+        # {method: metrics}
+        rows = evaluate_reconstruction(
+            info["ema"], D, test_x, methods=("direct", "improved")
+        )
         d, a = rows["direct"], rows["improved"]
         minutes = (info["elapsed"] - eval_seconds[0]) / 60
-        print(f"| {minutes:.1f} | {info['step']} | {info['step'] * args.batch} | {d['ssim']:.3f} | {d['rmse']:.3f} | "
-              f"{a['ssim']:.3f} | {a['rmse']:.3f} |", flush=True)
+        print(
+            f"| {minutes:.1f} | {info['step']} | {info['step'] * args.batch} | {d['ssim']:.3f} | {d['rmse']:.3f} | "
+            f"{a['ssim']:.3f} | {a['rmse']:.3f} |",
+            flush=True,
+        )
         eval_seconds[0] += time.perf_counter() - t0
 
-    train(model, D, train_x, TrainConfig(**{**cfg, "log_every": chunk}), callback=report)
+    train(
+        model, D, train_x, TrainConfig(**{**cfg, "log_every": chunk}), callback=report
+    )
 
 
 def main() -> None:

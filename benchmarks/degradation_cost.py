@@ -47,9 +47,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from colddiff_lib.degradations import Blend, GaussianBlur, GaussianNoise, Inpainting, Snow, SuperResolution  # noqa: E402
+from colddiff_lib.degradations import (
+    Blend,
+    GaussianBlur,
+    GaussianNoise,
+    Inpainting,
+    Snow,
+    SuperResolution,
+)  # noqa: E402
 
 SIZES = {32: dict(batch=32, channels=1), 128: dict(batch=8, channels=3)}
 SLOW_S = 0.5  # a call slower than this is repeated only a few times
@@ -78,14 +86,21 @@ def machine_lines(device: torch.device) -> list:
         f"- device: {device}",
     ]
     if device.type == "cuda":
-        lines.append(f"- GPU: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}")
+        lines.append(
+            f"- GPU: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+        )
     if hasattr(os, "getloadavg"):
-        lines.append("- load average at start (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+        lines.append(
+            "- load average at start (1, 5, 15 min): "
+            + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        )
         if device.type == "cpu" and os.getloadavg()[0] > usable - 0.5:
-            lines.append(f"- WARNING: the machine is busy (load {os.getloadavg()[0]:.1f} on {usable} cores). With several "
-                         "threads a small operation waits for every thread at its barrier, and a thread the system "
-                         "has set aside costs a whole time slice (milliseconds): expect erratic figures, or use "
-                         "--threads 1")
+            lines.append(
+                f"- WARNING: the machine is busy (load {os.getloadavg()[0]:.1f} on {usable} cores). With several "
+                "threads a small operation waits for every thread at its barrier, and a thread the system "
+                "has set aside costs a whole time slice (milliseconds): expect erratic figures, or use "
+                "--threads 1"
+            )
     return lines
 
 
@@ -130,7 +145,9 @@ def degradations(size: int, channels: int, device: torch.device):
         blur_text = "T=300, kernel 11, constant std 7"
         inpaint_std, sr_T = 0.1, 3
     else:
-        blur = dict(T=300, kernel_size=27, std=0.01, schedule="exponential", collapse_at_T=True)
+        blur = dict(
+            T=300, kernel_size=27, std=0.01, schedule="exponential", collapse_at_T=True
+        )
         blur_text = "T=300, kernel 27, exponential std 0.01, mean at T"
         inpaint_std, sr_T = 0.1 * size / 32, 5
     g = torch.Generator().manual_seed(1)
@@ -138,7 +155,11 @@ def degradations(size: int, channels: int, device: torch.device):
     return [
         ("blur circular", blur_text, GaussianBlur(padding="circular", **blur)),
         ("blur reflect", blur_text, GaussianBlur(padding="reflect", **blur)),
-        ("inpainting", f"T=50, std {inpaint_std:g}, fixed centre", Inpainting(T=50, std=inpaint_std)),
+        (
+            "inpainting",
+            f"T=50, std {inpaint_std:g}, fixed centre",
+            Inpainting(T=50, std=inpaint_std),
+        ),
         ("super-resolution", f"T={sr_T}, area", SuperResolution(T=sr_T, mode="area")),
         ("snow", "T=200, frozen", Snow(T=200)),
         ("noise", "T=200, cosine, frozen", GaussianNoise(T=200)),
@@ -151,10 +172,19 @@ def setup_cost(name, D, x0, device):
     if isinstance(D, GaussianBlur):
         n = x0.shape[-1]
         s, _ = once(lambda: D.composed_matrices(n, x0.device, x0.dtype), device)
-        return f"composed matrices M_0..M_T ({D.T + 1} x {n} x {n}, built in float64)", s * 1e3, D
+        return (
+            f"composed matrices M_0..M_T ({D.T + 1} x {n} x {n}, built in float64)",
+            s * 1e3,
+            D,
+        )
     if isinstance(D, Inpainting):
-        s, _ = once(lambda: D(x0, 1), device)  # the first call builds and caches the T + 1 cumulative masks
-        return f"cumulative masks ({D.T + 1} x {x0.shape[-2]} x {x0.shape[-1]}, float64; first call)", s * 1e3, D
+        # the first call builds and caches the T + 1 cumulative masks
+        s, _ = once(lambda: D(x0, 1), device)
+        return (
+            f"cumulative masks ({D.T + 1} x {x0.shape[-2]} x {x0.shape[-1]}, float64; first call)",
+            s * 1e3,
+            D,
+        )
     if D.random:
         g = torch.Generator().manual_seed(0)
         s, frozen = once(lambda: D.freeze(x0, g), device)
@@ -175,9 +205,17 @@ def fmt_ms(ms: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repetitions (rough figures in about a minute on 2 cores)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions (rough figures in about a minute on 2 cores)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own)",
+    )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
@@ -187,14 +225,19 @@ def main(argv=None) -> int:
 
     print("# Cost of D(x0, t): closed form vs step-by-step\n")
     print("\n".join(machine_lines(device)))
-    print(f"- repetitions: {'quick' if args.quick else 'full'} (median of repeated calls after one warm-up call)\n")
+    print(
+        f"- repetitions: {'quick' if args.quick else 'full'} (median of repeated calls after one warm-up call)\n"
+    )
 
     rows, setups, settings = [], [], []
     wall = time.perf_counter()
     with torch.inference_mode():
         for size, spec in SIZES.items():
             g = torch.Generator().manual_seed(0)
-            x0 = (torch.rand(spec["batch"], spec["channels"], size, size, generator=g) * 2 - 1).to(device)
+            x0 = (
+                torch.rand(spec["batch"], spec["channels"], size, size, generator=g) * 2
+                - 1
+            ).to(device)
             for name, setting, D in degradations(size, spec["channels"], device):
                 settings.append((name, size, setting))
                 what, ms, D = setup_cost(name, D, x0, device)
@@ -203,30 +246,59 @@ def main(argv=None) -> int:
                 for t in sorted({1, (D.T + 1) // 2, D.T}):
                     closed_ms, _, closed = measure(lambda: D(x0, t), device, args.quick)
                     if D.compositional:
-                        step_ms, _, stepped = measure(lambda: step_by_step(D, x0, t), device, args.quick)
+                        step_ms, _, stepped = measure(
+                            lambda: step_by_step(D, x0, t), device, args.quick
+                        )
                         diff = (closed.double() - stepped.double()).abs().max().item()
-                        row = (name, size, t, fmt_ms(closed_ms), fmt_ms(step_ms), f"{step_ms / closed_ms:.1f}x",
-                               f"{diff:.1e}")
+                        row = (
+                            name,
+                            size,
+                            t,
+                            fmt_ms(closed_ms),
+                            fmt_ms(step_ms),
+                            f"{step_ms / closed_ms:.1f}x",
+                            f"{diff:.1e}",
+                        )
                     else:
-                        row = (name, size, t, fmt_ms(closed_ms), "no step-by-step form", "—", "—")
+                        row = (
+                            name,
+                            size,
+                            t,
+                            fmt_ms(closed_ms),
+                            "no step-by-step form",
+                            "—",
+                            "—",
+                        )
                     rows.append(row)
-                    print(f"  measured {name} {size} px t={t}", file=sys.stderr, flush=True)
+                    print(
+                        f"  measured {name} {size} px t={t}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
-    batch = {size: f"batch {s['batch']} x {s['channels']} channel{'s' if s['channels'] > 1 else ''}"
-             for size, s in SIZES.items()}
-    print("Settings: " + "; ".join(f"{size} px: {b}" for size, b in batch.items()) + ".\n")
+    batch = {
+        size: f"batch {s['batch']} x {s['channels']} channel{'s' if s['channels'] > 1 else ''}"
+        for size, s in SIZES.items()
+    }
+    print(
+        "Settings: " + "; ".join(f"{size} px: {b}" for size, b in batch.items()) + ".\n"
+    )
     print("| degradation | size | setting |")
     print("|---|---|---|")
     for name, size, setting in settings:
         print(f"| {name} | {size} px | {setting} |")
 
     print("\n## D(x0, t)\n")
-    print("| degradation | size | t | closed form ms | step-by-step ms | speed-up | max \\|diff\\| |")
+    print(
+        "| degradation | size | t | closed form ms | step-by-step ms | speed-up | max \\|diff\\| |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, size, t, c, s, up, d in rows:
         print(f"| {name} | {size} px | {t} | {c} | {s} | {up} | {d} |")
 
-    print("\n## One-time costs (once per degradation, size and device; freeze: once per batch)\n")
+    print(
+        "\n## One-time costs (once per degradation, size and device; freeze: once per batch)\n"
+    )
     print("| degradation | size | what | ms |")
     print("|---|---:|---|---:|")
     for name, size, what, ms in setups:
@@ -234,7 +306,9 @@ def main(argv=None) -> int:
 
     tail = f"\nTotal run time {time.perf_counter() - wall:.0f} s"
     if hasattr(os, "getloadavg"):
-        tail += "; load average at end (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        tail += "; load average at end (1, 5, 15 min): " + ", ".join(
+            f"{v:.2f}" for v in os.getloadavg()
+        )
     print(tail + ".")
     return 0
 

@@ -39,15 +39,22 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check")
         return 1
-    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    print(
+        f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.rand(8, 1, 32, 32, generator=g) * 2 - 1
     targets = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
     degradations = {
-        "blur": dg.GaussianBlur(T=20, kernel_size=11, std=7.0), "blur-reflect": dg.GaussianBlur(padding="reflect"),
-        "inpaint": dg.Inpainting(T=50), "inpaint-random": dg.Inpainting(T=50, random_centre=True),
-        "inpaint-fill": dg.InpaintingFill(T=100, std=0.2), "superres": dg.SuperResolution(T=3),
-        "snow": dg.Snow(T=200), "noise": dg.GaussianNoise(T=200), "blend": dg.Blend(targets, T=200),
+        "blur": dg.GaussianBlur(T=20, kernel_size=11, std=7.0),
+        "blur-reflect": dg.GaussianBlur(padding="reflect"),
+        "inpaint": dg.Inpainting(T=50),
+        "inpaint-random": dg.Inpainting(T=50, random_centre=True),
+        "inpaint-fill": dg.InpaintingFill(T=100, std=0.2),
+        "superres": dg.SuperResolution(T=3),
+        "snow": dg.Snow(T=200),
+        "noise": dg.GaussianNoise(T=200),
+        "blend": dg.Blend(targets, T=200),
     }
     t = torch.tensor([0, 1, 2, 3, 3, 2, 1, 3])
     for name, D in degradations.items():
@@ -58,10 +65,19 @@ def main() -> int:
         xc = x.cuda()
         gpu = D.freeze(xc, torch.Generator().manual_seed(1))(xc, t_d.cuda())
         diff = float((gpu.cpu() - cpu).abs().max())
-        check(f"{name}: CUDA == CPU", diff < 1e-4 and gpu.device.type == "cuda", f"(max |diff| {diff:.2e})")
+        check(
+            f"{name}: CUDA == CPU",
+            diff < 1e-4 and gpu.device.type == "cuda",
+            f"(max |diff| {diff:.2e})",
+        )
         for dtype in (torch.float16, torch.bfloat16):
-            out = D.freeze(xc.to(dtype), torch.Generator().manual_seed(1))(xc.to(dtype), t_d.cuda())
-            check(f"{name}: keeps {dtype}", out.dtype == dtype and bool(torch.isfinite(out).all()))
+            out = D.freeze(xc.to(dtype), torch.Generator().manual_seed(1))(
+                xc.to(dtype), t_d.cuda()
+            )
+            check(
+                f"{name}: keeps {dtype}",
+                out.dtype == dtype and bool(torch.isfinite(out).all()),
+            )
 
     D = dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=1)
     net = UNet.from_preset("tiny").cuda().eval()
@@ -69,18 +85,28 @@ def main() -> int:
     check("sample on CUDA", xs.device.type == "cuda" and bool(torch.isfinite(xs).all()))
 
     data = load_dataset("mnist5k", split="train").images
-    for compile_ in ([False, True] if args.compile else [False]):
+    for compile_ in [False, True] if args.compile else [False]:
         model = UNet.from_preset("small")
-        cfg = TrainConfig(steps=300, batch_size=256, lr=5e-4, device="cuda", compile=compile_, progress=False,
-                          log_every=50)
+        cfg = TrainConfig(
+            steps=300,
+            batch_size=256,
+            lr=5e-4,
+            device="cuda",
+            compile=compile_,
+            progress=False,
+            log_every=50,
+        )
         start = time.perf_counter()
         result = train(model, D, data, cfg)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         losses = result.history["loss"]
-        check(f"train small, bf16 + channels_last, compile={compile_}", losses[-1] < losses[0],
-              f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}; {300 * 256 / seconds:,.0f} img/s over 300 steps "
-              f"including start-up)")
+        check(
+            f"train small, bf16 + channels_last, compile={compile_}",
+            losses[-1] < losses[0],
+            f"(loss {losses[0]:.3f} -> {losses[-1]:.3f}; {300 * 256 / seconds:,.0f} img/s over 300 steps "
+            f"including start-up)",
+        )
     print(f"{len(failures)} failed" if failures else "all GPU checks passed")
     return 1 if failures else 0
 

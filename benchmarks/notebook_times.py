@@ -28,8 +28,14 @@ LIMIT_S = 180.0  # the book's promise for a chapter with its defaults
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("chapters", nargs="*", help="notebook names without .ipynb (default: every notebook in book/)")
-    p.add_argument("--quick", action="store_true", help="run with QUICK=True, as the tests do")
+    p.add_argument(
+        "chapters",
+        nargs="*",
+        help="notebook names without .ipynb (default: every notebook in book/)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="run with QUICK=True, as the tests do"
+    )
     args = p.parse_args(argv)
 
     import papermill
@@ -43,17 +49,28 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"chapters must be among {sorted(known)}, got {unknown}")
         paths = [known[c] for c in args.chapters]
-    print(f"machine: {machine()}, python {sys.version.split()[0]}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(
+        f"machine: {machine()}, python {sys.version.split()[0]}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    )
     print(f"parameters: QUICK={args.quick}, FULL_TRAINING=False, DEVICE='cpu'\n")
     print(f"{'chapter':32s} {'seconds':>8s}")
     total, over = 0.0, []
     with tempfile.TemporaryDirectory() as out:
         for path in paths:
             start = time.perf_counter()
-            papermill.execute_notebook(str(path), str(Path(out) / path.name), cwd=str(path.parent),
-                                       kernel_name="python3", progress_bar=False,
-                                       parameters={"QUICK": args.quick, "FULL_TRAINING": False, "DEVICE": "cpu"})
+            papermill.execute_notebook(
+                str(path),
+                str(Path(out) / path.name),
+                cwd=str(path.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                parameters={
+                    "QUICK": args.quick,
+                    "FULL_TRAINING": False,
+                    "DEVICE": "cpu",
+                },
+            )
             seconds = time.perf_counter() - start
             total += seconds
             if seconds > LIMIT_S:

@@ -35,13 +35,15 @@ PathLike = Union[str, os.PathLike]
 
 #: The lock file of a run folder (see :func:`run_lock`).
 LOCK_FILE = ".colddiff.lock"
-#: A checkpoint archive may hold at most this many bytes once unpacked (four float32 copies of a model
-#: at the parameter budget: weights, EMA, Adam's two moments, and room for the rest) ...
-MAX_CHECKPOINT_BYTES = 16 * 200_000_000 + 2 ** 26
-#: ... and expand at most this many times over its size on disk (torch.save stores its entries
-#: uncompressed; a 5 MB archive that unpacks to 1.5 GB is a zip bomb).
+# : A checkpoint archive may hold at most this many bytes once unpacked (four float32
+# copies of a model : at the parameter budget: weights, EMA, Adam's two moments, and
+# room for the rest) ...
+MAX_CHECKPOINT_BYTES = 16 * 200_000_000 + 2**26
+# : ... and expand at most this many times over its size on disk (torch.save stores its
+# entries : uncompressed; a 5 MB archive that unpacks to 1.5 GB is a zip bomb).
 MAX_EXPANSION = 10
-#: The permissions of a checkpoint file: its owner's alone (other files get files.DEFAULT_MODE).
+# : The permissions of a checkpoint file: its owner's alone (other files get
+# files.DEFAULT_MODE).
 CHECKPOINT_MODE = 0o600
 
 
@@ -78,13 +80,17 @@ def save_atomic(obj: Any, path: PathLike) -> Path:
                 raise recorder.error from None
             text = str(err)
             if "unexpected pos" in text or "file write failed" in text:
-                raise OSError(errno.EIO, f"torch's writer failed: {text.strip().splitlines()[0][:200]}") from None
+                raise OSError(
+                    errno.EIO,
+                    f"torch's writer failed: {text.strip().splitlines()[0][:200]}",
+                ) from None
             raise
 
     return files.atomic_write(path, write, mode=CHECKPOINT_MODE)
 
 
-# The names under which this module offered the writers of colddiff_lib.files before it existed.
+# The names under which this module offered the writers of colddiff_lib.files before it
+# existed.
 write_text_atomic = files.write_text
 write_json_atomic = files.write_json
 
@@ -93,13 +99,29 @@ def non_finite(obj: Any, prefix: str = "") -> List[str]:
     """The names (``model.conv_in.weight``, ...) of the floating tensors in ``obj`` (nested dicts, lists,
     tuples) that hold NaN or infinite values."""
     if isinstance(obj, torch.Tensor):
-        return [prefix or "tensor"] if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else []
-    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
-    return [name for key, value in items for name in non_finite(value, f"{prefix}.{key}" if prefix else str(key))]
+        return (
+            [prefix or "tensor"]
+            if obj.is_floating_point() and not bool(torch.isfinite(obj).all())
+            else []
+        )
+    items = (
+        obj.items()
+        if isinstance(obj, dict)
+        else enumerate(obj)
+        if isinstance(obj, (list, tuple))
+        else ()
+    )
+    return [
+        name
+        for key, value in items
+        for name in non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+    ]
 
 
-# ------------------------------------------------------------------------------------------- the lock
-_HELD: Dict[str, list] = {}  # real path of a lock file -> [open file descriptor, depth]: re-entrant per process
+# --------------------------------------------------------------------------------------
+# the lock real path of a lock file -> [open file descriptor, depth]: re-entrant per
+# process
+_HELD: Dict[str, list] = {}
 
 
 def _holder(lock: Path) -> str:
@@ -111,7 +133,9 @@ def _holder(lock: Path) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(folder: PathLike, command: Optional[str] = None, what: str = "run folder") -> Iterator[Path]:
+def run_lock(
+    folder: PathLike, command: Optional[str] = None, what: str = "run folder"
+) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if missing) until the block ends.
 
     The lock is ``fcntl.flock`` on ``folder/.colddiff.lock``, which records the holder's pid and
@@ -132,7 +156,8 @@ def run_lock(folder: PathLike, command: Optional[str] = None, what: str = "run f
         return
     try:
         import fcntl
-    except ImportError:  # not POSIX: no lock (Windows users run one run per folder by hand)
+    # not POSIX: no lock (Windows users run one run per folder by hand)
+    except ImportError:
         yield lock
         return
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -140,11 +165,15 @@ def run_lock(folder: PathLike, command: Optional[str] = None, what: str = "run f
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise ValueError(f"{what} {folder}: another run is using it ({_holder(lock)}); wait for it to end or "
-                         f"choose another folder (nothing was written)") from None
+        raise ValueError(
+            f"{what} {folder}: another run is using it ({_holder(lock)}); wait for it to end or "
+            f"choose another folder (nothing was written)"
+        ) from None
     command = command or shlex.join([Path(sys.executable).name, *sys.argv])
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps({"pid": os.getpid(), "command": command}) + "\n").encode(), 0)
+    os.pwrite(
+        fd, (json.dumps({"pid": os.getpid(), "command": command}) + "\n").encode(), 0
+    )
     _HELD[key] = [fd, 1]
     try:
         yield lock
@@ -152,10 +181,13 @@ def run_lock(folder: PathLike, command: Optional[str] = None, what: str = "run f
         _HELD[key][1] -= 1
         if _HELD[key][1] == 0:
             del _HELD[key]
-            os.close(fd)  # releases the flock; the file stays (removing it would race with a waiting run)
+            # releases the flock; the file stays (removing it would race with a waiting
+            # run)
+            os.close(fd)
 
 
-# ------------------------------------------------------------------------------------------- the schema
+# --------------------------------------------------------------------------------------
+# the schema
 def _kind(value) -> str:
     return type(value).__name__
 
@@ -168,7 +200,9 @@ def check_model_config(config, where: str = "model") -> dict:
     from .models import MAX_PARAMETERS, UNet, check_config, parameter_count
 
     if not isinstance(config, dict):
-        raise ValueError(f"{where}: expected a table of UNet arguments, got {_kind(config)} {str(config)[:80]}")
+        raise ValueError(
+            f"{where}: expected a table of UNet arguments, got {_kind(config)} {str(config)[:80]}"
+        )
     known = list(inspect.signature(UNet).parameters)
     unknown = sorted(str(k) for k in set(config) - set(known))
     if unknown:
@@ -179,12 +213,16 @@ def check_model_config(config, where: str = "model") -> dict:
     except ValueError as err:
         raise ValueError(f"{where}.{err}") from None
     if count > MAX_PARAMETERS:
-        raise ValueError(f"{where}: {count:,} parameters ({count * 4 / 2 ** 30:.1f} GiB of float32 weights), more "
-                         f"than the budget of {MAX_PARAMETERS:,}; refused before anything was allocated")
+        raise ValueError(
+            f"{where}: {count:,} parameters ({count * 4 / 2**30:.1f} GiB of float32 weights), more "
+            f"than the budget of {MAX_PARAMETERS:,}; refused before anything was allocated"
+        )
     return config
 
 
-def build_degradation(config, where: str = "degradation", stored: Optional[dict] = None):
+def build_degradation(
+    config, where: str = "degradation", stored: Optional[dict] = None
+):
     """The degradation of ``config`` (``{"name": ..., **arguments}``): its name and every argument checked
     (types, ranges, sizes), ValueError naming ``where`` otherwise. Building one allocates little (its
     schedule), so building is the check. A config written by an older version is first brought up to date
@@ -193,10 +231,14 @@ def build_degradation(config, where: str = "degradation", stored: Optional[dict]
     from . import degradations as dg
 
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
-        raise ValueError(f"{where}: expected a table with a name and the degradation's arguments, got "
-                         f"{_kind(config)} {str(config)[:80]}")
+        raise ValueError(
+            f"{where}: expected a table with a name and the degradation's arguments, got "
+            f"{_kind(config)} {str(config)[:80]}"
+        )
     if "name" not in config:
-        raise ValueError(f"{where}: name is missing; expected one of {sorted(dg.REGISTRY)}")
+        raise ValueError(
+            f"{where}: name is missing; expected one of {sorted(dg.REGISTRY)}"
+        )
     cls = dg.REGISTRY.get(config["name"]) if isinstance(config["name"], str) else None
     if cls is not None:
         config = cls.upgrade_config(dict(config), stored or {})
@@ -208,7 +250,8 @@ def build_degradation(config, where: str = "degradation", stored: Optional[dict]
 
 #: Keys of a ``[data]`` table (a checkpoint's ``data``).
 DATA_KEYS = ("dataset", "image_size")
-#: The largest image size a run may ask for (pixels a side; as ``colddiff_lib.data.datasets.MAX_IMAGE_SIZE``).
+# : The largest image size a run may ask for (pixels a side; as
+# ``colddiff_lib.data.datasets.MAX_IMAGE_SIZE``).
 MAX_IMAGE_SIZE = 1024
 
 
@@ -216,16 +259,24 @@ def check_data_config(config, where: str = "data") -> dict:
     """A ``[data]`` table: ``dataset`` a name or folder (a non-empty string), ``image_size`` an int in
     4..:data:`MAX_IMAGE_SIZE`; no other key."""
     if not isinstance(config, dict):
-        raise ValueError(f"{where}: expected a table with {', '.join(DATA_KEYS)}, got {_kind(config)}")
+        raise ValueError(
+            f"{where}: expected a table with {', '.join(DATA_KEYS)}, got {_kind(config)}"
+        )
     for key in config:
         if key not in DATA_KEYS:
-            raise ValueError(f"{where}.{key}: unknown key{did_you_mean(key, DATA_KEYS)}; expected {', '.join(DATA_KEYS)}")
+            raise ValueError(
+                f"{where}.{key}: unknown key{did_you_mean(key, DATA_KEYS)}; expected {', '.join(DATA_KEYS)}"
+            )
     dataset = config.get("dataset", "mnist5k")
     if not isinstance(dataset, str) or not dataset:
-        raise ValueError(f"{where}.dataset: expected a dataset name or a folder (a string), got {dataset!r}")
+        raise ValueError(
+            f"{where}.dataset: expected a dataset name or a folder (a string), got {dataset!r}"
+        )
     size = config.get("image_size", 32)
     if not is_int(size) or not 4 <= size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"{where}.image_size: expected an int >= 4 and <= {MAX_IMAGE_SIZE}, got {size!r}")
+        raise ValueError(
+            f"{where}.image_size: expected an int >= 4 and <= {MAX_IMAGE_SIZE}, got {size!r}"
+        )
     return config
 
 
@@ -248,7 +299,12 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
             ok = is_number(value) and 0 <= value <= 10
             expected = "a number in [0, 10]"
         elif key in ("components", "level", "dims", "iterations"):
-            low, high = {"components": (1, 32), "level": (0, MAX_T), "dims": (1, 65536), "iterations": (1, 1000)}[key]
+            low, high = {
+                "components": (1, 32),
+                "level": (0, MAX_T),
+                "dims": (1, 65536),
+                "iterations": (1, 1000),
+            }[key]
             ok = is_int(value) and low <= value <= high
             expected = f"an int in {low}..{high}"
         else:
@@ -261,16 +317,24 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
 def check_history(history, where: str = "history") -> dict:
     """A loss history: a table of lists of numbers (``step``, ``loss``, ``val_step``, ``val_loss``, ``elapsed``)."""
     if not isinstance(history, dict):
-        raise ValueError(f"{where}: expected a table of lists of numbers, got {_kind(history)}")
+        raise ValueError(
+            f"{where}: expected a table of lists of numbers, got {_kind(history)}"
+        )
     for key, values in history.items():
         if not isinstance(values, list) or not all(is_number(v) for v in values):
-            raise ValueError(f"{where}.{key}: expected a list of numbers, got {str(values)[:80]}")
+            raise ValueError(
+                f"{where}.{key}: expected a list of numbers, got {str(values)[:80]}"
+            )
     return history
 
 
 def _check_weights(state, where: str) -> None:
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise ValueError(f"{where}: expected a table of named tensors (a state dict), got {_kind(state)}")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ValueError(
+            f"{where}: expected a table of named tensors (a state dict), got {_kind(state)}"
+        )
 
 
 def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
@@ -291,42 +355,67 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
     if size == 0:
         raise ValueError(f"checkpoint {path}: the file is empty")
     if path.suffix == ".safetensors":
-        raise ValueError(f"checkpoint {path}: this is a safetensors weights file (a zoo model), not a training "
-                         f"checkpoint; load shipped models with colddiff_lib.zoo.load_pretrained(name)")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise ValueError(f"checkpoint {path}: not a readable training checkpoint (not a torch.save zip archive: "
-                         f"damaged, or another kind of file)")
+        raise ValueError(
+            f"checkpoint {path}: this is a safetensors weights file (a zoo model), not a training "
+            f"checkpoint; load shipped models with colddiff_lib.zoo.load_pretrained(name)"
+        )
+    # torch.save writes a zip archive; anything else is not ours
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path}: not a readable training checkpoint (not a torch.save zip archive: "
+            f"damaged, or another kind of file)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise ValueError(f"checkpoint {path}: not a readable training checkpoint ({type(err).__name__}: "
-                         f"{str(err)[:200]})") from None
-    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > MAX_EXPANSION * size + 2 ** 20:
-        raise ValueError(f"checkpoint {path}: refused, its archive unpacks to {unpacked / 2 ** 20:,.0f} MB from "
-                         f"{size / 2 ** 20:,.1f} MB on disk (torch.save stores its entries uncompressed; at most "
-                         f"{MAX_EXPANSION}x and {MAX_CHECKPOINT_BYTES / 2 ** 30:.1f} GiB are read)")
+        raise ValueError(
+            f"checkpoint {path}: not a readable training checkpoint ({type(err).__name__}: "
+            f"{str(err)[:200]})"
+        ) from None
+    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > MAX_EXPANSION * size + 2**20:
+        raise ValueError(
+            f"checkpoint {path}: refused, its archive unpacks to {unpacked / 2**20:,.0f} MB from "
+            f"{size / 2**20:,.1f} MB on disk (torch.save stores its entries uncompressed; at most "
+            f"{MAX_EXPANSION}x and {MAX_CHECKPOINT_BYTES / 2**30:.1f} GiB are read)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message ends with advice to turn weights-only loading off: exactly what must not be done here.
-        reason = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
-        raise ValueError(f"checkpoint {path}: refused, it holds more than tensors and plain data, and loading "
-                         f"it could run code{f' ({reason[:200]})' if reason else ''}") from None
+        # torch's message ends with advice to turn weights-only loading off: exactly
+        # what must not be done here.
+        reason = next(
+            (line.strip() for line in str(err).splitlines() if "Unsupported" in line),
+            "",
+        )
+        raise ValueError(
+            f"checkpoint {path}: refused, it holds more than tensors and plain data, and loading "
+            f"it could run code{f' ({reason[:200]})' if reason else ''}"
+        ) from None
     except Exception as err:  # truncated zip, not a torch file, ...
-        raise ValueError(f"checkpoint {path}: not a readable training checkpoint ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no detail'})") from None
-    missing = [k for k in ("model", "ema", "model_config", "degradation", "step") if not isinstance(ckpt, dict) or k not in ckpt]
+        raise ValueError(
+            f"checkpoint {path}: not a readable training checkpoint ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else 'no detail'})"
+        ) from None
+    missing = [
+        k
+        for k in ("model", "ema", "model_config", "degradation", "step")
+        if not isinstance(ckpt, dict) or k not in ckpt
+    ]
     if missing:
-        raise ValueError(f"checkpoint {path}: not a colddiff_lib training checkpoint (missing {missing}); "
-                         f"write one with python -m colddiff_lib train")
+        raise ValueError(
+            f"checkpoint {path}: not a colddiff_lib training checkpoint (missing {missing}); "
+            f"write one with python -m colddiff_lib train"
+        )
     where = f"checkpoint {path}"
     _check_weights(ckpt["model"], f"{where}: model")
     if ckpt["ema"] is not None:
         _check_weights(ckpt["ema"], f"{where}: ema")
     for key in ("model_config", "degradation"):
         if ckpt[key] is not None and not isinstance(ckpt[key], dict):
-            raise ValueError(f"{where}: {key}: expected a table, got {_kind(ckpt[key])}")
+            raise ValueError(
+                f"{where}: {key}: expected a table, got {_kind(ckpt[key])}"
+            )
     step = ckpt["step"]
     if not is_int(step) or step < 0:
         raise ValueError(f"{where}: step: expected an int >= 0, got {step!r}")
@@ -336,9 +425,13 @@ def load_checkpoint(path: PathLike, map_location="cpu") -> dict:
         check_data_config(ckpt["data"], f"{where}: data")
     for key in ("config", "identity", "optimizer", "rng"):
         if key in ckpt and not isinstance(ckpt[key], dict):
-            raise ValueError(f"{where}: {key}: expected a table, got {_kind(ckpt[key])}")
+            raise ValueError(
+                f"{where}: {key}: expected a table, got {_kind(ckpt[key])}"
+            )
     if "best_val" in ckpt and not is_number(ckpt["best_val"]):
-        raise ValueError(f"{where}: best_val: expected a number, got {ckpt['best_val']!r}")
+        raise ValueError(
+            f"{where}: best_val: expected a number, got {ckpt['best_val']!r}"
+        )
     return ckpt
 
 
@@ -348,14 +441,22 @@ def check_resumable(ckpt: dict, path: PathLike) -> dict:
     where = f"checkpoint {path}: cannot resume from it"
     for key in ("optimizer", "rng", "history", "config"):
         if key not in ckpt:
-            raise ValueError(f"{where}: {key} is missing (a checkpoint written by train() has it); start a new run "
-                             f"in another folder")
+            raise ValueError(
+                f"{where}: {key} is missing (a checkpoint written by train() has it); start a new run "
+                f"in another folder"
+            )
     optimizer = ckpt["optimizer"]
-    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
-        raise ValueError(f"{where}: optimizer: expected an optimizer state (state, param_groups)")
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(
+        optimizer.get("param_groups"), list
+    ):
+        raise ValueError(
+            f"{where}: optimizer: expected an optimizer state (state, param_groups)"
+        )
     rng = ckpt["rng"].get("torch")
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8 or rng.dim() != 1:
-        raise ValueError(f"{where}: rng.torch: expected the generator's state (a uint8 tensor), got {_kind(rng)}")
+        raise ValueError(
+            f"{where}: rng.torch: expected the generator's state (a uint8 tensor), got {_kind(rng)}"
+        )
     for key in ("step", "loss", "val_step", "val_loss", "elapsed"):
         if key not in ckpt["history"]:
             raise ValueError(f"{where}: history.{key} is missing")
@@ -368,15 +469,27 @@ def _load_weights(model, state, where: str) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    wrong = sorted(
+        k
+        for k in set(expected) & set(state)
+        if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
     if missing or unexpected or wrong:
-        detail = "; ".join(part for part in (
-            f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
-            f"shapes differ for {wrong[:3]}" if wrong else "") if part)
+        detail = "; ".join(
+            part
+            for part in (
+                f"missing {missing[:3]}" if missing else "",
+                f"unexpected {unexpected[:3]}" if unexpected else "",
+                f"shapes differ for {wrong[:3]}" if wrong else "",
+            )
+            if part
+        )
         raise ValueError(f"{where}: the weights do not fit its model_config ({detail})")
     bad = non_finite(state)
     if bad:
-        raise ValueError(f"{where}: the weights hold NaN or infinite values ({', '.join(bad[:3])})")
+        raise ValueError(
+            f"{where}: the weights hold NaN or infinite values ({', '.join(bad[:3])})"
+        )
     model.load_state_dict(state)
 
 
@@ -384,11 +497,18 @@ class Restored(NamedTuple):
     """A restoration network and the degradation it inverts (unpacks as ``R, D = restore(...)``)."""
 
     model: torch.nn.Module  #: the UNet, in eval mode
-    degradation: object  #: the :class:`~colddiff_lib.degradations.Degradation` it was trained on
+    # : the :class:`~colddiff_lib.degradations.Degradation` it was trained on
+    degradation: object
 
 
-def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, device="cpu", stored: dict = None,
-            where: str = "checkpoint") -> Restored:
+def rebuild(
+    model_config: dict,
+    degradation_config: dict,
+    state_dict: dict,
+    device="cpu",
+    stored: dict = None,
+    where: str = "checkpoint",
+) -> Restored:
     """The one loader: ``(UNet in eval mode on device, degradation)`` from their configs and weights.
 
     Training checkpoints (:func:`restore`) and the zoo (:func:`colddiff_lib.zoo.load_pretrained`) both
@@ -401,14 +521,18 @@ def rebuild(model_config: dict, degradation_config: dict, state_dict: dict, devi
 
     check_model_config(model_config, f"{where}: model_config")
     if not isinstance(degradation_config, dict):
-        raise ValueError(f"{where}: degradation: expected a table, got {_kind(degradation_config)}")
+        raise ValueError(
+            f"{where}: degradation: expected a table, got {_kind(degradation_config)}"
+        )
     D = build_degradation(degradation_config, f"{where}: degradation", stored)
     model = UNet(**model_config)
     _load_weights(model, state_dict, where)
     return Restored(model.eval().to(resolve_device(device)), D)
 
 
-def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optional[str] = None) -> "Restored":
+def restore(
+    path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optional[str] = None
+) -> "Restored":
     """Rebuild ``(model, degradation)`` from a checkpoint (a path or a loaded dict).
 
     Args:
@@ -423,6 +547,16 @@ def restore(path_or_checkpoint, use_ema: bool = True, device="cpu", where: Optio
     if isinstance(path_or_checkpoint, dict):
         ckpt, where = path_or_checkpoint, where or "checkpoint"
     else:
-        ckpt, where = load_checkpoint(path_or_checkpoint), f"checkpoint {path_or_checkpoint}"
+        ckpt, where = (
+            load_checkpoint(path_or_checkpoint),
+            f"checkpoint {path_or_checkpoint}",
+        )
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    return rebuild(ckpt["model_config"], ckpt["degradation"], state, device, stored=ckpt, where=where)
+    return rebuild(
+        ckpt["model_config"],
+        ckpt["degradation"],
+        state,
+        device,
+        stored=ckpt,
+        where=where,
+    )

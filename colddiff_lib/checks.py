@@ -12,7 +12,15 @@ import difflib
 import math
 from typing import Iterable, Optional, Sequence
 
-__all__ = ["did_you_mean", "is_int", "is_number", "check_int", "check_bool", "check_choice", "check_positive"]
+__all__ = [
+    "did_you_mean",
+    "is_int",
+    "is_number",
+    "check_int",
+    "check_bool",
+    "check_choice",
+    "check_positive",
+]
 
 
 def did_you_mean(word, choices: Iterable, cutoff: float = 0.6) -> str:
@@ -35,11 +43,24 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check_int(value, name: str, low: Optional[int] = None, high: Optional[int] = None) -> int:
+def check_int(
+    value, name: str, low: Optional[int] = None, high: Optional[int] = None
+) -> int:
     """``value`` when it is an int in ``low..high`` (either bound optional); ValueError naming ``name`` otherwise."""
-    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
-        bounds = f" in {low}..{high}" if low is not None and high is not None else \
-            f" >= {low}" if low is not None else f" <= {high}" if high is not None else ""
+    if (
+        not is_int(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        bounds = (
+            f" in {low}..{high}"
+            if low is not None and high is not None
+            else f" >= {low}"
+            if low is not None
+            else f" <= {high}"
+            if high is not None
+            else ""
+        )
         raise ValueError(f"{name} must be an int{bounds}, got {value!r}")
     return int(value)
 
@@ -54,11 +75,19 @@ def check_bool(value, name: str) -> bool:
 def check_choice(value, name: str, choices: Sequence) -> None:
     """``value`` must be one of the strings ``choices``."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{did_you_mean(value, choices)}")
+        raise ValueError(
+            f"{name} must be one of {list(choices)}, got {value!r}{did_you_mean(value, choices)}"
+        )
 
 
 def check_positive(value, name: str, at_most: Optional[float] = None) -> None:
     """A finite number > 0 (and <= ``at_most``): NaN and infinity are refused, bools are not numbers."""
-    if not is_number(value) or not 0 < value < math.inf or (at_most is not None and value > at_most):
+    if (
+        not is_number(value)
+        or not 0 < value < math.inf
+        or (at_most is not None and value > at_most)
+    ):
         bound = f" of at most {at_most:g}" if at_most is not None else ""
-        raise ValueError(f"{name} must be a positive number{bound} (finite), got {value!r}")
+        raise ValueError(
+            f"{name} must be a positive number{bound} (finite), got {value!r}"
+        )

@@ -23,10 +23,11 @@ from .prose import Tables
 class Claim:
     """One typed sentence of a chapter and what the tables must show for it to be true."""
 
-    chapter: str  #: the notebook's name without its suffix, e.g. ``"05_reconstruction"``
+    # : the notebook's name without its suffix, e.g. ``"05_reconstruction"``
+    chapter: str
     key: str  #: a short name for the sentence
-    #: the sentence, or the part of it that states the ordering, as it stands in the Markdown (line breaks and
-    #: runs of spaces aside)
+    # : the sentence, or the part of it that states the ordering, as it stands in the
+    # Markdown (line breaks and : runs of spaces aside)
     text: str
     holds: Callable[[Tables], bool]  #: True when the tables support the sentence
 
@@ -36,22 +37,33 @@ def _close(a: float, b: float, relative: float) -> bool:
 
 
 def _naive_close_for_superres_behind_for_inpainting(t: Tables) -> bool:
-    superres = _close(t.value("mnist-superres", "Algorithm 1", "rmse"),
-                      t.value("mnist-superres", "Algorithm 2", "rmse"), 0.10)
-    inpaint = t.value("mnist-inpaint", "Algorithm 1", "rmse") > 1.2 * t.value("mnist-inpaint", "Algorithm 2", "rmse")
+    superres = _close(
+        t.value("mnist-superres", "Algorithm 1", "rmse"),
+        t.value("mnist-superres", "Algorithm 2", "rmse"),
+        0.10,
+    )
+    inpaint = t.value("mnist-inpaint", "Algorithm 1", "rmse") > 1.2 * t.value(
+        "mnist-inpaint", "Algorithm 2", "rmse"
+    )
     return superres and inpaint
 
 
 def _blur_ssim_misprint(t: Tables) -> bool:
-    # The paper's degraded-blur SSIM repeats its RMSE, and the SSIM of the blurred digits computed its way
-    # is nowhere near it: a misprint, not another convention.
+    # The paper's degraded-blur SSIM repeats its RMSE, and the SSIM of the blurred
+    # digits computed its way is nowhere near it: a misprint, not another convention.
     paper = PAPER["mnist"]["reconstruction"]["mnist-blur"]["degraded"]
-    return paper["ssim"] == paper["rmse"] and t.value("mnist-blur", "Degraded", "ssim_as_paper") < 0.3 * paper["ssim"]
+    return (
+        paper["ssim"] == paper["rmse"]
+        and t.value("mnist-blur", "Degraded", "ssim_as_paper") < 0.3 * paper["ssim"]
+    )
 
 
 def _superres_degraded_ssim_agrees(t: Tables) -> bool:
     paper = PAPER["mnist"]["reconstruction"]["mnist-superres"]["degraded"]
-    return abs(t.value("mnist-superres", "Degraded", "ssim_as_paper") - paper["ssim"]) < 0.02
+    return (
+        abs(t.value("mnist-superres", "Degraded", "ssim_as_paper") - paper["ssim"])
+        < 0.02
+    )
 
 
 def _inpaint_degraded_ssim_differs_rmse_agrees(t: Tables) -> bool:
@@ -65,28 +77,62 @@ def _superres_keeps_most_blur_least(t: Tables) -> bool:
     models = ("mnist-blur", "mnist-inpaint", "mnist-superres")
     ssim = {m: t.value(m, "Degraded", "ssim") for m in models}
     rmse = {m: t.value(m, "Degraded", "rmse") for m in models}
-    return (max(ssim, key=ssim.get) == "mnist-superres" and min(rmse, key=rmse.get) == "mnist-superres"
-            and min(ssim, key=ssim.get) == "mnist-blur" and max(rmse, key=rmse.get) == "mnist-blur")
+    return (
+        max(ssim, key=ssim.get) == "mnist-superres"
+        and min(rmse, key=rmse.get) == "mnist-superres"
+        and min(ssim, key=ssim.get) == "mnist-blur"
+        and max(rmse, key=rmse.get) == "mnist-blur"
+    )
 
 
 def _degraded_rmse_agrees_with_paper(t: Tables) -> bool:
     paper = PAPER["mnist"]["reconstruction"]
-    return all(abs(t.value(m, "Degraded", "rmse_as_paper") - paper[m]["degraded"]["rmse"]) < 0.01 for m in paper)
+    return all(
+        abs(t.value(m, "Degraded", "rmse_as_paper") - paper[m]["degraded"]["rmse"])
+        < 0.01
+        for m in paper
+    )
 
 
 CLAIMS: List[Claim] = [
-    Claim("04_sampling", "naive-close-for-superres",
-          "Algorithm 1 is indeed close to Algorithm 2 for super-resolution, while for inpainting it falls "
-          "clearly behind", _naive_close_for_superres_behind_for_inpainting),
-    Claim("05_reconstruction", "blur-ssim-misprint", "the SSIM entry repeats the RMSE", _blur_ssim_misprint),
-    Claim("05_reconstruction", "superres-ssim-agrees", "Its super-resolution row, by contrast, agrees with ours",
-          _superres_degraded_ssim_agrees),
-    Claim("05_reconstruction", "inpaint-ssim-differs", "is far above ours", _inpaint_degraded_ssim_differs_rmse_agrees),
-    Claim("05_reconstruction", "degraded-rmse-agrees", "although the degraded RMSEs agree",
-          _degraded_rmse_agrees_with_paper),
-    Claim("05_reconstruction", "superres-keeps-most",
-          "super-resolution keeps the most (the highest degraded SSIM and lowest degraded RMSE of the three), "
-          "blur the least", _superres_keeps_most_blur_least),
+    Claim(
+        "04_sampling",
+        "naive-close-for-superres",
+        "Algorithm 1 is indeed close to Algorithm 2 for super-resolution, while for inpainting it falls "
+        "clearly behind",
+        _naive_close_for_superres_behind_for_inpainting,
+    ),
+    Claim(
+        "05_reconstruction",
+        "blur-ssim-misprint",
+        "the SSIM entry repeats the RMSE",
+        _blur_ssim_misprint,
+    ),
+    Claim(
+        "05_reconstruction",
+        "superres-ssim-agrees",
+        "Its super-resolution row, by contrast, agrees with ours",
+        _superres_degraded_ssim_agrees,
+    ),
+    Claim(
+        "05_reconstruction",
+        "inpaint-ssim-differs",
+        "is far above ours",
+        _inpaint_degraded_ssim_differs_rmse_agrees,
+    ),
+    Claim(
+        "05_reconstruction",
+        "degraded-rmse-agrees",
+        "although the degraded RMSEs agree",
+        _degraded_rmse_agrees_with_paper,
+    ),
+    Claim(
+        "05_reconstruction",
+        "superres-keeps-most",
+        "super-resolution keeps the most (the highest degraded SSIM and lowest degraded RMSE of the three), "
+        "blur the least",
+        _superres_keeps_most_blur_least,
+    ),
 ]
 
 
@@ -112,7 +158,11 @@ def verify(chapter: str, folder=None) -> int:
     return how many claims of the chapter were checked. A chapter calls this when it runs."""
     failed = check(folder, chapter)
     if failed:
-        sentences = "\n".join(f"  - {c.key}: {' '.join(c.text.split())!r}" for c in failed)
-        raise AssertionError(f"{chapter}: the measured tables no longer support these sentences (rewrite them and "
-                             f"their claims in colddiff_lib/claims.py):\n{sentences}")
+        sentences = "\n".join(
+            f"  - {c.key}: {' '.join(c.text.split())!r}" for c in failed
+        )
+        raise AssertionError(
+            f"{chapter}: the measured tables no longer support these sentences (rewrite them and "
+            f"their claims in colddiff_lib/claims.py):\n{sentences}"
+        )
     return sum(c.chapter == chapter for c in CLAIMS)

@@ -50,8 +50,10 @@ def read_toml(path, where: Optional[str] = None) -> dict:
     except UnicodeDecodeError:
         raise ValueError(f"{where}: not a text (UTF-8 TOML) file") from None
     except RecursionError:  # 5,000 nested brackets: tomllib recurses once per level
-        raise ValueError(f"{where}: nested too deeply (arrays or tables inside each other); a run config is "
-                         f"flat tables of keys") from None
+        raise ValueError(
+            f"{where}: nested too deeply (arrays or tables inside each other); a run config is "
+            f"flat tables of keys"
+        ) from None
 
 
 @dataclass
@@ -83,15 +85,23 @@ class RunConfig:
 
         for table, value in tables.items():
             if table not in TABLES:
-                raise ValueError(f"{where}: unknown table [{table}]{did_you_mean(table, TABLES)}; expected "
-                                 f"{', '.join(TABLES)}")
+                raise ValueError(
+                    f"{where}: unknown table [{table}]{did_you_mean(table, TABLES)}; expected "
+                    f"{', '.join(TABLES)}"
+                )
             if not isinstance(value, dict):
-                raise ValueError(f"{where}: {table} must be a table ([{table}]), got {value!r}")
-        config = cls(**{table: dict(value) for table, value in tables.items()}, where=where)
+                raise ValueError(
+                    f"{where}: {table} must be a table ([{table}]), got {value!r}"
+                )
+        config = cls(
+            **{table: dict(value) for table, value in tables.items()}, where=where
+        )
         for key, value in config.zoo.items():
             if key != "task" or value not in TASKS:
-                raise ValueError(f"{where}: zoo.{key}: expected task = \"reconstruction\" or \"generation\", got "
-                                 f"{value!r}")
+                raise ValueError(
+                    f'{where}: zoo.{key}: expected task = "reconstruction" or "generation", got '
+                    f"{value!r}"
+                )
         check_data_config(config.data, f"{where}: data")
         check_sampling_config(config.sampling, f"{where}: sampling")
         return config

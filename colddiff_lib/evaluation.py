@@ -26,8 +26,15 @@ METHODS = ("degraded", "direct", "naive", "improved")
 
 
 @torch.no_grad()
-def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed: int = 0,
-                methods: Sequence[str] = METHODS, batch_size: int = 250) -> Dict[str, torch.Tensor]:
+def reconstruct(
+    R: Callable,
+    D,
+    x0: torch.Tensor,
+    t: Optional[int] = None,
+    seed: int = 0,
+    methods: Sequence[str] = METHODS,
+    batch_size: int = 250,
+) -> Dict[str, torch.Tensor]:
     """Degrade ``x0`` [N, C, H, W] to level ``t`` (default ``D.T``) and restore it by each method.
 
     Returns ``{method: images [N, C, H, W] on the CPU}``; ``"degraded"`` is x_t itself.
@@ -36,15 +43,22 @@ def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed:
     if unknown:
         raise ValueError(f"methods must be among {list(METHODS)}, got {unknown}")
     t = D.T if t is None else t
-    device = next(R.parameters()).device if isinstance(R, torch.nn.Module) else x0.device
+    device = (
+        next(R.parameters()).device if isinstance(R, torch.nn.Module) else x0.device
+    )
     out: Dict[str, list] = {m: [] for m in methods}
     for i, chunk in enumerate(x0.split(batch_size)):
         chunk = chunk.to(device)
         Df = D.freeze(chunk, step_generator(seed, 0, i))
         x_t = Df(chunk, t)
-        # The sampler may reuse the degrading draw only where a restorer would know it (a mask's
-        # position); noise, snow and blend targets are the corruption, so it draws its own.
-        Ds = Df if getattr(D, "state_is_observed", False) else D.freeze(chunk, step_generator(seed, 1, i))
+        # The sampler may reuse the degrading draw only where a restorer would know it
+        # (a mask's position); noise, snow and blend targets are the corruption, so it
+        # draws its own.
+        Ds = (
+            Df
+            if getattr(D, "state_is_observed", False)
+            else D.freeze(chunk, step_generator(seed, 1, i))
+        )
         for m in methods:
             if m == "degraded":
                 y = x_t
@@ -56,21 +70,33 @@ def reconstruct(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed:
     return {m: torch.cat(v) for m, v in out.items()}
 
 
-def evaluate_reconstruction(R: Callable, D, x0: torch.Tensor, t: Optional[int] = None, seed: int = 0,
-                            methods: Sequence[str] = METHODS, batch_size: int = 250) -> Dict[str, dict]:
+def evaluate_reconstruction(
+    R: Callable,
+    D,
+    x0: torch.Tensor,
+    t: Optional[int] = None,
+    seed: int = 0,
+    methods: Sequence[str] = METHODS,
+    batch_size: int = 250,
+) -> Dict[str, dict]:
     """``{method: metrics.image_metrics(...)}`` of each restoration of ``x0`` [N, C, H, W] against x0."""
     results = reconstruct(R, D, x0, t, seed, methods, batch_size)
     reference = x0.float().cpu()
     return {m: image_metrics(y.clamp(-1, 1), reference) for m, y in results.items()}
 
 
-#: A generated digit counts as "confident" when the shipped classifier gives its class this probability or more.
+# : A generated digit counts as "confident" when the shipped classifier gives its class
+# this probability or more.
 CONFIDENT = 0.9
 
 
 @torch.no_grad()
-def generation_measures(samples: torch.Tensor, reference: torch.Tensor, classifier,
-                        threshold: float = CONFIDENT) -> dict:
+def generation_measures(
+    samples: torch.Tensor,
+    reference: torch.Tensor,
+    classifier,
+    threshold: float = CONFIDENT,
+) -> dict:
     """How much generated digits look like digits, by the project's classifier.
 
     Args:
@@ -89,10 +115,15 @@ def generation_measures(samples: torch.Tensor, reference: torch.Tensor, classifi
     from .classifier import probabilities
 
     if isinstance(reference, torch.nn.Module) and isinstance(classifier, torch.Tensor):
-        import warnings  # the order before the library's one convention, metric(x, reference, ...)
+        # the order before the library's one convention, metric(x, reference, ...)
+        import warnings
 
-        warnings.warn("generation_measures(samples, classifier, reference) is the old order; call "
-                      "generation_measures(samples, reference, classifier)", FutureWarning, stacklevel=2)
+        warnings.warn(
+            "generation_measures(samples, classifier, reference) is the old order; call "
+            "generation_measures(samples, reference, classifier)",
+            FutureWarning,
+            stacklevel=2,
+        )
         reference, classifier = classifier, reference
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
@@ -102,18 +133,34 @@ def generation_measures(samples: torch.Tensor, reference: torch.Tensor, classifi
     histogram = torch.bincount(top.indices, minlength=probs.shape[1]).tolist()
     n = len(samples)
     flat = reference.float().flatten(1)
-    nearest = torch.cat([torch.cdist(chunk.flatten(1), flat).min(1).values for chunk in samples.split(250)])
-    nearest = nearest / (2 * flat.shape[1] ** 0.5)  # the distance of [-1, 1] images as an RMSE on [0, 1]
-    return {"confident": float((top.values >= threshold).float().mean()),
-            "fid": fid(samples, reference, classifier=classifier),
-            "class_histogram": histogram,
-            "class_share_min": min(histogram) / n, "class_share_max": max(histogram) / n,
-            "nearest_rmse": float(nearest.median())}
+    nearest = torch.cat(
+        [
+            torch.cdist(chunk.flatten(1), flat).min(1).values
+            for chunk in samples.split(250)
+        ]
+    )
+    # the distance of [-1, 1] images as an RMSE on [0, 1]
+    nearest = nearest / (2 * flat.shape[1] ** 0.5)
+    return {
+        "confident": float((top.values >= threshold).float().mean()),
+        "fid": fid(samples, reference, classifier=classifier),
+        "class_histogram": histogram,
+        "class_share_min": min(histogram) / n,
+        "class_share_max": max(histogram) / n,
+        "nearest_rmse": float(nearest.median()),
+    }
 
 
 @torch.no_grad()
-def identity_along_trajectory(R: Callable, D, x_start: torch.Tensor, level: int, classifier,
-                              algorithm: str = "improved", generator: Optional[torch.Generator] = None) -> dict:
+def identity_along_trajectory(
+    R: Callable,
+    D,
+    x_start: torch.Tensor,
+    level: int,
+    classifier,
+    algorithm: str = "improved",
+    generator: Optional[torch.Generator] = None,
+) -> dict:
     """Where along a sampling run the digit's identity is decided, judged by the classifier on each x0 estimate.
 
     Runs the sampler from ``x_start`` [N, 1, 32, 32] at ``level`` (D frozen there, :meth:`freeze_at`) and
@@ -131,8 +178,19 @@ def identity_along_trajectory(R: Callable, D, x_start: torch.Tensor, level: int,
         confidence.append(float(p.max(1).values.mean()))
         classes.append(p.argmax(1))
 
-    final = sample(R, D.freeze_at(x_start, level), x_start, level, algorithm=algorithm, callback=judge,
-                   generator=generator).clamp(-1, 1)
+    final = sample(
+        R,
+        D.freeze_at(x_start, level),
+        x_start,
+        level,
+        algorithm=algorithm,
+        callback=judge,
+        generator=generator,
+    ).clamp(-1, 1)
     last = probabilities(classifier, final.float()).argmax(1)
-    return {"levels": levels, "confidence": confidence,
-            "agreement": [float((c == last).float().mean()) for c in classes], "final": final}
+    return {
+        "levels": levels,
+        "confidence": confidence,
+        "agreement": [float((c == last).float().mean()) for c in classes],
+        "final": final,
+    }

@@ -29,15 +29,30 @@ from torch import nn
 
 from . import files
 
-__all__ = ["SamplerStep", "Degrader", "export_model", "export_digits", "export_book", "check_export", "page_prior",
-           "BOOK_MODELS"]
+__all__ = [
+    "SamplerStep",
+    "Degrader",
+    "export_model",
+    "export_digits",
+    "export_book",
+    "check_export",
+    "page_prior",
+    "BOOK_MODELS",
+]
 
-#: The models the book's pages run: degradation sliders (chapter 2), Algorithms 1 and 2 (chapter 4),
-#: generation (chapter 6). The blur models use the ``web`` preset: T = 20 calls of the ``cpu`` preset's
-#: network take ~190 ms in WebAssembly on one thread, of the ``web`` preset's ~80 ms.
-BOOK_MODELS = ("mnist-blur-web", "mnist-superres", "mnist-blur-gen-web", "mnist-superres-gen")
+# : The models the book's pages run: degradation sliders (chapter 2), Algorithms 1 and 2
+# (chapter 4), : generation (chapter 6). The blur models use the ``web`` preset: T = 20
+# calls of the ``cpu`` preset's : network take ~190 ms in WebAssembly on one thread, of
+# the ``web`` preset's ~80 ms.
+BOOK_MODELS = (
+    "mnist-blur-web",
+    "mnist-superres",
+    "mnist-blur-gen-web",
+    "mnist-superres-gen",
+)
 
-#: The samplers a page's ``step.onnx`` runs: its ``improved`` input is 1 for Algorithm 2, 0 for Algorithm 1.
+# : The samplers a page's ``step.onnx`` runs: its ``improved`` input is 1 for Algorithm
+# 2, 0 for Algorithm 1.
 PAGE_ALGORITHMS = ("improved", "naive")
 
 
@@ -65,16 +80,25 @@ class SamplerStep(nn.Module):
         x0_hat = self.model(x, s).clamp(-1, 1)
         back = self.D(x0_hat, s - 1)
         w = improved.view(-1, 1, 1, 1)
-        x_next = w * (x - self.D(x0_hat, s) + back) + (1 - w) * back  # w is 0 or 1: exact either way
+        # w is 0 or 1: exact either way
+        x_next = w * (x - self.D(x0_hat, s) + back) + (1 - w) * back
         return x_next, x0_hat
 
 
 def _onnx(module: nn.Module, args, names_in, names_out, path: Path) -> None:
-    # torch.export's exporter with onnxscript's optimiser, static shapes (one image), the weights inside
-    # the file: half the nodes of the TorchScript exporter's graph, and each node costs in WebAssembly.
+    # torch.export's exporter with onnxscript's optimiser, static shapes (one image),
+    # the weights inside the file: half the nodes of the TorchScript exporter's graph,
+    # and each node costs in WebAssembly.
     def write(tmp: Path):
-        program = torch.onnx.export(module, args, input_names=list(names_in), output_names=list(names_out),
-                                    dynamo=True, optimize=True, verbose=False)
+        program = torch.onnx.export(
+            module,
+            args,
+            input_names=list(names_in),
+            output_names=list(names_out),
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
         program.save(tmp, external_data=False)
 
     files.atomic_write_path(path, write)
@@ -83,7 +107,11 @@ def _onnx(module: nn.Module, args, names_in, names_out, path: Path) -> None:
 def _numbers(t: torch.Tensor, digits: int = 8):
     """A tensor as nested lists of floats rounded to ``digits`` significant digits (float32's precision, in
     the fewest characters: model.json stays small when a basis holds thousands of numbers)."""
-    return [_numbers(row, digits) for row in t] if t.dim() else float(f"{float(t):.{digits}g}")
+    return (
+        [_numbers(row, digits) for row in t]
+        if t.dim()
+        else float(f"{float(t):.{digits}g}")
+    )
 
 
 def page_prior(name: str) -> dict:
@@ -99,19 +127,30 @@ def page_prior(name: str) -> dict:
     settings = zoo.sampling(name)
     _, D = zoo.load_pretrained(name)
     if settings["algorithm"] not in PAGE_ALGORITHMS:
-        raise ValueError(f"zoo model {name!r}: its default sampler {settings['algorithm']!r} does not run in the page "
-                         f"(its step.onnx runs {' and '.join(PAGE_ALGORITHMS)})")
+        raise ValueError(
+            f"zoo model {name!r}: its default sampler {settings['algorithm']!r} does not run in the page "
+            f"(its step.onnx runs {' and '.join(PAGE_ALGORITHMS)})"
+        )
     if settings["level"] is None and not D.has_latent:
-        raise ValueError(f"zoo model {name!r}: {type(D).__name__} has no latent end state and its card no level below "
-                         f"T, so there is no Gaussian prior to fit for the page")
+        raise ValueError(
+            f"zoo model {name!r}: {type(D).__name__} has no latent end state and its card no level below "
+            f"T, so there is no Gaussian prior to fit for the page"
+        )
     prior = zoo.prior(name)  # the very prior zoo.generate samples from
     try:
         offset, basis = prior.linear_form()
     except ValueError as err:
         raise ValueError(f"zoo model {name!r}: {err}") from None
-    return {"level": prior.level, "algorithm": settings["algorithm"], "noise_std": settings["noise_std"],
-            "weights": prior.weights.tolist(), "means": prior.means.tolist(),
-            "scale_trils": prior.scale_trils.tolist(), "offset": _numbers(offset), "basis": _numbers(basis)}
+    return {
+        "level": prior.level,
+        "algorithm": settings["algorithm"],
+        "noise_std": settings["noise_std"],
+        "weights": prior.weights.tolist(),
+        "means": prior.means.tolist(),
+        "scale_trils": prior.scale_trils.tolist(),
+        "offset": _numbers(offset),
+        "basis": _numbers(basis),
+    }
 
 
 def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Path:
@@ -130,34 +169,60 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
     size = int(zoo.config_of(name).data.get("image_size", 32))
     channels = int(info["model_config"]["channels"])
     if D.export_form != "separable":
-        raise ValueError(f"zoo model {name!r}: cannot export for the page: {type(D).__name__} with these settings is "
-                         f"not a separable linear degradation (its export_form is {D.export_form!r})")
+        raise ValueError(
+            f"zoo model {name!r}: cannot export for the page: {type(D).__name__} with these settings is "
+            f"not a separable linear degradation (its export_form is {D.export_form!r})"
+        )
     mats = D.axis_matrices(size)
     prior = page_prior(name) if info.get("task") == "generation" else None
     if prior is not None and noise_std is not None:
         prior["noise_std"] = float(noise_std)
     folder = Path(out) / name
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*folder.parent.glob(f".{name}.*.new"), *folder.parent.glob(f".{name}.old-*")]:
+    for stale in [
+        *folder.parent.glob(f".{name}.*.new"),
+        *folder.parent.glob(f".{name}.old-*"),
+    ]:
         shutil.rmtree(stale, ignore_errors=True)  # what an export killed halfway left
-    # The three files go into a new folder beside the old one, which then takes its place in one step.
+    # The three files go into a new folder beside the old one, which then takes its
+    # place in one step.
     new = files.make_temporary_folder(folder)
     try:
         model = model.float().eval()
         x = torch.zeros(1, channels, size, size)
         t = torch.tensor([D.T])
         with torch.no_grad():
-            _onnx(SamplerStep(model, mats).eval(), (x, t, torch.ones(1)), ["x", "s", "improved"],
-                  ["x_next", "x0_hat"], new / "step.onnx")
-            _onnx(Degrader(mats).eval(), (x, t), ["x0", "t"], ["x_t"], new / "degrade.onnx")
-        meta = {"name": name, "task": info.get("task"), "degradation": D.config(), "T": D.T,
-                "shape": [channels, size, size], "prior": prior,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "sha256": {f: files.sha256_file(new / f) for f in ("step.onnx", "degrade.onnx")}}
+            _onnx(
+                SamplerStep(model, mats).eval(),
+                (x, t, torch.ones(1)),
+                ["x", "s", "improved"],
+                ["x_next", "x0_hat"],
+                new / "step.onnx",
+            )
+            _onnx(
+                Degrader(mats).eval(),
+                (x, t),
+                ["x0", "t"],
+                ["x_t"],
+                new / "degrade.onnx",
+            )
+        meta = {
+            "name": name,
+            "task": info.get("task"),
+            "degradation": D.config(),
+            "T": D.T,
+            "shape": [channels, size, size],
+            "prior": prior,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "sha256": {
+                f: files.sha256_file(new / f) for f in ("step.onnx", "degrade.onnx")
+            },
+        }
         files.write_json(meta, new / "model.json", indent=1, sort_keys=False)
         files.replace_folder(new, folder)
     finally:
-        shutil.rmtree(new, ignore_errors=True)  # only when something failed before the swap
+        # only when something failed before the swap
+        shutil.rmtree(new, ignore_errors=True)
     return folder
 
 
@@ -166,7 +231,11 @@ def page_digits(n: int = 24) -> torch.Tensor:
     ``digits.json`` stores them (so the page and PyTorch start from the same pixels)."""
     from .data import load_dataset
 
-    grey = ((load_dataset("mnist5k", split="test").images[:n] + 1) * 127.5).round().clamp(0, 255)
+    grey = (
+        ((load_dataset("mnist5k", split="test").images[:n] + 1) * 127.5)
+        .round()
+        .clamp(0, 255)
+    )
     return grey / 127.5 - 1
 
 
@@ -178,7 +247,11 @@ def export_digits(out: Path, n: int = 24) -> Path:
     grey = ((page_digits(n)[:, 0] + 1) * 127.5).round().to(torch.uint8)
     path = Path(out) / "digits.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"size": int(grey.shape[-1]), "labels": data.labels[:n].tolist(), "pixels": grey.flatten(1).tolist()}
+    doc = {
+        "size": int(grey.shape[-1]),
+        "labels": data.labels[:n].tolist(),
+        "pixels": grey.flatten(1).tolist(),
+    }
     files.write_json(doc, path, indent=None, sort_keys=False)
     return path
 
@@ -197,7 +270,10 @@ def export_book(out: Path, names=BOOK_MODELS) -> Path:
         models[name] = {k: meta[k] for k in ("task", "T", "shape")}
         models[name]["degradation"] = meta["degradation"]["name"]
     export_digits(out)
-    doc = {"models": models, "colours": {k: to_hex(v) for k, v in ALGORITHM_COLOURS.items()}}
+    doc = {
+        "models": models,
+        "colours": {k: to_hex(v) for k, v in ALGORITHM_COLOURS.items()},
+    }
     files.write_json(doc, out / "book.json", indent=1, sort_keys=False)
     return out
 
@@ -212,14 +288,24 @@ def check_export(folder: Path, x: torch.Tensor, improved: bool = True) -> float:
 
     meta = json.loads((Path(folder) / "model.json").read_text())
     model, D = zoo.load_pretrained(meta["name"])
-    session = ort.InferenceSession(str(Path(folder) / "step.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(Path(folder) / "step.onnx"), providers=["CPUExecutionProvider"]
+    )
     flag = torch.full((1,), float(improved)).numpy()
     finals = []
     for image in x.float().split(1):  # the graph takes one image, as the page runs it
         y = image.numpy()
         for s in range(D.T, 0, -1):
-            y = session.run(["x_next"], {"x": y, "s": torch.full((1,), s).numpy(), "improved": flag})[0]
+            y = session.run(
+                ["x_next"], {"x": y, "s": torch.full((1,), s).numpy(), "improved": flag}
+            )[0]
         finals.append(torch.from_numpy(y))
     frozen = D.freeze_to(x) if getattr(D, "random", False) else D
-    ref = sample(model.float().eval(), frozen, x.float(), D.T, algorithm="improved" if improved else "naive")
+    ref = sample(
+        model.float().eval(),
+        frozen,
+        x.float(),
+        D.T,
+        algorithm="improved" if improved else "naive",
+    )
     return float((torch.cat(finals) - ref).abs().max())

@@ -34,15 +34,28 @@ from typing import Any, BinaryIO, Callable, List, Union
 
 PathLike = Union[str, os.PathLike]
 
-#: The permissions of a written file unless its writer asks for others: readable by everyone (results,
-#: cards and exported graphs are served to readers), writable by its owner.
+# : The permissions of a written file unless its writer asks for others: readable by
+# everyone (results, : cards and exported graphs are served to readers), writable by its
+# owner.
 DEFAULT_MODE = 0o644
 #: The permissions of a written folder (:func:`make_temporary_folder`).
 FOLDER_MODE = 0o755
 
-__all__ = ["atomic_write", "atomic_write_path", "write_bytes", "write_text", "write_json", "canonical_json",
-           "sha256_bytes", "sha256_file", "rename", "replace_folder", "make_temporary_folder", "remove_temporaries",
-           "DEFAULT_MODE"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_path",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "canonical_json",
+    "sha256_bytes",
+    "sha256_file",
+    "rename",
+    "replace_folder",
+    "make_temporary_folder",
+    "remove_temporaries",
+    "DEFAULT_MODE",
+]
 
 
 def _temporary(path: Path):
@@ -74,7 +87,9 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], mode: int = DEFAULT_MODE) -> Path:
+def atomic_write(
+    path: PathLike, write: Callable[[BinaryIO], None], mode: int = DEFAULT_MODE
+) -> Path:
     """Call ``write(file)`` on a temporary binary file beside ``path``, flush it to disk, give it the
     permissions ``mode`` and rename it to ``path``. Returns ``path``; on any exception (an interruption
     too) the temporary file is removed, ``path`` is left as it was, and the exception propagates."""
@@ -91,7 +106,9 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None], mode: int = 
         raise
 
 
-def atomic_write_path(path: PathLike, write: Callable[[Path], None], mode: int = DEFAULT_MODE) -> Path:
+def atomic_write_path(
+    path: PathLike, write: Callable[[Path], None], mode: int = DEFAULT_MODE
+) -> Path:
     """As :func:`atomic_write`, for a writer that opens the file itself: ``write(tmp)`` gets the temporary
     file's path (it exists, empty; the writer replaces or fills it)."""
     path = Path(path)
@@ -117,17 +134,29 @@ def write_text(text: str, path: PathLike, mode: int = DEFAULT_MODE) -> Path:
     return write_bytes(text.encode("utf-8"), path, mode)
 
 
-def write_json(obj: Any, path: PathLike, indent: Union[int, None] = 2, sort_keys: bool = True,
-               mode: int = DEFAULT_MODE) -> Path:
+def write_json(
+    obj: Any,
+    path: PathLike,
+    indent: Union[int, None] = 2,
+    sort_keys: bool = True,
+    mode: int = DEFAULT_MODE,
+) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically: indented (``indent``; ``None``: one compact line) with
     sorted keys by default, and a final newline."""
     separators = (",", ":") if indent is None else None
-    return write_text(json.dumps(obj, indent=indent, sort_keys=sort_keys, separators=separators) + "\n", path, mode)
+    return write_text(
+        json.dumps(obj, indent=indent, sort_keys=sort_keys, separators=separators)
+        + "\n",
+        path,
+        mode,
+    )
 
 
 def canonical_json(obj: Any) -> bytes:
     """``obj`` as canonical JSON bytes (sorted keys, no spaces, ASCII): what a digest of data is taken of."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -167,7 +196,9 @@ def make_temporary_folder(beside: PathLike, mode: int = FOLDER_MODE) -> Path:
     folder's new content is written before :func:`replace_folder` puts it in place."""
     beside = Path(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
-    new = Path(tempfile.mkdtemp(dir=beside.parent, prefix=f".{beside.name}.", suffix=".new"))
+    new = Path(
+        tempfile.mkdtemp(dir=beside.parent, prefix=f".{beside.name}.", suffix=".new")
+    )
     os.chmod(new, mode)
     return new
 
@@ -184,7 +215,10 @@ def _exchange(a: Path, b: Path) -> bool:
     except (OSError, AttributeError):
         return False
     at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    return (
+        renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        == 0
+    )
 
 
 def replace_folder(new: PathLike, folder: PathLike) -> None:

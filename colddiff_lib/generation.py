@@ -24,7 +24,8 @@ class Generated(NamedTuple):
     pair ``x0, x_T = generate(...)``)."""
 
     x0: torch.Tensor  #: the generated images [n, C, H, W], in about [-1, 1]
-    x_T: torch.Tensor  #: their starts [n, C, H, W], at the prior's level, the symmetry noise included
+    # : their starts [n, C, H, W], at the prior's level, the symmetry noise included
+    x_T: torch.Tensor
 
 
 class GaussianPrior:
@@ -55,10 +56,24 @@ class GaussianPrior:
     ``offset + z @ basis``.
     """
 
-    def __init__(self, D, images: torch.Tensor, components: int = 1, level: Optional[int] = None,
-                 dims: int = 64, iterations: int = 100, jitter: float = 1e-5, batch_size: int = 1000, seed: int = 0):
-        for name, value in (("components", components), ("dims", dims), ("iterations", iterations),
-                            ("batch_size", batch_size)):
+    def __init__(
+        self,
+        D,
+        images: torch.Tensor,
+        components: int = 1,
+        level: Optional[int] = None,
+        dims: int = 64,
+        iterations: int = 100,
+        jitter: float = 1e-5,
+        batch_size: int = 1000,
+        seed: int = 0,
+    ):
+        for name, value in (
+            ("components", components),
+            ("dims", dims),
+            ("iterations", iterations),
+            ("batch_size", batch_size),
+        ):
             if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         check_images(images, "images", getattr(D, "channels", None))
@@ -70,19 +85,31 @@ class GaussianPrior:
         random = getattr(D, "random", False)
         if self.level == D.T:
             if not getattr(D, "has_latent", False):
-                raise ValueError(f"{type(D).__name__} has no latent(): it has no flat or low-resolution end state to "
-                                 f"fit; fit a level below T instead (level=...) if it is deterministic")
+                raise ValueError(
+                    f"{type(D).__name__} has no latent(): it has no flat or low-resolution end state to "
+                    f"fit; fit a level below T instead (level=...) if it is deterministic"
+                )
             self.offset = self.basis = None
-            z = torch.cat([D.latent((D.freeze(chunk) if random else D)(chunk, D.T)).double()
-                           for chunk in images.split(batch_size)])
+            z = torch.cat(
+                [
+                    D.latent((D.freeze(chunk) if random else D)(chunk, D.T)).double()
+                    for chunk in images.split(batch_size)
+                ]
+            )
         else:
             try:  # a sampler will need D frozen from the start image alone
                 D.freeze_at(images[:1], self.level) if random else None
             except NotImplementedError as err:
                 raise ValueError(f"level {self.level} < T: {err}") from None
             g = torch.Generator().manual_seed(seed)
-            flat = torch.cat([(D.freeze(chunk, g) if random else D)(chunk, self.level).double().flatten(1)
-                              for chunk in images.split(batch_size)])
+            flat = torch.cat(
+                [
+                    (D.freeze(chunk, g) if random else D)(chunk, self.level)
+                    .double()
+                    .flatten(1)
+                    for chunk in images.split(batch_size)
+                ]
+            )
             dims = min(dims, flat.shape[1], len(flat) - 1)
             self.offset = flat.mean(0)
             _, _, vh = torch.linalg.svd(flat - self.offset, full_matrices=False)
@@ -90,7 +117,14 @@ class GaussianPrior:
             z = (flat - self.offset) @ self.basis.T
         self._fit(z, components, jitter, seed, iterations)
 
-    def _fit(self, z: torch.Tensor, components: int, jitter: float, seed: int, iterations: int) -> None:
+    def _fit(
+        self,
+        z: torch.Tensor,
+        components: int,
+        jitter: float,
+        seed: int,
+        iterations: int,
+    ) -> None:
         d = z.shape[1]
         eye = torch.eye(d, dtype=z.dtype)
         if components == 1:
@@ -104,10 +138,16 @@ class GaussianPrior:
 
             from sklearn.exceptions import ConvergenceWarning
 
-            with warnings.catch_warnings():  # a few EM iterations are a choice (the fit's cost), not a failure
+            # a few EM iterations are a choice (the fit's cost), not a failure
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gm = GaussianMixture(components, covariance_type="full", reg_covar=jitter, max_iter=iterations,
-                                     random_state=seed).fit(z.numpy())
+                gm = GaussianMixture(
+                    components,
+                    covariance_type="full",
+                    reg_covar=jitter,
+                    max_iter=iterations,
+                    random_state=seed,
+                ).fit(z.numpy())
             self.weights = torch.from_numpy(gm.weights_)
             self.means = torch.from_numpy(gm.means_)
             covs = torch.from_numpy(gm.covariances_)
@@ -134,21 +174,32 @@ class GaussianPrior:
         z = self.draw_latents(64, torch.Generator().manual_seed(0))
         gap = float((paint(z) - (offset + z @ basis)).abs().max())
         if not gap <= tolerance:
-            raise ValueError(f"{type(self.D).__name__}.from_latent is not affine in its latent (off by up to {gap:.3g} "
-                             f"from offset + z @ basis), so its starts have no linear form")
+            raise ValueError(
+                f"{type(self.D).__name__}.from_latent is not affine in its latent (off by up to {gap:.3g} "
+                f"from offset + z @ basis), so its starts have no linear form"
+            )
         return offset, basis
 
-    def draw_latents(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def draw_latents(
+        self, n: int, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         """``n`` draws z [n, d] (float64) of the mixture: a component by its weight, then its mean plus its
         Cholesky factor times standard normal noise."""
-        if len(self.weights) == 1:  # no draw for the component: one Gaussian consumes only eps
+        # no draw for the component: one Gaussian consumes only eps
+        if len(self.weights) == 1:
             k = torch.zeros(n, dtype=torch.long)
         else:
-            k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
+            k = torch.multinomial(
+                self.weights, n, replacement=True, generator=generator
+            )
+        eps = torch.randn(
+            n, self.means.shape[1], generator=generator, dtype=torch.float64
+        )
         return self.means[k] + torch.einsum("nij,nj->ni", self.scale_trils[k], eps)
 
-    def __call__(self, n: int, generator: Optional[torch.Generator] = None, device="cpu") -> torch.Tensor:
+    def __call__(
+        self, n: int, generator: Optional[torch.Generator] = None, device="cpu"
+    ) -> torch.Tensor:
         """``n`` starting images x_level [n, C, H, W], clamped to [-1, 1]."""
         z = self.draw_latents(n, generator)
         if self.basis is None:
@@ -159,9 +210,18 @@ class GaussianPrior:
 
 
 @torch.no_grad()
-def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Callable] = None,
-             noise_std: Optional[float] = None, algorithm: str = "improved", generator: Optional[torch.Generator] = None,
-             device="cpu", callback: Optional[Callable[[dict], None]] = None) -> Generated:
+def generate(
+    R: Callable,
+    D,
+    n: int,
+    shape: Sequence[int],
+    prior: Optional[Callable] = None,
+    noise_std: Optional[float] = None,
+    algorithm: str = "improved",
+    generator: Optional[torch.Generator] = None,
+    device="cpu",
+    callback: Optional[Callable[[dict], None]] = None,
+) -> Generated:
     """Generate ``n`` images by inverting D from a random x_T.
 
     Args:
@@ -195,9 +255,24 @@ def generate(R: Callable, D, n: int, shape: Sequence[int], prior: Optional[Calla
     else:
         x_T = prior(n, generator=generator, device=device)
     if noise_std:
-        noise = torch.randn(x_T.shape, generator=generator, device=generator.device if generator else device)
+        noise = torch.randn(
+            x_T.shape,
+            generator=generator,
+            device=generator.device if generator else device,
+        )
         x_T = x_T + noise_std * noise.to(x_T.device)
     x_T = x_T.to(device)
     level = getattr(prior, "level", D.T)  # a GaussianPrior fitted below T starts there
     frozen = D.freeze_at(x_T, level)
-    return Generated(sample(R, frozen, x_T, level, algorithm=algorithm, callback=callback, generator=generator), x_T)
+    return Generated(
+        sample(
+            R,
+            frozen,
+            x_T,
+            level,
+            algorithm=algorithm,
+            callback=callback,
+            generator=generator,
+        ),
+        x_T,
+    )

@@ -19,8 +19,10 @@ def _unit_pair(x: torch.Tensor, reference: torch.Tensor):
     check_images(x, "x")
     check_images(reference, "reference")
     if x.shape != reference.shape:
-        raise ValueError(f"x and reference must have the same shape, got {tuple(x.shape)} and "
-                         f"{tuple(reference.shape)}")
+        raise ValueError(
+            f"x and reference must have the same shape, got {tuple(x.shape)} and "
+            f"{tuple(reference.shape)}"
+        )
     return to_unit(x.float()), to_unit(reference.float())
 
 
@@ -52,7 +54,9 @@ def rmse_as_paper(x: torch.Tensor, reference: torch.Tensor) -> float:
     return float((a.double() - b.double()).pow(2).mean().sqrt())
 
 
-def ssim_as_paper(x: torch.Tensor, reference: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+def ssim_as_paper(
+    x: torch.Tensor, reference: torch.Tensor, window: int = 11, sigma: float = 1.5
+) -> float:
     """SSIM as the paper's code computes it (``pytorch_msssim.ssim``, written here from its definition):
     a separable Gaussian window (11, sigma 1.5) applied without padding ("valid" positions only),
     K1 = 0.01, K2 = 0.03, data range 1 on [0, 1] images, the SSIM map averaged over positions and
@@ -65,9 +69,11 @@ def ssim_as_paper(x: torch.Tensor, reference: torch.Tensor, window: int = 11, si
     a, b = a.double(), b.double()
     C = a.shape[1]
     if min(a.shape[-2:]) < window:
-        raise ValueError(f"images must be at least {window} pixels on a side for ssim_as_paper, got {tuple(a.shape[-2:])}")
+        raise ValueError(
+            f"images must be at least {window} pixels on a side for ssim_as_paper, got {tuple(a.shape[-2:])}"
+        )
     coords = torch.arange(window, dtype=torch.float64) - window // 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
     gx = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1)
     gy = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1)
@@ -76,24 +82,34 @@ def ssim_as_paper(x: torch.Tensor, reference: torch.Tensor, window: int = 11, si
         return F.conv2d(F.conv2d(z, gx, groups=C), gy, groups=C)
 
     mu_a, mu_b = filt(a), filt(b)
-    var_a = filt(a * a) - mu_a ** 2
-    var_b = filt(b * b) - mu_b ** 2
+    var_a = filt(a * a) - mu_a**2
+    var_b = filt(b * b) - mu_b**2
     cov = filt(a * b) - mu_a * mu_b
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     cs = (2 * cov + c2) / (var_a + var_b + c2)
-    ssim_map = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1) * cs
+    ssim_map = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1) * cs
     return float(ssim_map.flatten(2).mean(-1).mean())
 
 
 def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
     """``{"rmse", "ssim", "psnr", "rmse_as_paper", "ssim_as_paper"}`` of images ``x`` against ``reference``
     (both [B, C, H, W] in [-1, 1]): the book's conventions and the paper code's."""
-    return {"rmse": rmse(x, reference), "ssim": ssim(x, reference), "psnr": psnr(x, reference),
-            "rmse_as_paper": rmse_as_paper(x, reference), "ssim_as_paper": ssim_as_paper(x, reference)}
+    return {
+        "rmse": rmse(x, reference),
+        "ssim": ssim(x, reference),
+        "psnr": psnr(x, reference),
+        "rmse_as_paper": rmse_as_paper(x, reference),
+        "ssim_as_paper": ssim_as_paper(x, reference),
+    }
 
 
-def fid(x: torch.Tensor, reference: torch.Tensor, classifier=None, backend: str = "classifier",
-        batch_size: int = 500) -> float:
+def fid(
+    x: torch.Tensor,
+    reference: torch.Tensor,
+    classifier=None,
+    backend: str = "classifier",
+    batch_size: int = 500,
+) -> float:
     """Frechet distance between Gaussians fitted to features of the images ``x`` and the ``reference`` images.
 
     Args:
@@ -117,15 +133,21 @@ def fid(x: torch.Tensor, reference: torch.Tensor, classifier=None, backend: str 
         from .classifier import UnitFeatures
 
         if classifier is None:
-            raise ValueError("classifier: the 'classifier' backend needs the feature network, e.g. "
-                             "fid(x, reference, colddiff_lib.zoo.load_classifier())")
-        metric = FrechetInceptionDistance(feature=UnitFeatures(classifier), normalize=True)
+            raise ValueError(
+                "classifier: the 'classifier' backend needs the feature network, e.g. "
+                "fid(x, reference, colddiff_lib.zoo.load_classifier())"
+            )
+        metric = FrechetInceptionDistance(
+            feature=UnitFeatures(classifier), normalize=True
+        )
         device = next(classifier.parameters()).device
     elif backend == "inception":
         metric = FrechetInceptionDistance(feature=2048, normalize=True)
         device = torch.device("cpu")
     else:
-        raise ValueError(f"backend must be 'classifier' or 'inception', got {backend!r}")
+        raise ValueError(
+            f"backend must be 'classifier' or 'inception', got {backend!r}"
+        )
     metric = metric.to(device)
     for images, is_real in ((reference, True), (x, False)):
         for chunk in images.split(batch_size):

@@ -24,27 +24,47 @@ PRESETS = {
     "small": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
     "base": dict(dim=64, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(2,)),
     "paper": dict(dim=128, dim_mults=(1, 2, 2, 2), num_blocks=2, attn_levels=(1,)),
-    # CPU presets: a space-to-depth stem (patch 2) runs the U-Net on 16 x 16 maps of 4C channels,
-    # a quarter of the full-resolution FLOPs, which at 32 px costs little quality (benchmarks/README.md).
+    # CPU presets: a space-to-depth stem (patch 2) runs the U-Net on 16 x 16 maps of 4C
+    # channels, a quarter of the full-resolution FLOPs, which at 32 px costs little
+    # quality (benchmarks/README.md).
     "cpu": dict(dim=32, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=(), patch=2),
-    "cpu-wide": dict(dim=48, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), patch=2),
-    # The in-page sampler's network (colddiff_lib.export): the cpu preset at half the width, 31 MFLOP a
-    # call, so that T = 20 steps of Algorithm 2 run in well under 200 ms in a browser's WebAssembly.
+    "cpu-wide": dict(
+        dim=48, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), patch=2
+    ),
+    # The in-page sampler's network (colddiff_lib.export): the cpu preset at half the
+    # width, 31 MFLOP a call, so that T = 20 steps of Algorithm 2 run in well under 200
+    # ms in a browser's WebAssembly.
     "web": dict(dim=16, dim_mults=(1, 2, 2), num_blocks=1, attn_levels=(), patch=2),
 }
 
 
-#: The parameter budget: a model config asking for more is refused before anything is allocated (the
-#: ``paper`` preset has 38M; a checkpoint's ``dim = 200000`` would ask for tens of billions).
+# : The parameter budget: a model config asking for more is refused before anything is
+# allocated (the : ``paper`` preset has 38M; a checkpoint's ``dim = 200000`` would ask
+# for tens of billions).
 MAX_PARAMETERS = 200_000_000
-#: Bounds on the constructor's sizes, so that even counting the parameters (on the meta device) is quick.
-LIMITS = {"channels": 64, "dim": 4096, "num_blocks": 32, "patch": 16, "levels": 8, "dim_mult": 64, "groups": 1024}
+# : Bounds on the constructor's sizes, so that even counting the parameters (on the meta
+# device) is quick.
+LIMITS = {
+    "channels": 64,
+    "dim": 4096,
+    "num_blocks": 32,
+    "patch": 16,
+    "levels": 8,
+    "dim_mult": 64,
+    "groups": 1024,
+}
 
 
-def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+def sinusoidal_embedding(
+    t: torch.Tensor, dim: int, max_period: float = 10000.0
+) -> torch.Tensor:
     """Embed levels ``t`` (LongTensor[B]) as [B, dim] sines and cosines of geometric frequencies."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    freqs = torch.exp(
+        -math.log(max_period)
+        * torch.arange(half, device=t.device, dtype=torch.float32)
+        / half
+    )
     args = t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
     return F.pad(emb, (0, dim % 2))
@@ -60,7 +80,9 @@ def _groups(channels: int, groups: int) -> int:
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-Conv twice, the second normalisation modulated by the time embedding."""
 
-    def __init__(self, cin: int, cout: int, temb_dim: int, groups: int = 8, dropout: float = 0.0):
+    def __init__(
+        self, cin: int, cout: int, temb_dim: int, groups: int = 8, dropout: float = 0.0
+    ):
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(cin, groups), cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
@@ -90,8 +112,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W).unbind(1)
-        h = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        q, k, v = (
+            self.qkv(self.norm(x))
+            .reshape(B, 3, self.heads, C // self.heads, H * W)
+            .unbind(1)
+        )
+        h = F.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
         return x + self.out(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
@@ -114,25 +142,55 @@ class UNet(nn.Module):
     Forward: ``x`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] -> [B, C, H, W].
     """
 
-    def __init__(self, channels: int = 1, dim: int = 32, dim_mults: Sequence[int] = (1, 2, 2), num_blocks: int = 2,
-                 attn_levels: Sequence[int] = (), dropout: float = 0.0, groups: int = 8, patch: int = 1):
+    def __init__(
+        self,
+        channels: int = 1,
+        dim: int = 32,
+        dim_mults: Sequence[int] = (1, 2, 2),
+        num_blocks: int = 2,
+        attn_levels: Sequence[int] = (),
+        dropout: float = 0.0,
+        groups: int = 8,
+        patch: int = 1,
+    ):
         super().__init__()
-        check_config(channels=channels, dim=dim, dim_mults=dim_mults, num_blocks=num_blocks, attn_levels=attn_levels,
-                     dropout=dropout, groups=groups, patch=patch)
-        self._config = dict(channels=channels, dim=dim, dim_mults=tuple(dim_mults), num_blocks=num_blocks,
-                            attn_levels=tuple(attn_levels), dropout=float(dropout), groups=groups, patch=patch)
-        if not _COUNTING:  # the budget, counted on the meta device before a single weight is allocated
+        check_config(
+            channels=channels,
+            dim=dim,
+            dim_mults=dim_mults,
+            num_blocks=num_blocks,
+            attn_levels=attn_levels,
+            dropout=dropout,
+            groups=groups,
+            patch=patch,
+        )
+        self._config = dict(
+            channels=channels,
+            dim=dim,
+            dim_mults=tuple(dim_mults),
+            num_blocks=num_blocks,
+            attn_levels=tuple(attn_levels),
+            dropout=float(dropout),
+            groups=groups,
+            patch=patch,
+        )
+        # the budget, counted on the meta device before a single weight is allocated
+        if not _COUNTING:
             n = parameter_count(self._config)
             if n > MAX_PARAMETERS:
-                raise ValueError(f"this model config has {n:,} parameters ({n * 4 / 2 ** 30:.1f} GiB of float32 "
-                                 f"weights), more than the budget of {MAX_PARAMETERS:,}: lower dim, dim_mults or "
-                                 f"num_blocks")
+                raise ValueError(
+                    f"this model config has {n:,} parameters ({n * 4 / 2**30:.1f} GiB of float32 "
+                    f"weights), more than the budget of {MAX_PARAMETERS:,}: lower dim, dim_mults or "
+                    f"num_blocks"
+                )
         self.channels = channels
         self.levels = len(dim_mults)
         self.patch = patch
         temb = 4 * dim
-        self.time_mlp = nn.Sequential(nn.Linear(dim, temb), nn.SiLU(), nn.Linear(temb, temb))
-        self.conv_in = nn.Conv2d(channels * patch ** 2, dim, 3, padding=1)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(dim, temb), nn.SiLU(), nn.Linear(temb, temb)
+        )
+        self.conv_in = nn.Conv2d(channels * patch**2, dim, 3, padding=1)
 
         widths = [dim * m for m in dim_mults]
         self.down = nn.ModuleList()
@@ -142,10 +200,18 @@ class UNet(nn.Module):
             blocks = nn.ModuleList()
             for _ in range(num_blocks):
                 blocks.append(ResBlock(cin, w, temb, groups, dropout))
-                blocks.append(Attention(w, groups=groups) if level in attn_levels else nn.Identity())
+                blocks.append(
+                    Attention(w, groups=groups)
+                    if level in attn_levels
+                    else nn.Identity()
+                )
                 cin = w
                 skips.append(w)
-            down = nn.Conv2d(w, w, 3, stride=2, padding=1) if level < self.levels - 1 else nn.Identity()
+            down = (
+                nn.Conv2d(w, w, 3, stride=2, padding=1)
+                if level < self.levels - 1
+                else nn.Identity()
+            )
             if level < self.levels - 1:
                 skips.append(w)
             self.down.append(nn.ModuleDict(dict(blocks=blocks, down=down)))
@@ -159,14 +225,24 @@ class UNet(nn.Module):
             blocks = nn.ModuleList()
             for _ in range(num_blocks + 1):
                 blocks.append(ResBlock(cin + skips.pop(), w, temb, groups, dropout))
-                blocks.append(Attention(w, groups=groups) if level in attn_levels else nn.Identity())
+                blocks.append(
+                    Attention(w, groups=groups)
+                    if level in attn_levels
+                    else nn.Identity()
+                )
                 cin = w
-            up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, w, 3, padding=1)) \
-                if level > 0 else nn.Identity()
+            up = (
+                nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv2d(w, w, 3, padding=1),
+                )
+                if level > 0
+                else nn.Identity()
+            )
             self.up.append(nn.ModuleDict(dict(blocks=blocks, up=up)))
 
         self.norm_out = nn.GroupNorm(_groups(cin, groups), cin)
-        self.conv_out = nn.Conv2d(cin, channels * patch ** 2, 3, padding=1)
+        self.conv_out = nn.Conv2d(cin, channels * patch**2, 3, padding=1)
 
     @classmethod
     def from_preset(cls, name: str, channels: int = 1, **overrides) -> "UNet":
@@ -185,25 +261,37 @@ class UNet(nn.Module):
 
     def _check(self, x: torch.Tensor, t) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            raise ValueError(f"x must be a tensor [B, C, H, W], got shape {tuple(getattr(x, 'shape', ()))}")
+            raise ValueError(
+                f"x must be a tensor [B, C, H, W], got shape {tuple(getattr(x, 'shape', ()))}"
+            )
         weight = self.conv_in.weight
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert one to the "
-                             f"other (x.to({weight.dtype}) or model.to({x.dtype}))")
+            raise ValueError(
+                f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert one to the "
+                f"other (x.to({weight.dtype}) or model.to({x.dtype}))"
+            )
         if x.shape[1] != self.channels:
-            raise ValueError(f"x has {x.shape[1]} channels but the model was built with channels={self.channels}")
+            raise ValueError(
+                f"x has {x.shape[1]} channels but the model was built with channels={self.channels}"
+            )
         f = self.patch * 2 ** (self.levels - 1)
         if x.shape[-2] % f or x.shape[-1] % f:
-            raise ValueError(f"image height and width must be divisible by {f} for {self.levels} levels "
-                             f"and patch {self.patch}, got {tuple(x.shape[-2:])}")
-        return as_time_tensor(t, x.shape[0], None, x.device)  # the degradations' rules for t
+            raise ValueError(
+                f"image height and width must be divisible by {f} for {self.levels} levels "
+                f"and patch {self.patch}, got {tuple(x.shape[-2:])}"
+            )
+        # the degradations' rules for t
+        return as_time_tensor(t, x.shape[0], None, x.device)
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = self._check(x, t)
-        temb = self.time_mlp(sinusoidal_embedding(t, self.conv_in.out_channels).to(x.dtype))
+        temb = self.time_mlp(
+            sinusoidal_embedding(t, self.conv_in.out_channels).to(x.dtype)
+        )
         x_in = F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
-        # The stem runs in the input's precision even under bf16 autocast: a heavily blurred digit differs from
-        # its flat mean by about 0.01, which bf16 (8 bits of mantissa) rounds away when it rides on the mean.
+        # The stem runs in the input's precision even under bf16 autocast: a heavily
+        # blurred digit differs from its flat mean by about 0.01, which bf16 (8 bits of
+        # mantissa) rounds away when it rides on the mean.
         with torch.autocast(x.device.type, enabled=False):
             h = self.conv_in(x_in)
         hs = [h]
@@ -217,7 +305,9 @@ class UNet(nn.Module):
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
         for stage in self.up:
             for i in range(0, len(stage["blocks"]), 2):
-                h = stage["blocks"][i + 1](stage["blocks"][i](torch.cat([h, hs.pop()], dim=1), temb))
+                h = stage["blocks"][i + 1](
+                    stage["blocks"][i](torch.cat([h, hs.pop()], dim=1), temb)
+                )
             h = stage["up"](h)
         out = self.conv_out(F.silu(self.norm_out(h)))
         return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
@@ -226,22 +316,38 @@ class UNet(nn.Module):
 _COUNTING = False
 
 
-def check_config(channels=1, dim=32, dim_mults=(1, 2, 2), num_blocks=2, attn_levels=(), dropout=0.0, groups=8,
-                 patch=1) -> None:
+def check_config(
+    channels=1,
+    dim=32,
+    dim_mults=(1, 2, 2),
+    num_blocks=2,
+    attn_levels=(),
+    dropout=0.0,
+    groups=8,
+    patch=1,
+) -> None:
     """Check the :class:`UNet` arguments' types and ranges (ValueError naming the argument); no budget."""
     check_int(channels, "channels", 1, LIMITS["channels"])
     check_int(dim, "dim", 1, LIMITS["dim"])
     check_int(num_blocks, "num_blocks", 1, LIMITS["num_blocks"])
     check_int(patch, "patch", 1, LIMITS["patch"])
-    check_int(groups, "groups", 1, LIMITS["groups"])  # 0 would divide by zero in GroupNorm's group count
-    if not isinstance(dim_mults, (list, tuple)) or not 1 <= len(dim_mults) <= LIMITS["levels"] or any(
-            not is_int(m) or not 1 <= m <= LIMITS["dim_mult"] for m in dim_mults):
-        raise ValueError(f"dim_mults must be a list of 1 to {LIMITS['levels']} ints in 1..{LIMITS['dim_mult']}, "
-                         f"got {dim_mults!r}")
+    # 0 would divide by zero in GroupNorm's group count
+    check_int(groups, "groups", 1, LIMITS["groups"])
+    if (
+        not isinstance(dim_mults, (list, tuple))
+        or not 1 <= len(dim_mults) <= LIMITS["levels"]
+        or any(not is_int(m) or not 1 <= m <= LIMITS["dim_mult"] for m in dim_mults)
+    ):
+        raise ValueError(
+            f"dim_mults must be a list of 1 to {LIMITS['levels']} ints in 1..{LIMITS['dim_mult']}, "
+            f"got {dim_mults!r}"
+        )
     if not isinstance(attn_levels, (list, tuple)) or any(
-            not is_int(level) or level not in range(len(dim_mults))
-            for level in attn_levels):
-        raise ValueError(f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}")
+        not is_int(level) or level not in range(len(dim_mults)) for level in attn_levels
+    ):
+        raise ValueError(
+            f"attn_levels must be level indices in 0..{len(dim_mults) - 1}, got {attn_levels!r}"
+        )
     if not is_number(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 

@@ -22,7 +22,8 @@ import torch
 from .checks import did_you_mean
 from .runtime import resolve_device
 
-#: The first line of the cell papermill injects after the parameters cell (its Python translator's comment).
+# : The first line of the cell papermill injects after the parameters cell (its Python
+# translator's comment).
 INJECTED_HEADER = "# Parameters"
 
 
@@ -34,7 +35,9 @@ def _assigned(code: str) -> Optional[List[str]]:
         return None
     names = []
     for node in tree.body:
-        if not isinstance(node, ast.Assign) or not all(isinstance(t, ast.Name) for t in node.targets):
+        if not isinstance(node, ast.Assign) or not all(
+            isinstance(t, ast.Name) for t in node.targets
+        ):
             return None
         names += [t.id for t in node.targets]
     return names
@@ -76,11 +79,15 @@ def check_injected_names(history: Optional[List[str]] = None) -> None:
     injected, documented = found
     for name in injected:
         if name not in documented:
-            raise ValueError(f"notebook parameter {name} (injected with papermill -p): not a parameter of this "
-                             f"chapter, expected one of {', '.join(documented)}{did_you_mean(name, documented, 0.5)}")
+            raise ValueError(
+                f"notebook parameter {name} (injected with papermill -p): not a parameter of this "
+                f"chapter, expected one of {', '.join(documented)}{did_you_mean(name, documented, 0.5)}"
+            )
 
 
-def check_parameters(FULL_TRAINING=False, DEVICE="auto", QUICK=False, **flags) -> torch.device:  # noqa: N803
+def check_parameters(
+    FULL_TRAINING=False, DEVICE="auto", QUICK=False, **flags
+) -> torch.device:  # noqa: N803
     """Check a chapter's parameters and return the torch device that ``DEVICE`` names.
 
     ``FULL_TRAINING``, ``QUICK`` and any other keyword in ``flags`` must be True or False, and every
@@ -88,11 +95,19 @@ def check_parameters(FULL_TRAINING=False, DEVICE="auto", QUICK=False, **flags) -
     Raises ValueError naming the parameter, its value and what was expected.
     """
     check_injected_names()
-    for name, value in {"FULL_TRAINING": FULL_TRAINING, "QUICK": QUICK, **flags}.items():
+    for name, value in {
+        "FULL_TRAINING": FULL_TRAINING,
+        "QUICK": QUICK,
+        **flags,
+    }.items():
         if not isinstance(value, bool):
-            raise ValueError(f"notebook parameter {name} = {value!r}: expected True or False")
+            raise ValueError(
+                f"notebook parameter {name} = {value!r}: expected True or False"
+            )
     if not isinstance(DEVICE, str):
-        raise ValueError(f"notebook parameter DEVICE = {DEVICE!r}: expected a string such as 'auto', 'cpu' or 'cuda'")
+        raise ValueError(
+            f"notebook parameter DEVICE = {DEVICE!r}: expected a string such as 'auto', 'cpu' or 'cuda'"
+        )
     try:
         return resolve_device(DEVICE)
     except ValueError as err:

@@ -27,11 +27,18 @@ def load(path=FILE) -> dict:
 PAPER = load()
 
 
-def mnist_reconstruction(paper: dict = PAPER) -> Dict[str, Dict[str, Tuple[float, float, float]]]:
+def mnist_reconstruction(
+    paper: dict = PAPER,
+) -> Dict[str, Dict[str, Tuple[float, float, float]]]:
     """``{model: {method: (fid, ssim, rmse)}}`` of the paper's MNIST reconstruction table, with the zoo's
     model names and the samplers' method keys (``degraded``, ``improved``, ``direct``)."""
-    return {model: {method: tuple(float(row[m]) for m in MEASURES) for method, row in methods.items()}
-            for model, methods in paper["mnist"]["reconstruction"].items()}
+    return {
+        model: {
+            method: tuple(float(row[m]) for m in MEASURES)
+            for method, row in methods.items()
+        }
+        for model, methods in paper["mnist"]["reconstruction"].items()
+    }
 
 
 def millions(parameters: float) -> str:

@@ -13,18 +13,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-#: The restorations of the reconstruction table (the degraded row is the baseline, not a restoration).
+# : The restorations of the reconstruction table (the degraded row is the baseline, not
+# a restoration).
 RESTORATIONS = ("Direct", "Algorithm 1", "Algorithm 2")
 #: How the prose names a method of the tables.
-METHOD_PROSE = {"Direct": "the direct estimate", "Algorithm 1": "Algorithm 1", "Algorithm 2": "Algorithm 2",
-                "Degraded": "the degraded input", "DDIM": "DDIM"}
+METHOD_PROSE = {
+    "Direct": "the direct estimate",
+    "Algorithm 1": "Algorithm 1",
+    "Algorithm 2": "Algorithm 2",
+    "Degraded": "the degraded input",
+    "DDIM": "DDIM",
+}
 #: How the prose names the task of a zoo model (its degradation, in words).
-TASK_PROSE = {"mnist-blur": "blur", "mnist-blur-web": "blur (web model)", "mnist-inpaint": "inpainting",
-              "mnist-superres": "super-resolution", "mnist-snow": "snow"}
+TASK_PROSE = {
+    "mnist-blur": "blur",
+    "mnist-blur-web": "blur (web model)",
+    "mnist-inpaint": "inpainting",
+    "mnist-superres": "super-resolution",
+    "mnist-snow": "snow",
+}
 #: Columns where a higher value is better; every other measure is better lower.
 HIGHER_IS_BETTER = ("ssim", "ssim_as_paper", "psnr", "confident")
-WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen twenty").split()
+WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+).split()
 
 
 def glue(**values):
@@ -52,7 +65,9 @@ def join(items: Sequence[str], last: str = "and") -> str:
     items = list(items)
     if not items:
         return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+    return (
+        items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+    )
 
 
 def span(values: Iterable[float], fmt: str = "{:,.0f}", to: str = " to ") -> str:
@@ -90,7 +105,10 @@ def preset_of(model_config: dict) -> str:
 
     for name, preset in PRESETS.items():
         preset = {"patch": 1, **preset}  # a preset without a stem has patch 1
-        if all(norm(model_config.get(k, 1 if k == "patch" else None)) == norm(v) for k, v in preset.items()):
+        if all(
+            norm(model_config.get(k, 1 if k == "patch" else None)) == norm(v)
+            for k, v in preset.items()
+        ):
             return name
     return "custom"
 
@@ -122,42 +140,64 @@ class Tables:
 
     def rows(self, model: str) -> Dict[str, dict]:
         """``{method: row}`` of one model's reconstruction rows."""
-        return {row["method"]: row for row in self.reconstruction if row["model"] == model}
+        return {
+            row["method"]: row for row in self.reconstruction if row["model"] == model
+        }
 
     def generation_rows(self, model: str) -> List[dict]:
         """The rows of one model in the generation table, in the table's order (its card's default first)."""
         return [row for row in self.generation if row["model"] == model]
 
-    def generation_row(self, model: str, default: Optional[bool] = None, method: Optional[str] = None,
-                       at_T: Optional[bool] = None, noise: Optional[float] = None) -> dict:
+    def generation_row(
+        self,
+        model: str,
+        default: Optional[bool] = None,
+        method: Optional[str] = None,
+        at_T: Optional[bool] = None,
+        noise: Optional[float] = None,
+    ) -> dict:
         """The first generation row of ``model`` that matches: ``default`` (the card's own setting),
         ``method`` ("Algorithm 2", "Ancestral"...), ``at_T`` (the start is the end state, as in the paper,
         or a level below it) and ``noise`` (its symmetry noise). KeyError naming what is missing."""
         for row in self.generation_rows(model):
-            if ((default is None or (row.get("default") == "yes") == default)
-                    and (method is None or row["method"] == method)
-                    and (at_T is None or starts_at_T(row) == at_T)
-                    and (noise is None or abs(float(row["noise_std"]) - noise) < 1e-9)):
+            if (
+                (default is None or (row.get("default") == "yes") == default)
+                and (method is None or row["method"] == method)
+                and (at_T is None or starts_at_T(row) == at_T)
+                and (noise is None or abs(float(row["noise_std"]) - noise) < 1e-9)
+            ):
                 return row
-        raise KeyError(f"results/generation.csv has no row for {model} with default={default}, "
-                       f"method={method}, at_T={at_T}, noise={noise}")
+        raise KeyError(
+            f"results/generation.csv has no row for {model} with default={default}, "
+            f"method={method}, at_T={at_T}, noise={noise}"
+        )
 
     def value(self, model: str, method: str, column: str) -> float:
         """One number of the reconstruction table (KeyError naming what is missing)."""
         row = self.rows(model).get(method)
         if row is None or row.get(column, "") == "":
-            raise KeyError(f"results/reconstruction.csv has no {column!r} for {model} / {method}")
+            raise KeyError(
+                f"results/reconstruction.csv has no {column!r} for {model} / {method}"
+            )
         return float(row[column])
 
-    def ranked(self, model: str, column: str, methods: Sequence[str] = RESTORATIONS) -> List[str]:
+    def ranked(
+        self, model: str, column: str, methods: Sequence[str] = RESTORATIONS
+    ) -> List[str]:
         """``methods`` of ``model`` from best to worst by ``column`` (higher first for SSIM, PSNR)."""
         reverse = column in HIGHER_IS_BETTER
-        return sorted(methods, key=lambda m: self.value(model, m, column), reverse=reverse)
+        return sorted(
+            methods, key=lambda m: self.value(model, m, column), reverse=reverse
+        )
 
-    def best(self, model: str, column: str, methods: Sequence[str] = RESTORATIONS) -> str:
+    def best(
+        self, model: str, column: str, methods: Sequence[str] = RESTORATIONS
+    ) -> str:
         return self.ranked(model, column, methods)[0]
 
-    def worst(self, model: str, column: str, methods: Sequence[str] = RESTORATIONS) -> str:
+    def worst(
+        self, model: str, column: str, methods: Sequence[str] = RESTORATIONS
+    ) -> str:
         return self.ranked(model, column, methods)[-1]
 
     def better(self, model: str, column: str, a: str, b: str) -> bool:
@@ -182,18 +222,30 @@ def percent(share, digits: int = 0) -> str:
     return f"{100 * float(share):.{digits}f} %"
 
 
-def who_wins(tables: Tables, models: Sequence[str], column: str, methods: Sequence[str] = RESTORATIONS,
-             task=TASK_PROSE.get) -> str:
+def who_wins(
+    tables: Tables,
+    models: Sequence[str],
+    column: str,
+    methods: Sequence[str] = RESTORATIONS,
+    task=TASK_PROSE.get,
+) -> str:
     """A clause naming, for each method, the tasks where it has the best ``column``: ``"the direct
     estimate for blur and snow, Algorithm 2 for inpainting and Algorithm 1 for super-resolution"``."""
     wins: Dict[str, List[str]] = {}
     for model in models:
-        wins.setdefault(tables.best(model, column, methods), []).append(task(model) or model)
-    parts = [f"{METHOD_PROSE[m]} for {join(tasks)}" for m, tasks in sorted(wins.items(), key=lambda kv: -len(kv[1]))]
+        wins.setdefault(tables.best(model, column, methods), []).append(
+            task(model) or model
+        )
+    parts = [
+        f"{METHOD_PROSE[m]} for {join(tasks)}"
+        for m, tasks in sorted(wins.items(), key=lambda kv: -len(kv[1]))
+    ]
     return join(parts)
 
 
-def tasks_where(tables: Tables, models: Sequence[str], test, task=TASK_PROSE.get) -> List[str]:
+def tasks_where(
+    tables: Tables, models: Sequence[str], test, task=TASK_PROSE.get
+) -> List[str]:
     """The task names of the ``models`` for which ``test(tables, model)`` is true."""
     return [task(m) or m for m in models if test(tables, m)]
 
@@ -209,9 +261,19 @@ def zoo_facts(names: Sequence[str]) -> dict:
     from . import zoo
 
     cards = {name: zoo.card(name) for name in names}
-    raw = {"parameters": [], "asked": [], "trained": [], "seconds": [], "per_step": [], "batch": [], "images": 0}
+    raw = {
+        "parameters": [],
+        "asked": [],
+        "trained": [],
+        "seconds": [],
+        "per_step": [],
+        "batch": [],
+        "images": 0,
+    }
     for c in cards.values():
-        trained = c["history"]["step"][-1] if c.get("history", {}).get("step") else c["step"]
+        trained = (
+            c["history"]["step"][-1] if c.get("history", {}).get("step") else c["step"]
+        )
         tc = c["train_config"]
         raw["parameters"].append(c["parameters"])
         raw["asked"].append(tc["steps"])
@@ -225,17 +287,26 @@ def zoo_facts(names: Sequence[str]) -> dict:
         return span([c["train_config"].get(key, 0) for c in cards.values()], "{:,g}")
 
     return {
-        "count": len(cards), "count_word": number_word(len(cards)),
+        "count": len(cards),
+        "count_word": number_word(len(cards)),
         "parameters": span([p / 1e6 for p in raw["parameters"]], "{:.2f}M"),
-        "steps_asked": span(raw["asked"]), "steps_trained": span(raw["trained"]),
+        "steps_asked": span(raw["asked"]),
+        "steps_trained": span(raw["trained"]),
         "minutes": span([s / 60 for s in raw["seconds"]]),
         "seconds_per_step": span(raw["per_step"], "{:.2f}"),
-        "batch": span(raw["batch"]), "images": raw["images"],
-        "eval_every": setting("eval_every"), "checkpoint_every": setting("checkpoint_every"),
+        "batch": span(raw["batch"]),
+        "images": raw["images"],
+        "eval_every": setting("eval_every"),
+        "checkpoint_every": setting("checkpoint_every"),
         "warmup_steps": setting("warmup_steps"),
-        "min_lr_percent": span([100 * c["train_config"].get("min_lr_ratio", 0) for c in cards.values()], "{:g}"),
+        "min_lr_percent": span(
+            [100 * c["train_config"].get("min_lr_ratio", 0) for c in cards.values()],
+            "{:g}",
+        ),
         "lr": setting("lr"),
-        "time_limit_hit": [n for n, c in cards.items() if c.get("stopped_by_time_limit")],
+        "time_limit_hit": [
+            n for n, c in cards.items() if c.get("stopped_by_time_limit")
+        ],
         "presets": join(sorted({preset_of(c["model_config"]) for c in cards.values()})),
         "machines": sorted({c["machine"] for c in cards.values()}),
         "raw": raw,
@@ -246,5 +317,8 @@ def shipped_models(task: Optional[str] = None) -> List[str]:
     """The names of the shipped models (the classifier left out), of one ``task`` if given."""
     from . import zoo
 
-    return [name for name, c in zoo.available().items()
-            if c.get("task") != "classifier" and (task is None or c.get("task") == task)]
+    return [
+        name
+        for name, c in zoo.available().items()
+        if c.get("task") != "classifier" and (task is None or c.get("task") == task)
+    ]

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from . import zoo
 from . import files
-from .classifier import class_histogram
 from .data import load_dataset
 from .evaluation import generation_measures, reconstruct
 from .metrics import fid, image_metrics
@@ -30,12 +29,20 @@ from .runtime import machine, resolve_device
 from .sampling import ALGORITHMS
 from .tables import to_csv, to_markdown  # noqa: F401 (the tables' format, re-exported)
 
-# The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table 1-3: read from
-# colddiff_lib/paper.toml, where every number of the paper is written once (colddiff_lib.paper).
+# The paper's MNIST reconstruction numbers (FID / SSIM / RMSE), as recalled in its Table
+# 1-3: read from colddiff_lib/paper.toml, where every number of the paper is written
+# once (colddiff_lib.paper).
 PAPER_MNIST = mnist_reconstruction()
-METHOD_NAMES = {"degraded": "Degraded", "direct": "Direct", "naive": "Algorithm 1", "improved": "Algorithm 2",
-                "ddim": "DDIM", "ancestral": "Ancestral"}
-# Where the committed tables live online (read when only the library is installed, e.g. on Colab).
+METHOD_NAMES = {
+    "degraded": "Degraded",
+    "direct": "Direct",
+    "naive": "Algorithm 1",
+    "improved": "Algorithm 2",
+    "ddim": "DDIM",
+    "ancestral": "Ancestral",
+}
+# Where the committed tables live online (read when only the library is installed, e.g.
+# on Colab).
 RESULTS_URL = "https://raw.githubusercontent.com/colddiff/colddiff-book/main/results/"
 
 
@@ -46,14 +53,23 @@ def results_file(name: str, download: bool = True) -> Path:
     from ``book/`` or from the repository root). When none holds it and ``download`` is true (on
     Colab only the library is installed), the committed copy is fetched into ``./results/<name>``.
     """
-    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise ValueError(f"name must be a relative path inside results/, e.g. 'reconstruction.csv', got {name!r}")
+    if (
+        not isinstance(name, str)
+        or not name
+        or Path(name).is_absolute()
+        or ".." in Path(name).parts
+    ):
+        raise ValueError(
+            f"name must be a relative path inside results/, e.g. 'reconstruction.csv', got {name!r}"
+        )
     repository = Path(__file__).resolve().parents[1]
     for root in (repository / "results", Path("..") / "results", Path("results")):
         if (root / name).is_file():
             return root / name
     if not download:
-        raise FileNotFoundError(f"results/{name} is not next to the library, in ../results or in ./results")
+        raise FileNotFoundError(
+            f"results/{name} is not next to the library, in ../results or in ./results"
+        )
     import urllib.request
 
     target = Path("results") / name
@@ -70,8 +86,14 @@ def read_table(name: str, download: bool = True) -> List[dict]:
         return list(csv.DictReader(f))
 
 
-def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
-                        grid_path: Optional[Path] = None) -> List[dict]:
+def reconstruction_rows(
+    name: str,
+    n: int = 1000,
+    seed: int = 0,
+    device="cpu",
+    command: str = "",
+    grid_path: Optional[Path] = None,
+) -> List[dict]:
     """Rows of the reconstruction table for the shipped model ``name`` on ``n`` held-out digits."""
     device = resolve_device(device)
     R, D = zoo.load_pretrained(name, device=device)
@@ -83,15 +105,27 @@ def reconstruction_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", c
     for method, images in results.items():
         m = image_metrics(images.clamp(-1, 1), x0)
         paper = PAPER_MNIST.get(name, {}).get(method)
-        rows.append({"model": name, "method": METHOD_NAMES[method], "n": len(x0),
-                     "fid": fid(images.clamp(-1, 1), x0, classifier=classifier), **m,
-                     "paper_fid": paper[0] if paper else "", "paper_ssim": paper[1] if paper else "",
-                     "paper_rmse": paper[2] if paper else "", "evaluated_on": machine(), "command": command})
+        rows.append(
+            {
+                "model": name,
+                "method": METHOD_NAMES[method],
+                "n": len(x0),
+                "fid": fid(images.clamp(-1, 1), x0, classifier=classifier),
+                **m,
+                "paper_fid": paper[0] if paper else "",
+                "paper_ssim": paper[1] if paper else "",
+                "paper_rmse": paper[2] if paper else "",
+                "evaluated_on": machine(),
+                "command": command,
+            }
+        )
     if grid_path is not None:
         from .plotting import save_grid
 
         k = 8
-        save_grid(torch.cat([x0[:k]] + [results[m][:k] for m in results]), grid_path, nrow=k)
+        save_grid(
+            torch.cat([x0[:k]] + [results[m][:k] for m in results]), grid_path, nrow=k
+        )
     return rows
 
 
@@ -110,17 +144,30 @@ def generation_settings(name: str) -> List[dict]:
     default = zoo.sampling(name)
     D = dg.build(**zoo.card(name)["degradation"])
     noise, level = default["noise_std"], default["level"]
-    paper = {"level": None, "components": 1}  # the paper's start: one Gaussian fitted at T
-    settings = [{"algorithm": default["algorithm"], "noise_std": noise, "level": level},
-                {"algorithm": "improved", "noise_std": noise, "level": level},
-                {"algorithm": "naive", "noise_std": noise, "level": level}]
+    # the paper's start: one Gaussian fitted at T
+    paper = {"level": None, "components": 1}
+    settings = [
+        {"algorithm": default["algorithm"], "noise_std": noise, "level": level},
+        {"algorithm": "improved", "noise_std": noise, "level": level},
+        {"algorithm": "naive", "noise_std": noise, "level": level},
+    ]
     if level is not None and D.has_latent:
-        settings.append({"algorithm": "improved", "noise_std": D.symmetry_noise, **paper})
+        settings.append(
+            {"algorithm": "improved", "noise_std": D.symmetry_noise, **paper}
+        )
     if D.symmetry_noise and D.noise_schedule() is None:
-        settings.append({"algorithm": "improved", "noise_std": 0.0, **(paper if level is not None else {"level": None})})
+        settings.append(
+            {
+                "algorithm": "improved",
+                "noise_std": 0.0,
+                **(paper if level is not None else {"level": None}),
+            }
+        )
     if D.noise_schedule() is not None:
-        settings += [{"algorithm": "ddim", "noise_std": noise, "level": level},
-                     {"algorithm": "ancestral", "noise_std": noise, "level": level}]
+        settings += [
+            {"algorithm": "ddim", "noise_std": noise, "level": level},
+            {"algorithm": "ancestral", "noise_std": noise, "level": level},
+        ]
     unique = {tuple(sorted(setting.items())): setting for setting in settings}
     return list(unique.values())
 
@@ -137,10 +184,16 @@ def parse_settings(texts: Sequence[str]) -> List[dict]:
             noise_std = float(noise)
         except ValueError:
             noise_std = -1.0
-        if algorithm not in ALGORITHMS or not noise_std >= 0 or not (level in ("", "T") or level.isdigit()):
-            raise ValueError(f"settings must look like ALGORITHM:NOISE_STD[:LEVEL] with ALGORITHM one of "
-                             f"{', '.join(ALGORITHMS)}, NOISE_STD >= 0 and LEVEL an int or T (e.g. improved:0.02 "
-                             f"or improved:0:4), got {text!r}")
+        if (
+            algorithm not in ALGORITHMS
+            or not noise_std >= 0
+            or not (level in ("", "T") or level.isdigit())
+        ):
+            raise ValueError(
+                f"settings must look like ALGORITHM:NOISE_STD[:LEVEL] with ALGORITHM one of "
+                f"{', '.join(ALGORITHMS)}, NOISE_STD >= 0 and LEVEL an int or T (e.g. improved:0.02 "
+                f"or improved:0:4), got {text!r}"
+            )
         setting = {"algorithm": algorithm, "noise_std": noise_std}
         if level:
             setting["level"] = None if level == "T" else int(level)
@@ -148,8 +201,15 @@ def parse_settings(texts: Sequence[str]) -> List[dict]:
     return settings
 
 
-def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", command: str = "",
-                    grid_path: Optional[Path] = None, settings: Optional[Sequence[dict]] = None) -> List[dict]:
+def generation_rows(
+    name: str,
+    n: int = 1000,
+    seed: int = 0,
+    device="cpu",
+    command: str = "",
+    grid_path: Optional[Path] = None,
+    settings: Optional[Sequence[dict]] = None,
+) -> List[dict]:
     """Rows of the generation table for the shipped model ``name``: ``n`` samples per setting, judged by
     :func:`colddiff_lib.evaluation.generation_measures` against the 4,000 training digits.
 
@@ -177,13 +237,24 @@ def generation_rows(name: str, n: int = 1000, seed: int = 0, device="cpu", comma
         else:
             prior = "level T: D.prior"
         same = all(chosen[key] == default[key] for key in default)
-        rows.append({"model": name, "method": METHOD_NAMES[chosen["algorithm"]], "noise_std": chosen["noise_std"],
-                     "start": prior, "n": n, "default": "yes" if same else "no",
-                     "confident": m["confident"], "fid": m["fid"],
-                     "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
-                     "nearest_rmse": m["nearest_rmse"],
-                     "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
-                     "evaluated_on": machine(), "command": command})
+        rows.append(
+            {
+                "model": name,
+                "method": METHOD_NAMES[chosen["algorithm"]],
+                "noise_std": chosen["noise_std"],
+                "start": prior,
+                "n": n,
+                "default": "yes" if same else "no",
+                "confident": m["confident"],
+                "fid": m["fid"],
+                "class_share_min": m["class_share_min"],
+                "class_share_max": m["class_share_max"],
+                "nearest_rmse": m["nearest_rmse"],
+                "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+                "evaluated_on": machine(),
+                "command": command,
+            }
+        )
     if grid_path is not None:
         from .plotting import save_grid
 
@@ -201,18 +272,37 @@ def reference_rows(command: str = "") -> List[dict]:
     held_out = load_dataset("mnist5k", split="test").images
     blurred = F.avg_pool2d(F.pad(held_out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     rows = []
-    for label, images in (("held-out digits", held_out), ("held-out digits, 3 x 3 box blur", blurred)):
+    for label, images in (
+        ("held-out digits", held_out),
+        ("held-out digits, 3 x 3 box blur", blurred),
+    ):
         m = generation_measures(images, train, classifier)
-        rows.append({"images": label, "n": len(images), "confident": m["confident"], "fid": m["fid"],
-                     "class_share_min": m["class_share_min"], "class_share_max": m["class_share_max"],
-                     "nearest_rmse": m["nearest_rmse"],
-                     "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
-                     "evaluated_on": machine(), "command": command})
+        rows.append(
+            {
+                "images": label,
+                "n": len(images),
+                "confident": m["confident"],
+                "fid": m["fid"],
+                "class_share_min": m["class_share_min"],
+                "class_share_max": m["class_share_max"],
+                "nearest_rmse": m["nearest_rmse"],
+                "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+                "evaluated_on": machine(),
+                "command": command,
+            }
+        )
     return rows
 
 
-def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, device="cpu",
-              command: str = "", settings: Optional[Sequence[dict]] = None) -> Dict[str, List[dict]]:
+def reproduce(
+    names: Sequence[str],
+    out_dir,
+    n: int = 1000,
+    seed: int = 0,
+    device="cpu",
+    command: str = "",
+    settings: Optional[Sequence[dict]] = None,
+) -> Dict[str, List[dict]]:
     """Evaluate shipped models and write ``reconstruction`` and ``generation`` tables (CSV, Markdown), the
     ``generation_reference`` rows and sample grids into ``out_dir``.
 
@@ -228,19 +318,27 @@ def reproduce(names: Sequence[str], out_dir, n: int = 1000, seed: int = 0, devic
     for name in names:
         task = zoo.card(name).get("task")
         if task == "reconstruction":
-            tables[task] += reconstruction_rows(name, n, seed, device, command, out / f"{name}.png")
+            tables[task] += reconstruction_rows(
+                name, n, seed, device, command, out / f"{name}.png"
+            )
         elif task == "generation":
-            tables[task] += generation_rows(name, n, seed, device, command, out / f"{name}.png", settings)
+            tables[task] += generation_rows(
+                name, n, seed, device, command, out / f"{name}.png", settings
+            )
         else:
-            raise ValueError(f"{name!r} is neither a reconstruction nor a generation model (task={task!r})")
+            raise ValueError(
+                f"{name!r} is neither a reconstruction nor a generation model (task={task!r})"
+            )
     if tables["generation"]:
         tables["generation_reference"] = reference_rows(command)
     replaced = []
     for table, rows in list(tables.items()):
         if not rows:
             continue
-        key = {"generation_reference": ("images",), "generation": ("model", "method", "noise_std", "start")}.get(
-            table, ("model", "method", "noise_std"))
+        key = {
+            "generation_reference": ("images",),
+            "generation": ("model", "method", "noise_std", "start"),
+        }.get(table, ("model", "method", "noise_std"))
         merged, dropped = merge_rows(read_csv(out / f"{table}.csv"), rows, key)
         replaced += [(table, *k) for k in dropped]
         files.write_text(to_csv(merged), out / f"{table}.csv")

@@ -7,13 +7,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["resolve_device", "bf16_supported", "step_generator", "random_shift", "machine"]
+__all__ = [
+    "resolve_device",
+    "bf16_supported",
+    "step_generator",
+    "random_shift",
+    "machine",
+]
 
 
 def resolve_device(device) -> torch.device:
     """``"auto"`` -> cuda if available, else mps, else cpu; ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``
     as given, after checking that this machine has it (ValueError naming the device otherwise)."""
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    has_mps = (
+        getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available()
+    )
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -21,18 +30,26 @@ def resolve_device(device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        ) from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}"
+        )
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {device!r}: this machine has no CUDA GPU (torch.cuda.is_available() is "
-                             f"False); use 'cpu' or 'auto'")
+            raise ValueError(
+                f"device {device!r}: this machine has no CUDA GPU (torch.cuda.is_available() is "
+                f"False); use 'cpu' or 'auto'"
+            )
         if dev.index is not None and dev.index >= count:
             raise ValueError(f"device {device!r}: this machine has {count} CUDA GPU(s)")
     if dev.type == "mps" and not has_mps:
-        raise ValueError(f"device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'")
+        raise ValueError(
+            f"device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'"
+        )
     return dev
 
 
@@ -42,26 +59,38 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     if device.type == "cpu":
-        return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+        return bool(
+            getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+        )
     return False
 
 
 def step_generator(seed: int, rank: int, step: int, micro: int = 0) -> torch.Generator:
     """The CPU generator of one (micro-)step: independent of what ran before, so resuming is exact."""
-    state = np.random.SeedSequence([seed, rank, step, micro]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] % (2 ** 63)))
+    state = np.random.SeedSequence([seed, rank, step, micro]).generate_state(
+        2, dtype=np.uint64
+    )
+    return torch.Generator().manual_seed(int(state[0] % (2**63)))
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(
+    x: torch.Tensor, max_shift: int, generator: torch.Generator
+) -> torch.Tensor:
     """Translate each image of ``x`` [B, C, H, W] by up to ``max_shift`` pixels (edges replicated)."""
     if max_shift == 0:
         return x
     B, C, H, W = x.shape
     padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    offset = torch.randint(0, 2 * max_shift + 1, (B, 2), generator=generator).to(x.device)
-    rows = (torch.arange(H, device=x.device)[None] + offset[:, :1])[:, None, :, None].expand(B, C, H, W + 2 * max_shift)
+    offset = torch.randint(0, 2 * max_shift + 1, (B, 2), generator=generator).to(
+        x.device
+    )
+    rows = (torch.arange(H, device=x.device)[None] + offset[:, :1])[
+        :, None, :, None
+    ].expand(B, C, H, W + 2 * max_shift)
     out = padded.gather(2, rows)
-    cols = (torch.arange(W, device=x.device)[None] + offset[:, 1:])[:, None, None, :].expand(B, C, H, W)
+    cols = (torch.arange(W, device=x.device)[None] + offset[:, 1:])[
+        :, None, None, :
+    ].expand(B, C, H, W)
     return out.gather(3, cols)
 
 
@@ -72,5 +101,7 @@ def machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
-    return (f"CPU {platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
-            f"{os.cpu_count()} cores, torch {torch.__version__}")
+    return (
+        f"CPU {platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
+        f"{os.cpu_count()} cores, torch {torch.__version__}"
+    )

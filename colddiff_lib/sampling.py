@@ -41,12 +41,16 @@ def _time(t: TimeLike, x: torch.Tensor, T: int) -> torch.Tensor:
 
 def _check_frozen(D) -> None:
     if getattr(D, "random", False) and not getattr(D, "frozen", True):
-        raise ValueError("D draws random quantities (noise, mask centres, targets, snow): pass the frozen "
-                         "degradation that made x_t, D.freeze(x0), or D.freeze_to(x_T) for generation")
+        raise ValueError(
+            "D draws random quantities (noise, mask centres, targets, snow): pass the frozen "
+            "degradation that made x_t, D.freeze(x0), or D.freeze_to(x_T) for generation"
+        )
 
 
 @torch.no_grad()
-def direct(R: Callable, D, x_t: torch.Tensor, t: TimeLike, clip_x0: bool = True) -> torch.Tensor:
+def direct(
+    R: Callable, D, x_t: torch.Tensor, t: TimeLike, clip_x0: bool = True
+) -> torch.Tensor:
     """One call of the restoration network: the direct estimate R(x_t, t) of x0.
 
     The samplers' calling convention: ``(R, D, x_t, t)``, as :func:`sample` and :func:`trajectory`.
@@ -65,31 +69,52 @@ def direct(R: Callable, D, x_t: torch.Tensor, t: TimeLike, clip_x0: bool = True)
     return x0_hat.clamp(-1, 1) if clip_x0 else x0_hat
 
 
-def noise_step(D, x: torch.Tensor, x0_hat: torch.Tensor, s: int, eta: float = 0.0,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def noise_step(
+    D,
+    x: torch.Tensor,
+    x0_hat: torch.Tensor,
+    s: int,
+    eta: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """One step s -> s - 1 that re-estimates the noise: DDIM (``eta = 0``) or ancestral (``eta = 1``).
 
     ``D`` has a :meth:`~colddiff_lib.degradations.Degradation.noise_schedule`; x, x0_hat are [B, C, H, W].
     """
     schedule = D.noise_schedule()
     if schedule is None:
-        raise ValueError(f"{type(D).__name__} has no noise schedule (D(x0, t) = clean + sigma_t z), so its noise "
-                         f"cannot be re-estimated: use algorithm 'improved' or 'naive'")
+        raise ValueError(
+            f"{type(D).__name__} has no noise schedule (D(x0, t) = clean + sigma_t z), so its noise "
+            f"cannot be re-estimated: use algorithm 'improved' or 'naive'"
+        )
     signal, sigma = (v.to(dtype=torch.float64) for v in schedule)
     a_s, a_prev, sig_s, sig_prev = signal[s], signal[s - 1], sigma[s], sigma[s - 1]
     z_hat = (x.double() - D.clean(x0_hat, s).double()) / sig_s
-    c2 = (eta ** 2) * sig_prev ** 2 * (1 - (a_s * sig_prev / (a_prev * sig_s)) ** 2) if s > 1 else sig_prev * 0
+    c2 = (
+        (eta**2) * sig_prev**2 * (1 - (a_s * sig_prev / (a_prev * sig_s)) ** 2)
+        if s > 1
+        else sig_prev * 0
+    )
     c2 = c2.clamp(min=0.0)
-    x_next = D.clean(x0_hat, s - 1).double() + (sig_prev ** 2 - c2).clamp(min=0).sqrt() * z_hat
+    x_next = (
+        D.clean(x0_hat, s - 1).double() + (sig_prev**2 - c2).clamp(min=0).sqrt() * z_hat
+    )
     if eta:
         x_next = x_next + c2.sqrt() * D.fresh_noise(x, generator).double()
     return x_next.to(x.dtype)
 
 
 @torch.no_grad()
-def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
-           callback: Optional[Callable[[dict], None]] = None, clip_x0: bool = True,
-           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def sample(
+    R: Callable,
+    D,
+    x_t: torch.Tensor,
+    t: TimeLike,
+    algorithm: str = "improved",
+    callback: Optional[Callable[[dict], None]] = None,
+    clip_x0: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
     """Run Algorithm 1 or 2 from level ``t`` down to 0 and return the final x_0.
 
     Args:
@@ -109,12 +134,16 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
         [B, C, H, W], the restored images (the level-0 iterate).
     """
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}")
+        raise ValueError(
+            f"algorithm must be one of {list(ALGORITHMS)}, got {algorithm!r}"
+        )
     check_images(x_t, "x_t", getattr(D, "channels", None))
     if algorithm in NOISE_ALGORITHMS:
         if D.noise_schedule() is None:
-            raise ValueError(f"algorithm {algorithm!r} re-estimates a noise, so it needs a degradation with a noise "
-                             f"schedule (D.noise_schedule() is not None), got {type(D).__name__}")
+            raise ValueError(
+                f"algorithm {algorithm!r} re-estimates a noise, so it needs a degradation with a noise "
+                f"schedule (D.noise_schedule() is not None), got {type(D).__name__}"
+            )
     else:
         _check_frozen(D)
     levels = _time(t, x_t, D.T)
@@ -129,7 +158,8 @@ def sample(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "imp
         if algorithm == "naive":
             x_next = D(x0_hat, s - 1)
         elif algorithm in NOISE_ALGORITHMS:
-            x_next = noise_step(D, x, x0_hat, s, eta=1.0 if algorithm == "ancestral" else 0.0, generator=generator)
+            eta = 1.0 if algorithm == "ancestral" else 0.0
+            x_next = noise_step(D, x, x0_hat, s, eta=eta, generator=generator)
         else:
             x_next = x - D(x0_hat, s) + D(x0_hat, s - 1)
         x_next = torch.where(active, x_next, x)
@@ -143,13 +173,21 @@ class Trajectory(NamedTuple):
     """What :func:`trajectory` returns (it unpacks as ``x0, xs, x0_hats, levels = trajectory(...)``)."""
 
     x0: torch.Tensor  #: the restored images [B, C, H, W] (what :func:`sample` returns)
-    xs: torch.Tensor  #: the iterates x_s [K + 1, B, C, H, W] on the CPU, the last one x0
+    # : the iterates x_s [K + 1, B, C, H, W] on the CPU, the last one x0
+    xs: torch.Tensor
     x0_hats: torch.Tensor  #: the estimates R(x_s, s) [K, B, C, H, W] on the CPU
     levels: List[int]  #: the K + 1 levels of ``xs``, from the start down to 0
 
 
-def trajectory(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = "improved",
-               clip_x0: bool = True, every: int = 1) -> Trajectory:
+def trajectory(
+    R: Callable,
+    D,
+    x_t: torch.Tensor,
+    t: TimeLike,
+    algorithm: str = "improved",
+    clip_x0: bool = True,
+    every: int = 1,
+) -> Trajectory:
     """Run :func:`sample` and keep the iterates: a :class:`Trajectory` ``(x0, xs, x0_hats, levels)``.
 
     ``xs`` and ``x0_hats`` are [K, B, C, H, W] on the CPU for the recorded levels (every ``every``-th
@@ -168,4 +206,6 @@ def trajectory(R: Callable, D, x_t: torch.Tensor, t: TimeLike, algorithm: str = 
     out = sample(R, D, x_t, t, algorithm=algorithm, callback=keep, clip_x0=clip_x0)
     xs.append(out.detach().cpu())
     levels.append(0)
-    return Trajectory(out, torch.stack(xs), torch.stack(hats) if hats else torch.empty(0), levels)
+    return Trajectory(
+        out, torch.stack(xs), torch.stack(hats) if hats else torch.empty(0), levels
+    )

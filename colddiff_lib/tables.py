@@ -18,25 +18,45 @@ def to_csv(rows: Sequence[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        writer.writerow(
+            {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()}
+        )
     return buf.getvalue()
 
 
-def to_markdown(rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")) -> str:
+def to_markdown(
+    rows: Sequence[dict], skip: Sequence[str] = ("command", "evaluated_on")
+) -> str:
     """Rows as a Markdown table (without the ``skip`` columns), then the commands and machines that made them."""
-    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]  # every row's columns
+    # every row's columns
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for row in rows:
-        lines.append("| " + " | ".join(f"{row[k]:.4f}" if isinstance(row.get(k), float) else str(row.get(k, ""))
-                                       for k in keys) + " |")
-    made = sorted({(row.get("command", ""), row.get("evaluated_on", "")) for row in rows if row.get("command")})
+        lines.append(
+            "| "
+            + " | ".join(
+                f"{row[k]:.4f}"
+                if isinstance(row.get(k), float)
+                else str(row.get(k, ""))
+                for k in keys
+            )
+            + " |"
+        )
+    made = sorted(
+        {
+            (row.get("command", ""), row.get("evaluated_on", ""))
+            for row in rows
+            if row.get("command")
+        }
+    )
     if made:
         lines += ["", "Made by (command, machine):", ""]
         lines += [f"    {c}    # {m}" if m else f"    {c}" for c, m in made]
     return "\n".join(lines) + "\n"
 
 
-#: The columns that name a row of a results table: a new row with the same values replaces the old one.
+# : The columns that name a row of a results table: a new row with the same values
+# replaces the old one.
 ROW_KEY = ("model", "method", "noise_std")
 
 
@@ -44,9 +64,14 @@ def merge_rows(old: Sequence[dict], new: Sequence[dict], key: Sequence[str] = RO
     """``(rows, replaced)``: ``old`` with every row that a row of ``new`` names the same (by ``key``, compared
     as text, as CSV cells are) replaced in place, and the other new rows appended; ``replaced`` lists the
     keys of the replaced rows. Nothing of ``old`` that ``new`` does not name is lost."""
+
     def name(row):
-        return tuple("" if row.get(k) is None else (f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]))
-                     for k in key)
+        return tuple(
+            ""
+            if row.get(k) is None
+            else (f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]))
+            for k in key
+        )
 
     incoming = {name(row): row for row in new}
     rows, replaced = [], []
@@ -69,8 +94,13 @@ def read_csv(path) -> list:
         return list(csv.DictReader(f))
 
 
-def html_table(head: Sequence[str], rows: Sequence, title: Optional[str] = None,
-               columns: Optional[Sequence[str]] = None, headers: Optional[Dict[str, str]] = None):
+def html_table(
+    head: Sequence[str],
+    rows: Sequence,
+    title: Optional[str] = None,
+    columns: Optional[Sequence[str]] = None,
+    headers: Optional[Dict[str, str]] = None,
+):
     """An IPython ``HTML`` table from column titles and rows of values (escaped), with an optional bold title.
 
     Styled inline (padding, rules, numbers right-aligned) so that it reads the same in Jupyter, Colab
@@ -110,17 +140,30 @@ def html_table(head: Sequence[str], rows: Sequence, title: Optional[str] = None,
         out = []
         for v in values:
             align = "right" if tag == "td" and is_number(v) else "left"
-            out.append(f'<{tag} style="padding: 3px 8px; text-align: {align}; border-bottom: {rule};">'
-                       f"{html.escape(str(v))}</{tag}>")
+            out.append(
+                f'<{tag} style="padding: 3px 8px; text-align: {align}; border-bottom: {rule};">'
+                f"{html.escape(str(v))}</{tag}>"
+            )
         return "".join(out)
 
     titles = [(headers or {}).get(c, c) for c in keep]
     caption = f"<p><b>{html.escape(title)}</b></p>" if title else ""
     header = f"<tr>{cells('th', titles, '2px solid #888')}</tr>"
-    body = "".join(f"<tr>{cells('td', values(row), '1px solid #ddd')}</tr>" for row in rows)
-    return HTML(f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>')
+    body = "".join(
+        f"<tr>{cells('td', values(row), '1px solid #ddd')}</tr>" for row in rows
+    )
+    return HTML(
+        f'{caption}<table style="border-collapse: collapse; margin-bottom: 1em;">{header}{body}</table>'
+    )
 
 
-def format_table(rows: Dict[str, dict], keys: Sequence[str] = ("rmse", "ssim", "psnr")) -> str:
+def format_table(
+    rows: Dict[str, dict], keys: Sequence[str] = ("rmse", "ssim", "psnr")
+) -> str:
     """A Markdown table of ``{row name: {metric: value}}`` (the CLI's ``evaluate`` output)."""
-    return to_markdown([{"method": name, **{k: values[k] for k in keys}} for name, values in rows.items()]).rstrip()
+    return to_markdown(
+        [
+            {"method": name, **{k: values[k] for k in keys}}
+            for name, values in rows.items()
+        ]
+    ).rstrip()

@@ -25,7 +25,14 @@ from . import files
 from .checks import check_bool, did_you_mean, is_int, is_number
 from .checkpoint import load_checkpoint, non_finite, save_atomic
 from .degradations.base import check_images
-from .runtime import bf16_supported, random_shift, resolve_device, step_generator  # noqa: F401 (re-exported)
+
+# re-exported
+from .runtime import (  # noqa: F401
+    bf16_supported,
+    random_shift,
+    resolve_device,
+    step_generator,
+)
 
 
 @dataclass
@@ -38,7 +45,8 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
-    lr_schedule: str = "constant"  # after warm-up: "constant", or "cosine" down to min_lr_ratio * lr
+    # after warm-up: "constant", or "cosine" down to min_lr_ratio * lr
+    lr_schedule: str = "constant"
     min_lr_ratio: float = 0.05
     loss: str = "l1"  # "l1" or "l2"
     grad_accum: int = 1
@@ -48,11 +56,16 @@ class TrainConfig:
     ema_start: int = 0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", "mps"
-    bf16: bool = True  # autocast the model to bfloat16 where the device runs it natively (see bf16_supported)
-    channels_last: bool = True  # channels_last memory format on CUDA (on the CPU it does not pay: benchmarks/)
+    # autocast the model to bfloat16 where the device runs it natively (see
+    # bf16_supported)
+    bf16: bool = True
+    # channels_last memory format on CUDA (on the CPU it does not pay: benchmarks/)
+    channels_last: bool = True
     compile: bool = False
-    input_noise: float = 0.0  # std of Gaussian noise added to x_t in training: R then tolerates the small
-    # deviations of x_s from D(x0, s) that Algorithm 2 makes (benchmarks/README.md, compute study)
+    # std of Gaussian noise added to x_t in training: R then tolerates the small
+    input_noise: float = 0.0
+    # deviations of x_s from D(x0, s) that Algorithm 2 makes (benchmarks/README.md,
+    # compute study)
     augment_shift: int = 0  # random translation by up to this many pixels
     hflip: bool = False  # random horizontal flips
     checkpoint_dir: Optional[str] = None
@@ -63,42 +76,74 @@ class TrainConfig:
     progress: bool = True  # tqdm bar
 
     def __post_init__(self):
-        for name, most in (("steps", 10 ** 9), ("batch_size", 65536), ("grad_accum", 1024), ("ema_every", 10 ** 9),
-                           ("checkpoint_every", 10 ** 9), ("log_every", 10 ** 9)):
+        for name, most in (
+            ("steps", 10**9),
+            ("batch_size", 65536),
+            ("grad_accum", 1024),
+            ("ema_every", 10**9),
+            ("checkpoint_every", 10**9),
+            ("log_every", 10**9),
+        ):
             value = getattr(self, name)
             if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
             if value > most:
-                raise ValueError(f"{name} must be a positive int of at most {most:,}, got {value!r}")
-        for name, most in (("warmup_steps", 10 ** 9), ("ema_start", 10 ** 9), ("eval_every", 10 ** 9),
-                           ("augment_shift", 256), ("seed", 2 ** 63 - 1)):
+                raise ValueError(
+                    f"{name} must be a positive int of at most {most:,}, got {value!r}"
+                )
+        for name, most in (
+            ("warmup_steps", 10**9),
+            ("ema_start", 10**9),
+            ("eval_every", 10**9),
+            ("augment_shift", 256),
+            ("seed", 2**63 - 1),
+        ):
             value = getattr(self, name)
             if not is_int(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
             if value > most:
-                raise ValueError(f"{name} must be a non-negative int of at most {most:,}, got {value!r}")
+                raise ValueError(
+                    f"{name} must be a non-negative int of at most {most:,}, got {value!r}"
+                )
         for name in ("bf16", "channels_last", "compile", "resume", "hflip", "progress"):
             check_bool(getattr(self, name), name)
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
         if not is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}")
+            raise ValueError(
+                f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio!r}"
+            )
         if self.loss not in ("l1", "l2"):
             raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         if not is_number(self.lr) or not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be positive and finite, got {self.lr!r}")
         if not is_number(self.weight_decay) or not 0 <= self.weight_decay < math.inf:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        if not is_number(self.grad_clip) or not 0 <= self.grad_clip < math.inf:  # -1 would reverse the gradients
-            raise ValueError(f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip!r}")
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+        # -1 would reverse the gradients
+        if not is_number(self.grad_clip) or not 0 <= self.grad_clip < math.inf:
+            raise ValueError(
+                f"grad_clip must be a finite number >= 0 (0 disables clipping), got {self.grad_clip!r}"
+            )
         if not is_number(self.input_noise) or not 0 <= self.input_noise <= 1:
-            raise ValueError(f"input_noise must be a number in [0, 1], got {self.input_noise!r}")
+            raise ValueError(
+                f"input_noise must be a number in [0, 1], got {self.input_noise!r}"
+            )
         if not is_number(self.ema_decay) or not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if not isinstance(self.device, str):
-            raise ValueError(f"device must be a string such as 'auto' or 'cpu', got {self.device!r}")
-        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
-            raise ValueError(f"checkpoint_dir must be a folder (a string) or None, got {self.checkpoint_dir!r}")
+            raise ValueError(
+                f"device must be a string such as 'auto' or 'cpu', got {self.device!r}"
+            )
+        if self.checkpoint_dir is not None and not isinstance(
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise ValueError(
+                f"checkpoint_dir must be a folder (a string) or None, got {self.checkpoint_dir!r}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train") -> "TrainConfig":
@@ -110,25 +155,48 @@ class TrainConfig:
                 hint = did_you_mean(key, types) or f"; known keys: {sorted(types)}"
                 raise ValueError(f"{where}.{key}: unknown key{hint}")
             expected = str(types[key])
-            ok = {"int": is_int(value), "float": is_number(value), "bool": isinstance(value, bool),
-                  "str": isinstance(value, str),
-                  "Optional[str]": value is None or isinstance(value, str)}.get(expected, True)
+            ok = {
+                "int": is_int(value),
+                "float": is_number(value),
+                "bool": isinstance(value, bool),
+                "str": isinstance(value, str),
+                "Optional[str]": value is None or isinstance(value, str),
+            }.get(expected, True)
             if not ok:
-                raise ValueError(f"{where}.{key}: expected {expected.replace('Optional[str]', 'a string')}, "
-                                 f"got {value!r}")
+                raise ValueError(
+                    f"{where}.{key}: expected {expected.replace('Optional[str]', 'a string')}, "
+                    f"got {value!r}"
+                )
         try:
             return cls(**d)
         except ValueError as err:
             raise ValueError(f"{where}.{err}") from None
 
 
-#: The :class:`TrainConfig` fields that change what a run computes: a resume must have the same ones
-#: (:func:`run_identity`). The others cannot change the weights: how long (``steps``; with a cosine
-#: schedule a longer run decays more slowly from there), where and how often the run logs, evaluates
-#: and checkpoints, the device and its speed settings.
-RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "lr_schedule", "min_lr_ratio", "loss",
-                 "grad_accum", "grad_clip", "ema_decay", "ema_every", "ema_start", "seed", "bf16", "input_noise",
-                 "augment_shift", "hflip")
+# : The :class:`TrainConfig` fields that change what a run computes: a resume must have
+# the same ones : (:func:`run_identity`). The others cannot change the weights: how long
+# (``steps``; with a cosine : schedule a longer run decays more slowly from there),
+# where and how often the run logs, evaluates : and checkpoints, the device and its
+# speed settings.
+RESULT_FIELDS = (
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "lr_schedule",
+    "min_lr_ratio",
+    "loss",
+    "grad_accum",
+    "grad_clip",
+    "ema_decay",
+    "ema_every",
+    "ema_start",
+    "seed",
+    "bf16",
+    "input_noise",
+    "augment_shift",
+    "hflip",
+)
 
 
 def run_identity(model: nn.Module, D, config: "TrainConfig", data=None) -> dict:
@@ -138,14 +206,23 @@ def run_identity(model: nn.Module, D, config: "TrainConfig", data=None) -> dict:
     Stored in every checkpoint; :func:`check_resume` refuses to continue a checkpoint of another identity."""
     import json
 
-    identity = {"degradation": D.config(), "model": model.config() if hasattr(model, "config") else None,
-                "data": data, "train": {name: getattr(config, name) for name in RESULT_FIELDS}}
-    return json.loads(json.dumps(identity))  # tuples as lists: compares equal to what a checkpoint gives back
+    identity = {
+        "degradation": D.config(),
+        "model": model.config() if hasattr(model, "config") else None,
+        "data": data,
+        "train": {name: getattr(config, name) for name in RESULT_FIELDS},
+    }
+    # tuples as lists: compares equal to what a checkpoint gives back
+    return json.loads(json.dumps(identity))
 
 
 def _flat(value, prefix: str = "") -> dict:
     if isinstance(value, dict) and value:
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()}
+        return {
+            k: v
+            for key, item in value.items()
+            for k, v in _flat(item, f"{prefix}.{key}" if prefix else key).items()
+        }
     return {prefix: value}
 
 
@@ -160,8 +237,11 @@ _MISSING = _Missing()
 def identity_differences(stored: dict, current: dict) -> list:
     """``[(key, stored value, current value)]`` for the keys (``degradation.T``, ``train.seed``) that differ."""
     a, b = _flat(stored), _flat(current)
-    return [(k, a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
-            if a.get(k, _MISSING) != b.get(k, _MISSING)]
+    return [
+        (k, a.get(k, _MISSING), b.get(k, _MISSING))
+        for k in sorted(set(a) | set(b))
+        if a.get(k, _MISSING) != b.get(k, _MISSING)
+    ]
 
 
 def describe_differences(diff: list, shown: int = 5) -> str:
@@ -184,18 +264,28 @@ def check_resume(ckpt: dict, path, identity: dict, warn: bool = True) -> None:
     check_resumable(ckpt, path)
     stored = ckpt.get("identity")
     if stored is None and warn:
-        print(f"warning: {path} records no run identity (written by an older colddiff_lib): resuming without "
-              f"checking that the settings are the same", file=sys.stderr, flush=True)
+        print(
+            f"warning: {path} records no run identity (written by an older colddiff_lib): resuming without "
+            f"checking that the settings are the same",
+            file=sys.stderr,
+            flush=True,
+        )
     elif stored is not None:
         diff = identity_differences(stored, identity)
         if diff:
-            raise ValueError(f"--resume: {path} holds another run: {describe_differences(diff)}; resume with the "
-                             f"settings it was trained with, or train into another folder (nothing was written)")
+            raise ValueError(
+                f"--resume: {path} holds another run: {describe_differences(diff)}; resume with the "
+                f"settings it was trained with, or train into another folder (nothing was written)"
+            )
     threads = ckpt.get("threads")
     if warn and isinstance(threads, int) and threads != torch.get_num_threads():
-        print(f"warning: {path} was written with {threads} torch thread(s), this resume uses "
-              f"{torch.get_num_threads()}: the result will not be bit-identical to an uninterrupted run "
-              f"(set OMP_NUM_THREADS={threads})", file=sys.stderr, flush=True)
+        print(
+            f"warning: {path} was written with {threads} torch thread(s), this resume uses "
+            f"{torch.get_num_threads()}: the result will not be bit-identical to an uninterrupted run "
+            f"(set OMP_NUM_THREADS={threads})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -247,12 +337,21 @@ def _distributed() -> Tuple[int, int, bool]:
     return 0, 1, False
 
 
-def degradation_loss(model: nn.Module, D, x0: torch.Tensor, t: torch.Tensor, generator, loss: str = "l1",
-                     autocast=None, input_noise: float = 0.0):
-    """The training objective on one batch: mean |R(D(x0, t), t) - x0| (or squared for ``l2``).
+def degradation_loss(
+    model: nn.Module,
+    D,
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    generator,
+    loss: str = "l1",
+    autocast=None,
+    input_noise: float = 0.0,
+):
+    """The training objective on one batch: mean |R(D(x0, t), t) - x0| (squared for ``l2``).
 
-    D runs in full precision; only the model runs under ``autocast`` (a context manager) if given.
-    ``input_noise``: the standard deviation of Gaussian noise added to x_t (t >= 1), drawn from ``generator``.
+    x0: [B, C, H, W] in [-1, 1]; t: LongTensor[B]. D runs in full precision; only the model
+    runs under ``autocast`` (a context manager) if given. ``input_noise``: the standard
+    deviation of Gaussian noise added to x_t (t >= 1), drawn from ``generator``.
     """
     x_t = D.freeze(x0, generator)(x0, t)
     if input_noise:
@@ -268,8 +367,14 @@ def degradation_loss(model: nn.Module, D, x0: torch.Tensor, t: torch.Tensor, gen
 
 
 @torch.no_grad()
-def heldout_loss(model: nn.Module, D, images: torch.Tensor, loss: str = "l1", batch_size: int = 250,
-                 seed: int = 1234) -> float:
+def heldout_loss(
+    model: nn.Module,
+    D,
+    images: torch.Tensor,
+    loss: str = "l1",
+    batch_size: int = 250,
+    seed: int = 1234,
+) -> float:
     """Mean loss on held-out images with levels and randomness fixed by ``seed`` (comparable across calls)."""
     was_training = model.training
     model.eval()
@@ -278,7 +383,9 @@ def heldout_loss(model: nn.Module, D, images: torch.Tensor, loss: str = "l1", ba
     for i, chunk in enumerate(images.split(batch_size)):
         g = step_generator(seed, 0, i)
         t = torch.randint(1, D.T + 1, (len(chunk),), generator=g).to(device)
-        total += float(degradation_loss(model, D, chunk.to(device), t, g, loss)) * len(chunk)
+        total += float(degradation_loss(model, D, chunk.to(device), t, g, loss)) * len(
+            chunk
+        )
         n += len(chunk)
     model.train(was_training)
     return total / n
@@ -292,8 +399,15 @@ def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
-def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_data: Optional[torch.Tensor] = None,
-          callback: Optional[Callable[[dict], None]] = None, extra: Optional[dict] = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    D,
+    data,
+    config: Optional[TrainConfig] = None,
+    val_data: Optional[torch.Tensor] = None,
+    callback: Optional[Callable[[dict], None]] = None,
+    extra: Optional[dict] = None,
+) -> TrainResult:
     """Train ``model`` to invert ``D`` on ``data`` with the l1 (or l2) objective.
 
     Args:
@@ -328,20 +442,30 @@ def train(model: nn.Module, D, data, config: Optional[TrainConfig] = None, val_d
     config = config or TrainConfig()
     progress = _Progress()
     lock = contextlib.nullcontext()
-    if config.checkpoint_dir and int(os.environ.get("RANK", "0")) == 0:  # rank 0 writes the checkpoints
+    # rank 0 writes the checkpoints
+    if config.checkpoint_dir and int(os.environ.get("RANK", "0")) == 0:
         lock = run_lock(config.checkpoint_dir, what="checkpoint_dir")
     try:
         with lock:
             return _train(model, D, data, config, val_data, callback, extra, progress)
     except KeyboardInterrupt:
-        raise TrainingInterrupted(progress.step, progress.saved_step, progress.checkpoint) from None
+        raise TrainingInterrupted(
+            progress.step, progress.saved_step, progress.checkpoint
+        ) from None
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
-        if not isinstance(err, (torch.OutOfMemoryError, MemoryError)) and not _is_out_of_memory(err):
+        if not isinstance(
+            err, (torch.OutOfMemoryError, MemoryError)
+        ) and not _is_out_of_memory(err):
             raise
-        kept = f"; the checkpoint {progress.checkpoint} (step {progress.saved_step}) was left as it was" \
-            if progress.saved_step is not None else ""
-        raise ValueError(f"out of memory at step {progress.step + 1} (batch_size {config.batch_size}): lower "
-                         f"batch_size, the image size or the model's size{kept}") from None
+        kept = (
+            f"; the checkpoint {progress.checkpoint} (step {progress.saved_step}) was left as it was"
+            if progress.saved_step is not None
+            else ""
+        )
+        raise ValueError(
+            f"out of memory at step {progress.step + 1} (batch_size {config.batch_size}): lower "
+            f"batch_size, the image size or the model's size{kept}"
+        ) from None
     finally:
         progress.close_bar()  # a bar left open would draw over the error message
 
@@ -379,16 +503,21 @@ class _Run:
     n_data: int = 0
     identity: Optional[dict] = None
     ema: Optional[nn.Module] = None
-    net: Optional[nn.Module] = None  # what the step calls: the model, or its DDP / compiled wrapper
+    # what the step calls: the model, or its DDP / compiled wrapper
+    net: Optional[nn.Module] = None
     optimizer: Optional[torch.optim.Optimizer] = None
     autocast: object = None
-    history: dict = field(default_factory=lambda: {k: [] for k in ("step", "loss", "val_step", "val_loss", "elapsed",
-                                                                  "cpu")})
+    history: dict = field(
+        default_factory=lambda: {
+            k: [] for k in ("step", "loss", "val_step", "val_loss", "elapsed", "cpu")
+        }
+    )
     step: int = 0
     best_val: float = math.inf
     ckpt_dir: Optional[Path] = None
     last_path: Optional[Path] = None
-    elapsed_before: float = 0.0  # seconds and CPU seconds of the sessions before a resume
+    # seconds and CPU seconds of the sessions before a resume
+    elapsed_before: float = 0.0
     cpu_before: float = 0.0
     started: float = 0.0
     cpu_started: float = 0.0
@@ -399,7 +528,16 @@ class _Run:
         return self.ckpt_dir is not None and self.rank == 0
 
 
-def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, extra, progress: _Progress):
+def _train(
+    model: nn.Module,
+    D,
+    data,
+    config: TrainConfig,
+    val_data,
+    callback,
+    extra,
+    progress: _Progress,
+):
     """:func:`train`'s loop (the caller holds the checkpoint folder's lock): set up, resume, then steps, each
     followed by its log line, its held-out evaluation and its checkpoint when they are due."""
     run = _set_up(model, D, data, config, extra or {}, progress)
@@ -415,15 +553,22 @@ def _train(model: nn.Module, D, data, config: TrainConfig, val_data, callback, e
     progress.close_bar()
     if run.distributed:
         torch.distributed.barrier()
-    return TrainResult(model=model, ema=run.ema, step=run.step, history=run.history,
-                       checkpoint=str(run.last_path) if run.last_path else None)
+    return TrainResult(
+        model=model,
+        ema=run.ema,
+        step=run.step,
+        history=run.history,
+        checkpoint=str(run.last_path) if run.last_path else None,
+    )
 
 
 def _due(run: _Run, every: int) -> bool:
     return run.step % every == 0 or run.step == run.config.steps
 
 
-def _set_up(model, D, data, config: TrainConfig, extra: dict, progress: _Progress) -> _Run:
+def _set_up(
+    model, D, data, config: TrainConfig, extra: dict, progress: _Progress
+) -> _Run:
     """Check the data against D and the model, pick the device (a rank's GPU under torchrun), seed the initial
     state, and make the EMA copy and the optimizer."""
     run = _Run(model, D, data, config, extra, progress)
@@ -438,25 +583,37 @@ def _set_up(model, D, data, config: TrainConfig, extra: dict, progress: _Progres
     first = _batch(data, torch.zeros(1, dtype=torch.long))
     check_images(first, "data", getattr(D, "channels", None))
     if getattr(model, "channels", first.shape[1]) != first.shape[1]:
-        raise ValueError(f"data has {first.shape[1]} channels but the model expects {model.channels}")
+        raise ValueError(
+            f"data has {first.shape[1]} channels but the model expects {model.channels}"
+        )
     if config.augment_shift >= min(first.shape[-2:]):
-        raise ValueError(f"augment_shift must be smaller than the images ({tuple(first.shape[-2:])} pixels), got "
-                         f"{config.augment_shift}")
-    if config.checkpoint_dir:  # what the checkpoints record of the run (a D that cannot be saved trains without)
-        run.identity = run_identity(model, D, config, extra.get("data", {"images": run.n_data,
-                                                                        "shape": list(first.shape[1:])}))
+        raise ValueError(
+            f"augment_shift must be smaller than the images ({tuple(first.shape[-2:])} pixels), got "
+            f"{config.augment_shift}"
+        )
+    # what the checkpoints record of the run (a D that cannot be saved trains without)
+    if config.checkpoint_dir:
+        run.identity = run_identity(
+            model,
+            D,
+            config,
+            extra.get("data", {"images": run.n_data, "shape": list(first.shape[1:])}),
+        )
         run.ckpt_dir = Path(config.checkpoint_dir)
         run.last_path = run.ckpt_dir / "last.pt"
     torch.manual_seed(config.seed)
     model.to(run.device)
-    if run.distributed:  # start every rank (and so its EMA copy) from rank 0's weights, as DDP would
+    # start every rank (and so its EMA copy) from rank 0's weights, as DDP would
+    if run.distributed:
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 torch.distributed.broadcast(tensor.data, src=0)
     run.ema = copy.deepcopy(model).requires_grad_(False).eval()
     if run.device.type == "cuda" and config.channels_last:
         model.to(memory_format=torch.channels_last)
-    run.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run.optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     return run
 
 
@@ -465,19 +622,24 @@ def _resume(run: _Run) -> None:
     if not (run.config.resume and run.last_path is not None and run.last_path.exists()):
         return
     ckpt = load_checkpoint(run.last_path, map_location=run.device)
-    check_resume(ckpt, run.last_path, run.identity)  # the same run, and all a resume needs, before anything is written
+    # the same run, and all a resume needs, before anything is written
+    check_resume(ckpt, run.last_path, run.identity)
     try:
         run.model.load_state_dict(ckpt["model"])
         run.ema.load_state_dict(ckpt["ema"])
         run.optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())  # map_location may have moved it to the GPU
+        # map_location may have moved it to the GPU
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"--resume: {run.last_path}: its weights or optimizer state do not fit this model "
-                         f"({str(err).strip().splitlines()[0][:200]})") from None
+        raise ValueError(
+            f"--resume: {run.last_path}: its weights or optimizer state do not fit this model "
+            f"({str(err).strip().splitlines()[0][:200]})"
+        ) from None
     run.step, run.history = ckpt["step"], ckpt["history"]
     run.best_val = ckpt.get("best_val", math.inf)
     run.elapsed_before = run.history["elapsed"][-1] if run.history["elapsed"] else 0.0
-    run.history.setdefault("cpu", [])  # checkpoints written before the CPU clock have none
+    # checkpoints written before the CPU clock have none
+    run.history.setdefault("cpu", [])
     run.cpu_before = run.history["cpu"][-1] if run.history["cpu"] else 0.0
     run.progress.step = run.progress.saved_step = run.step
     run.progress.checkpoint = str(run.last_path)
@@ -489,8 +651,10 @@ def _prepare_loop(run: _Run) -> None:
     config = run.config
     run.net = run.model
     if run.distributed:
-        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=[run.device.index]
-                                                      if run.device.type == "cuda" else None)
+        run.net = nn.parallel.DistributedDataParallel(
+            run.model,
+            device_ids=[run.device.index] if run.device.type == "cuda" else None,
+        )
     if config.compile:
         run.net = torch.compile(run.net)
     if run.writes:  # temporary files of a write that was killed halfway
@@ -498,10 +662,15 @@ def _prepare_loop(run: _Run) -> None:
     if config.progress and run.rank == 0 and run.step < config.steps:
         from tqdm.auto import tqdm
 
-        run.progress.bar = tqdm(total=config.steps, initial=run.step, desc="train", dynamic_ncols=True)
+        run.progress.bar = tqdm(
+            total=config.steps, initial=run.step, desc="train", dynamic_ncols=True
+        )
     if run.device.type in ("cuda", "cpu"):
-        run.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16,
-                                      enabled=config.bf16 and bf16_supported(run.device))
+        run.autocast = torch.autocast(
+            run.device.type,
+            dtype=torch.bfloat16,
+            enabled=config.bf16 and bf16_supported(run.device),
+        )
     run.started, run.cpu_started = time.perf_counter(), time.process_time()
     run.model.train()
 
@@ -516,7 +685,9 @@ def _take_step(run: _Run) -> float:
     step_loss = 0.0
     for micro in range(config.grad_accum):
         g = step_generator(config.seed, run.rank, run.step, micro)
-        x0 = _batch(run.data, torch.randint(0, run.n_data, (config.batch_size,), generator=g)).to(device, non_blocking=True)
+        x0 = _batch(
+            run.data, torch.randint(0, run.n_data, (config.batch_size,), generator=g)
+        ).to(device, non_blocking=True)
         if config.hflip:
             flip = (torch.rand(len(x0), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
             x0 = torch.where(flip, x0.flip(-1), x0)
@@ -524,14 +695,24 @@ def _take_step(run: _Run) -> float:
         if device.type == "cuda" and config.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         t = torch.randint(1, run.D.T + 1, (len(x0),), generator=g).to(device)
-        loss = degradation_loss(run.net, run.D, x0, t, g, config.loss, run.autocast, config.input_noise) / config.grad_accum
+        loss = (
+            degradation_loss(
+                run.net, run.D, x0, t, g, config.loss, run.autocast, config.input_noise
+            )
+            / config.grad_accum
+        )
         loss.backward()
         step_loss += float(loss.detach())
     if not math.isfinite(step_loss):
         run.progress.close_bar()
-        kept = f"; the last good checkpoint {run.last_path} was left as it was" \
-            if run.last_path and run.last_path.exists() else ""
-        raise FloatingPointError(f"non-finite loss ({step_loss}) at step {run.step + 1}{kept}")
+        kept = (
+            f"; the last good checkpoint {run.last_path} was left as it was"
+            if run.last_path and run.last_path.exists()
+            else ""
+        )
+        raise FloatingPointError(
+            f"non-finite loss ({step_loss}) at step {run.step + 1}{kept}"
+        )
     if config.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     run.optimizer.step()
@@ -539,9 +720,13 @@ def _take_step(run: _Run) -> float:
     run.progress.step = run.step
     if run.step % config.ema_every == 0:
         n_updates = (run.step - config.ema_start) // config.ema_every
-        # Before ema_start the EMA copies the model; after, its decay warms up to ema_decay
-        # so that short runs are not dominated by the random initial weights.
-        decay = 0.0 if n_updates <= 0 else min(config.ema_decay, (1 + n_updates) / (10 + n_updates))
+        # Before ema_start the EMA copies the model; after, its decay warms up to
+        # ema_decay so that short runs are not dominated by the random initial weights.
+        decay = (
+            0.0
+            if n_updates <= 0
+            else min(config.ema_decay, (1 + n_updates) / (10 + n_updates))
+        )
         _update_ema(run.ema, model, decay)
     return step_loss
 
@@ -555,10 +740,20 @@ def _log(run: _Run, step_loss: float, callback) -> None:
         run.history["step"].append(run.step)
         run.history["loss"].append(step_loss)
         run.history["elapsed"].append(elapsed)
-        run.history["cpu"].append(run.cpu_before + time.process_time() - run.cpu_started)  # this process's CPU s
+        # this process's CPU s
+        run.history["cpu"].append(
+            run.cpu_before + time.process_time() - run.cpu_started
+        )
         if callback is not None and run.rank == 0:
-            callback({"step": run.step, "loss": step_loss, "lr": lr_at(config, run.step - 1), "elapsed": elapsed,
-                      "ema": run.ema})
+            callback(
+                {
+                    "step": run.step,
+                    "loss": step_loss,
+                    "lr": lr_at(config, run.step - 1),
+                    "elapsed": elapsed,
+                    "ema": run.ema,
+                }
+            )
     bar = run.progress.bar
     if bar is not None:
         bar.update(1)
@@ -580,23 +775,45 @@ def _checkpoint(run: _Run, path: Path) -> None:
     """Write the run's state to ``path`` atomically, never non-finite weights over a good checkpoint; an
     OSError (a full disk) names the checkpoint that is kept."""
     model, config = run.model, run.config
-    state = {"model": model.state_dict(), "ema": run.ema.state_dict(), "optimizer": run.optimizer.state_dict(),
-             "step": run.step, "history": run.history, "best_val": run.best_val, "config": asdict(config),
-             "model_config": model.config() if hasattr(model, "config") else None,
-             "degradation": run.D.config(), "identity": run.identity, "threads": torch.get_num_threads(),
-             "rng": {"torch": torch.get_rng_state()}, **run.extra}
+    state = {
+        "model": model.state_dict(),
+        "ema": run.ema.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "history": run.history,
+        "best_val": run.best_val,
+        "config": asdict(config),
+        "model_config": model.config() if hasattr(model, "config") else None,
+        "degradation": run.D.config(),
+        "identity": run.identity,
+        "threads": torch.get_num_threads(),
+        "rng": {"torch": torch.get_rng_state()},
+        **run.extra,
+    }
     bad = non_finite({k: state[k] for k in ("model", "ema", "optimizer")})
     if bad:  # never replace a good checkpoint with a bad one (a huge lr, an overflow)
-        kept = (f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) was left as it was"
-                if path.exists() else f"nothing was written to {path}")
-        raise FloatingPointError(f"non-finite weights at step {run.step} ({', '.join(bad[:3])}"
-                                 f"{', ...' if len(bad) > 3 else ''}); {kept}")
+        kept = (
+            f"the last good checkpoint {path} (step {load_checkpoint(path)['step']}) was left as it was"
+            if path.exists()
+            else f"nothing was written to {path}"
+        )
+        raise FloatingPointError(
+            f"non-finite weights at step {run.step} ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}); {kept}"
+        )
     try:
         save_atomic(state, path)
-    except OSError as err:  # disk full, folder removed...: the previous file is untouched (atomic write)
-        kept = (f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
-                if path.exists() else f"no earlier {path.name} exists")
-        raise OSError(err.errno, f"could not write checkpoint {path} at step {run.step} "
-                                 f"({err.strerror or err}); {kept}") from None
+    # disk full, folder removed...: the previous file is untouched (atomic write)
+    except OSError as err:
+        kept = (
+            f"the previous {path.name} (step {load_checkpoint(path)['step']}) is kept"
+            if path.exists()
+            else f"no earlier {path.name} exists"
+        )
+        raise OSError(
+            err.errno,
+            f"could not write checkpoint {path} at step {run.step} "
+            f"({err.strerror or err}); {kept}",
+        ) from None
     if path == run.last_path:
         run.progress.saved_step, run.progress.checkpoint = run.step, str(path)

@@ -20,7 +20,11 @@ def library_degradations() -> dict:
     so that a degradation added as one module is tested with no edit to the tests (CONTRIBUTING.md)."""
     from colddiff_lib import degradations as dg
 
-    return {name: cls for name, cls in sorted(dg.REGISTRY.items()) if cls.__module__.startswith("colddiff_lib.")}
+    return {
+        name: cls
+        for name, cls in sorted(dg.REGISTRY.items())
+        if cls.__module__.startswith("colddiff_lib.")
+    }
 
 
 def quick_instance(cls):

@@ -54,7 +54,7 @@ def documented_arguments(doc: str):
         if line.strip() in ("Args:", "Arguments:"):
             base = len(line) - len(line.lstrip())
             block = []
-            for entry in lines[i + 1:]:
+            for entry in lines[i + 1 :]:
                 if entry.strip() and len(entry) - len(entry.lstrip()) <= base:
                     break
                 block.append(entry)
@@ -74,8 +74,11 @@ def parameters(obj):
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return None
-    return [n for n, p in sig.parameters.items() if n not in ("self", "cls")
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        n
+        for n, p in sig.parameters.items()
+        if n not in ("self", "cls") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def test_everything_the_appendix_documents_exists():
@@ -97,18 +100,29 @@ def test_documented_arguments_are_the_signatures(owner, name):
     params = parameters(obj)
     if listed is None or params is None:
         return
-    assert sorted(set(listed)) == sorted(params), f"documented {listed}, signature {params}"
+    assert sorted(set(listed)) == sorted(params), (
+        f"documented {listed}, signature {params}"
+    )
 
 
 def test_the_documented_presets_are_the_codes():
     from colddiff_lib.models import PRESETS, UNet
 
     doc = inspect.getdoc(UNet.from_preset)
-    named = set(re.findall(r"``([\w-]+)``", doc)) & set(PRESETS) | {w for w in re.findall(r"``([\w-]+)``", doc)
-                                                                      if w not in PRESETS and w.islower()}
-    assert set(PRESETS) <= named, f"UNet.from_preset's docstring names {sorted(named)}, the presets are {sorted(PRESETS)}"
-    extra = {w for w in re.findall(r"``([\w-]+)``", doc)} - set(PRESETS) - {"name", "overrides", "PRESETS"}
-    assert not extra, f"UNet.from_preset's docstring names presets that do not exist: {sorted(extra)}"
+    named = set(re.findall(r"``([\w-]+)``", doc)) & set(PRESETS) | {
+        w for w in re.findall(r"``([\w-]+)``", doc) if w not in PRESETS and w.islower()
+    }
+    assert set(PRESETS) <= named, (
+        f"UNet.from_preset's docstring names {sorted(named)}, the presets are {sorted(PRESETS)}"
+    )
+    extra = (
+        {w for w in re.findall(r"``([\w-]+)``", doc)}
+        - set(PRESETS)
+        - {"name", "overrides", "PRESETS"}
+    )
+    assert not extra, (
+        f"UNet.from_preset's docstring names presets that do not exist: {sorted(extra)}"
+    )
 
 
 def public_functions():
@@ -121,10 +135,21 @@ def public_functions():
 def test_metrics_take_the_images_then_their_reference():
     from colddiff_lib import evaluation, metrics
 
-    for fn in (metrics.rmse, metrics.psnr, metrics.ssim, metrics.rmse_as_paper, metrics.ssim_as_paper,
-               metrics.image_metrics, metrics.fid):
+    for fn in (
+        metrics.rmse,
+        metrics.psnr,
+        metrics.ssim,
+        metrics.rmse_as_paper,
+        metrics.ssim_as_paper,
+        metrics.image_metrics,
+        metrics.fid,
+    ):
         assert parameters(fn)[:2] == ["x", "reference"], fn.__name__
-    assert parameters(evaluation.generation_measures)[:3] == ["samples", "reference", "classifier"]
+    assert parameters(evaluation.generation_measures)[:3] == [
+        "samples",
+        "reference",
+        "classifier",
+    ]
 
 
 def test_samplers_take_R_D_images_level():
@@ -142,8 +167,12 @@ def test_no_function_takes_both_a_seed_and_a_generator_and_devices_default_to_th
             both.append(name)
         fn = obj.__init__ if inspect.isclass(obj) else obj
         device = inspect.signature(fn).parameters.get("device")
-        if device is not None and device.default not in ("cpu", inspect.Parameter.empty) and name != \
-                "colddiff_lib.training.TrainConfig":  # an entry point: "auto", as the command line
+        # an entry point: "auto", as the command line
+        if (
+            device is not None
+            and device.default not in ("cpu", inspect.Parameter.empty)
+            and name != "colddiff_lib.training.TrainConfig"
+        ):
             defaults.append(f"{name}: device={device.default!r}")
     assert not both, both
     assert not defaults, defaults
@@ -159,11 +188,21 @@ def test_every_device_argument_takes_what_resolve_device_takes():
     best = resolve_device("auto")
     R, D = zoo.load_pretrained("mnist-superres-gen", device="auto")
     assert next(R.parameters()).device.type == best.type
-    assert next(zoo.load_classifier(device=torch.device("cpu")).parameters()).device.type == "cpu"
-    images = torch.rand(40, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert (
+        next(zoo.load_classifier(device=torch.device("cpu")).parameters()).device.type
+        == "cpu"
+    )
+    images = (
+        torch.rand(40, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    )
     assert GaussianPrior(D, images)(2, device="auto").device.type == best.type
-    assert dg.GaussianNoise(T=3).prior(2, (1, 8, 8), device="auto").device.type == best.type
-    x0, x_T = generate(lambda x, t: x, dg.GaussianNoise(T=3), 2, (1, 8, 8), device="auto")
+    assert (
+        dg.GaussianNoise(T=3).prior(2, (1, 8, 8), device="auto").device.type
+        == best.type
+    )
+    x0, x_T = generate(
+        lambda x, t: x, dg.GaussianNoise(T=3), 2, (1, 8, 8), device="auto"
+    )
     assert x0.device.type == x_T.device.type == best.type
 
 
@@ -176,8 +215,19 @@ def test_fixed_sets_of_results_are_named_tuples():
 
     D = dg.GaussianBlur(T=3, kernel_size=3, std=1.0, collapse_at_T=True)
     run = trajectory(lambda x, t: x, D, torch.zeros(1, 1, 8, 8), 3)
-    assert isinstance(run, Trajectory) and run.levels == [3, 2, 1, 0] and torch.equal(run.xs[-1], run.x0)
-    made = generate(lambda x, t: x, D, 2, (1, 8, 8), generator=torch.Generator().manual_seed(0))
-    assert isinstance(made, Generated) and made.x0.shape == made.x_T.shape == (2, 1, 8, 8)
+    assert (
+        isinstance(run, Trajectory)
+        and run.levels == [3, 2, 1, 0]
+        and torch.equal(run.xs[-1], run.x0)
+    )
+    made = generate(
+        lambda x, t: x, D, 2, (1, 8, 8), generator=torch.Generator().manual_seed(0)
+    )
+    assert isinstance(made, Generated) and made.x0.shape == made.x_T.shape == (
+        2,
+        1,
+        8,
+        8,
+    )
     pair = zoo.load_pretrained("mnist-superres")
     assert isinstance(pair, Restored) and pair.degradation.T == pair[1].T

@@ -42,14 +42,17 @@ def require_chromium():
         pytest.skip(NO_CHROMIUM)
 
 
-# Not the book's errors: the server's 404 for a favicon, and the theme's own console message on a
-# first visit (pydata-sphinx-theme logs "Got invalid theme mode" when no mode is stored yet).
+# Not the book's errors: the server's 404 for a favicon, and the theme's own console
+# message on a first visit (pydata-sphinx-theme logs "Got invalid theme mode" when no
+# mode is stored yet).
 BENIGN = ("favicon.ico", "Got invalid theme mode")
 
 
 def toc_entries():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for part in toc.get("parts", []) for c in part["chapters"]]
+    return [toc["root"]] + [
+        c["file"] for part in toc.get("parts", []) for c in part["chapters"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +70,14 @@ def site():
         if path.suffix in (".md", ".bib"):
             shutil.copy(path, BUILD / "book" / path.name)
     shutil.copytree(ROOT / "book" / "_ext", BUILD / "book" / "_ext")
-    missing = [p for p in ("ort/ort.wasm.min.js", "live/book.json") if not (ROOT / "book" / "_static" / p).exists()]
-    assert not missing, f"book/_static lacks {missing}: `make static` (run by make test and make book) writes them"
+    missing = [
+        p
+        for p in ("ort/ort.wasm.min.js", "live/book.json")
+        if not (ROOT / "book" / "_static" / p).exists()
+    ]
+    assert not missing, (
+        f"book/_static lacks {missing}: `make static` (run by make test and make book) writes them"
+    )
     shutil.copytree(ROOT / "book" / "_static", BUILD / "book" / "_static")
     for nb in notebooks():
         executed = EXECUTED / nb.name
@@ -76,20 +85,30 @@ def site():
             EXECUTED.mkdir(parents=True, exist_ok=True)
             execute(nb, executed, QUICK=True, FULL_TRAINING=False, DEVICE="cpu")
         shutil.copy(executed, BUILD / "book" / nb.name)
-    shutil.copytree(Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", BUILD / "_mathjax")
+    shutil.copytree(
+        Path(mathjax.__file__).parent / "static" / "mathjax" / "es5", BUILD / "_mathjax"
+    )
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"  # already executed by papermill
     config.setdefault("sphinx", {}).setdefault("config", {})
-    config["sphinx"]["config"]["html_static_path"] = config["sphinx"]["config"].get("html_static_path", []) + ["_mathjax"]
+    config["sphinx"]["config"]["html_static_path"] = config["sphinx"]["config"].get(
+        "html_static_path", []
+    ) + ["_mathjax"]
     config["sphinx"]["config"]["mathjax_path"] = "tex-mml-chtml.js"
     (BUILD / "_config.yml").write_text(yaml.safe_dump(config))
     shutil.copy(ROOT / "_toc.yml", BUILD / "_toc.yml")
     jb = Path(sys.executable).parent / "jupyter-book"
-    proc = subprocess.run([str(jb), "build", str(BUILD), "--warningiserror", "--keep-going"], capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [str(jb), "build", str(BUILD), "--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     html = BUILD / "_build" / "html"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(html))
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(html)
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -105,10 +124,19 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--window-size=1280,1600",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1600",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
@@ -121,7 +149,11 @@ def browser(tmp_path_factory):
 def source_text(entry):
     path = ROOT / f"{entry}.ipynb"
     if path.exists():
-        return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+        return "\n".join(
+            "".join(c["source"])
+            for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "markdown"
+        )
     return (ROOT / f"{entry}.md").read_text()
 
 
@@ -137,13 +169,24 @@ def test_page_loads_typesets_and_shows_its_figures(entry, site, browser):
         };
         wait(0);""")
     benign = BENIGN
-    # CI has no network: files the published page takes from CDNs (require.js for widgets, the
-    # animation's icon font) cannot load here. Those are skipped; any error they cause is not.
+    # CI has no network: files the published page takes from CDNs (require.js for
+    # widgets, the animation's icon font) cannot load here. Those are skipped; any error
+    # they cause is not.
     logs = browser.get_log("browser")  # reading the log empties it: read it once
-    offline = [e for e in logs if e["level"] == "SEVERE"
-               and e.get("source") == "network" and "127.0.0.1" not in e["message"].split(" ")[0]]
-    errors = [e for e in logs
-              if e["level"] == "SEVERE" and e not in offline and not any(b in e["message"] for b in benign)]
+    offline = [
+        e
+        for e in logs
+        if e["level"] == "SEVERE"
+        and e.get("source") == "network"
+        and "127.0.0.1" not in e["message"].split(" ")[0]
+    ]
+    errors = [
+        e
+        for e in logs
+        if e["level"] == "SEVERE"
+        and e not in offline
+        and not any(b in e["message"] for b in benign)
+    ]
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{Path(entry).name}.png"))
     assert not errors, errors
@@ -152,14 +195,19 @@ def test_page_loads_typesets_and_shows_its_figures(entry, site, browser):
     text = source_text(entry)
     if "$" in text or "{math}" in text:
         assert typeset > 0, f"MathJax typeset nothing on {entry} (result {typeset})"
-    if (ROOT / f"{entry}.ipynb").exists() and not Path(entry).name.startswith(("00_", "A")):
+    if (ROOT / f"{entry}.ipynb").exists() and not Path(entry).name.startswith(
+        ("00_", "A")
+    ):
         images = browser.execute_script(
-            "return Array.from(document.querySelectorAll('main img')).filter(i => i.complete && i.naturalWidth > 0).length")
+            "return Array.from(document.querySelectorAll('main img')).filter(i => i.complete && i.naturalWidth > 0).length"
+        )
         assert images > 0, f"no figure on {entry}"
-    # Markdown printed by a cell is rendered too: a table shows as a table, not as lines of pipes.
+    # Markdown printed by a cell is rendered too: a table shows as a table, not as lines
+    # of pipes.
     raw_tables = browser.execute_script(
         "return Array.from(document.querySelectorAll('.cell_output p'))"
-        ".filter(p => p.textContent.trim().startsWith('|')).length")
+        ".filter(p => p.textContent.trim().startsWith('|')).length"
+    )
     assert raw_tables == 0, f"{entry}: {raw_tables} Markdown table(s) printed as text"
 
 
@@ -197,10 +245,13 @@ def test_every_chapter_renders_on_a_phone(entry, site, browser):
     finally:
         browser.set_window_size(1280, 1600)
     assert state["text"] > 500 and state["main"] > 300, state
-    assert state["page"] <= state["view"] + 1, f"{entry}: the page scrolls sideways on a phone: {state}"
+    assert state["page"] <= state["view"] + 1, (
+        f"{entry}: the page scrolls sideways on a phone: {state}"
+    )
 
 
-# --- readable everywhere (issue 17) ------------------------------------------------------------
+# --- readable everywhere (issue 17)
+# ------------------------------------------------------------
 def at_width(browser, width):
     browser.set_window_size(width, 1600 if width > 500 else 844)
 
@@ -235,7 +286,9 @@ def test_no_display_equation_overflows_its_column(entry, width, site, browser):
                                + (c.getAttribute('aria-label') || c.textContent).slice(0, 60));""")
     finally:
         at_width(browser, 1280)
-    assert not wide, f"{entry} at {width} px: display equations wider than the column: {wide}"
+    assert not wide, (
+        f"{entry} at {width} px: display equations wider than the column: {wide}"
+    )
 
 
 @pytest.mark.parametrize("entry", chapters())
@@ -282,13 +335,17 @@ def test_chapter_4_pseudocode_shows_every_line_on_a_phone(site, browser):
                           right: p.getBoundingClientRect().right, view: window.innerWidth}));""")
     finally:
         at_width(browser, 1280)
-    assert len(boxes) == 1, f"chapter 4 should have one pseudocode box, found {len(boxes)}"
+    assert len(boxes) == 1, (
+        f"chapter 4 should have one pseudocode box, found {len(boxes)}"
+    )
     box = boxes[0]
     assert "+ D(x0_hat, s-1)" in box["text"], box["text"]
     assert box["scroll"] <= box["client"] + 1 and box["right"] <= box["view"], box
 
 
-def test_chapter_6_sample_grids_are_at_least_40_px_a_digit_with_row_labels(site, browser):
+def test_chapter_6_sample_grids_are_at_least_40_px_a_digit_with_row_labels(
+    site, browser
+):
     """The saved sample grids of chapter 6 (results/parts/*/*.png) are drawn at 40 px a digit or
     more at 1280 px, every row with a label."""
     at_width(browser, 1280)
@@ -302,8 +359,12 @@ def test_chapter_6_sample_grids_are_at_least_40_px_a_digit_with_row_labels(site,
     assert len(rows) >= 8, f"chapter 6 shows {len(rows)} rows of saved samples"
     small = [r for r in rows if not r["loaded"] or r["px"] < 40]
     assert not small, f"sample rows below 40 px a digit: {small}"
-    unlabelled = [r for r in rows if not r["label"] or r["label"].startswith("setting ")]
-    assert not unlabelled, f"sample rows without the label of their setting: {unlabelled}"
+    unlabelled = [
+        r for r in rows if not r["label"] or r["label"].startswith("setting ")
+    ]
+    assert not unlabelled, (
+        f"sample rows without the label of their setting: {unlabelled}"
+    )
 
 
 HIDDEN = ("hide-input", "remove-input", "hide-cell", "remove-cell")
@@ -319,18 +380,29 @@ def test_a_folded_helper_is_introduced_where_visible_code_first_calls_it():
 
     def source(cell):
         src = "".join(cell["source"])
-        return "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
-                         else line for line in src.split("\n"))  # IPython magics are not Python
+        return "\n".join(
+            line[: len(line) - len(line.lstrip())] + "pass"
+            if line.lstrip().startswith(("%", "!"))
+            # IPython magics are not Python
+            else line
+            for line in src.split("\n")
+        )
 
     def folded(cell):
         return any(t in cell.get("metadata", {}).get("tags", []) for t in HIDDEN)
 
     problems = []
     for path in sorted((ROOT / "book").glob("*.ipynb")):
-        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        cells = [
+            c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+        ]
         hidden, visible = {}, set()
         for i, cell in enumerate(cells):
-            names = {n.name for n in ast.parse(source(cell)).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            names = {
+                n.name
+                for n in ast.parse(source(cell)).body
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+            }
             if folded(cell):
                 for name in names:
                     hidden.setdefault(name, i)
@@ -341,21 +413,32 @@ def test_a_folded_helper_is_introduced_where_visible_code_first_calls_it():
             if folded(cell):
                 continue
             code = source(cell)
-            called = {n.func.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-            comments = " ".join(t.string for t in tokenize.generate_tokens(io.StringIO(code + "\n").readline)
-                                if t.type == tokenize.COMMENT)
+            called = {
+                n.func.id
+                for n in ast.walk(ast.parse(code))
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+            }
+            comments = " ".join(
+                t.string
+                for t in tokenize.generate_tokens(io.StringIO(code + "\n").readline)
+                if t.type == tokenize.COMMENT
+            )
             for name in sorted((called & set(hidden)) - visible - introduced):
                 introduced.add(name)
                 if name not in comments:
-                    problems.append(f"{path.name}: code cell {i} is the first to call {name} (folded cell "
-                                    f"{hidden[name]}) and does not introduce it in a comment")
+                    problems.append(
+                        f"{path.name}: code cell {i} is the first to call {name} (folded cell "
+                        f"{hidden[name]}) and does not introduce it in a comment"
+                    )
     assert not problems, problems
 
 
 def test_the_sliders_play_without_a_kernel(site, browser):
     """Chapter 2's sliders over t are JavaScript players: moving to the next frame changes the picture."""
     browser.get(f"{site}/book/02_degradations.html")
-    players = browser.execute_script("return document.querySelectorAll('.animation input[type=range]').length")
+    players = browser.execute_script(
+        "return document.querySelectorAll('.animation input[type=range]').length"
+    )
     assert players >= 7, f"chapter 2 has {players} players"
     changed = browser.execute_script("""
         const anim = document.querySelector('.animation');
@@ -366,11 +449,17 @@ def test_the_sliders_play_without_a_kernel(site, browser):
     assert changed, "the player's next-frame button did not change the frame"
 
 
-# --- the live figures (issue 12): the zoo's models run in the page by onnxruntime-web ----------------
-LIVE = {"book/02_degradations": "degrade", "book/04_sampling": "restore", "book/06_generation": "generate"}
-#: Largest difference allowed between a canvas and PyTorch, in grey levels of 255. The graphs compute
-#: in float32 like PyTorch but in another order; over a run the difference stays near 1e-3 in [-1, 1]
-#: units (tests/test_export.py), a tenth of a grey level, so 2 levels leaves room for rounding only.
+# --- the live figures (issue 12): the zoo's models run in the page by onnxruntime-web
+# ----------------
+LIVE = {
+    "book/02_degradations": "degrade",
+    "book/04_sampling": "restore",
+    "book/06_generation": "generate",
+}
+# : Largest difference allowed between a canvas and PyTorch, in grey levels of 255. The
+# graphs compute : in float32 like PyTorch but in another order; over a run the
+# difference stays near 1e-3 in [-1, 1] : units (tests/test_export.py), a tenth of a
+# grey level, so 2 levels leaves room for rounding only.
 GREY_TOLERANCE = 2
 
 
@@ -385,7 +474,9 @@ def open_live(browser, site, entry):
           : (n++ > 200 ? done(['colddiff-live.js did not run']) : setTimeout(wait, 50));
         wait();""")
     assert not errors, f"{entry}: {errors}"
-    modes = browser.execute_script("return window.colddiffLive.components.map(c => c.mode)")
+    modes = browser.execute_script(
+        "return window.colddiffLive.components.map(c => c.mode)"
+    )
     assert LIVE[entry] in modes, f"{entry}: live figures {modes}"
     return modes.index(LIVE[entry])
 
@@ -394,10 +485,15 @@ def canvas_grey(browser, script, *args):
     """The grey levels [H, W] of the canvas that ``script`` returns (the red channel; the page paints grey)."""
     import numpy as np
 
-    pixels = browser.execute_script("""
-        const c = (function () {""" + script + """}).apply(null, arguments);
+    pixels = browser.execute_script(
+        """
+        const c = (function () {"""
+        + script
+        + """}).apply(null, arguments);
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height);
-        return {w: c.width, h: c.height, data: Array.from(d.data.filter((_, i) => i % 4 === 0))};""", *args)
+        return {w: c.width, h: c.height, data: Array.from(d.data.filter((_, i) => i % 4 === 0))};""",
+        *args,
+    )
     return np.array(pixels["data"], dtype=np.int64).reshape(pixels["h"], pixels["w"])
 
 
@@ -405,30 +501,44 @@ def grey_of(x):
     """PyTorch images [1, 1, H, W] in [-1, 1] as the page paints them: round((x + 1) * 127.5), 0..255."""
     import numpy as np
 
-    return np.clip(np.round((x[0, 0].double().numpy() + 1) * 127.5), 0, 255).astype(np.int64)
+    return np.clip(np.round((x[0, 0].double().numpy() + 1) * 127.5), 0, 255).astype(
+        np.int64
+    )
 
 
 def press_and_wait(browser, index, label):
     """Click the figure's button ``label`` and wait until its run has been replayed to the end."""
-    return browser.execute_async_script("""
+    return browser.execute_async_script(
+        """
         const [i, label, done] = arguments;
         const c = window.colddiffLive.components[i];
         const runs = c.state.runs;
         const b = Array.from(c.root.querySelectorAll('button')).find(b => b.textContent === label);
         b.click();
         const wait = () => c.state.runs > runs ? done(c.state.last.ms) : setTimeout(wait, 50);
-        wait();""", index, label)
+        wait();""",
+        index,
+        label,
+    )
 
 
 def assert_offline_and_quiet(browser, site, entry):
     """No request left the site and the console has no error."""
-    outside = browser.execute_script("""
+    outside = browser.execute_script(
+        """
         return performance.getEntriesByType('resource').map(e => e.name)
-          .filter(u => !u.startsWith(arguments[0]) && !u.startsWith('data:') && !u.startsWith('blob:'));""", site)
+          .filter(u => !u.startsWith(arguments[0]) && !u.startsWith('data:') && !u.startsWith('blob:'));""",
+        site,
+    )
     live = [u for u in outside if "ort" in u or "live" in u or "onnx" in u]
     assert not live, f"{entry}: the live figure fetched from outside the site: {live}"
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
-              and not any(b in e["message"] for b in BENIGN) and "127.0.0.1" in e["message"].split(" ")[0]]
+    errors = [
+        e
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE"
+        and not any(b in e["message"] for b in BENIGN)
+        and "127.0.0.1" in e["message"].split(" ")[0]
+    ]
     assert not errors, errors
 
 
@@ -438,14 +548,20 @@ def test_live_degradation_slider_matches_pytorch(site, browser):
     from colddiff_lib.export import page_digits
 
     i = open_live(browser, site, "book/02_degradations")
-    names = browser.execute_script("return window.colddiffLive.components[arguments[0]].names", i)
-    browser.execute_script("window.colddiffLive.components[arguments[0]].root"
-                           ".querySelectorAll('.colddiff-live-picker canvas')[3].click()", i)
+    names = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].names", i
+    )
+    browser.execute_script(
+        "window.colddiffLive.components[arguments[0]].root"
+        ".querySelectorAll('.colddiff-live-picker canvas')[3].click()",
+        i,
+    )
     x0 = page_digits()[3:4]
     for row, name in enumerate(names):
         _, D = zoo.load_pretrained(name)
         for t in (1, D.T):
-            browser.execute_async_script("""
+            browser.execute_async_script(
+                """
                 const [i, row, t, done] = arguments;
                 const c = window.colddiffLive.components[i];
                 const before = c.state.updated;
@@ -453,11 +569,21 @@ def test_live_degradation_slider_matches_pytorch(site, browser):
                 s.value = t;
                 s.dispatchEvent(new Event('input'));
                 const wait = () => c.state.updated > before ? done() : setTimeout(wait, 20);
-                wait();""", i, row, t)
-            page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].canvas",
-                               i, name)
+                wait();""",
+                i,
+                row,
+                t,
+            )
+            page = canvas_grey(
+                browser,
+                "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].canvas",
+                i,
+                name,
+            )
             gap = int(abs(page - grey_of(D(x0, t))).max())
-            assert gap <= GREY_TOLERANCE, f"{name} at t = {t}: the page differs from PyTorch by {gap} grey levels"
+            assert gap <= GREY_TOLERANCE, (
+                f"{name} at t = {t}: the page differs from PyTorch by {gap} grey levels"
+            )
     assert_offline_and_quiet(browser, site, "book/02_degradations")
 
 
@@ -468,22 +594,38 @@ def test_live_restoration_matches_pytorch_and_reports_its_time(site, browser):
     from colddiff_lib.sampling import sample
 
     i = open_live(browser, site, "book/04_sampling")
-    name = browser.execute_script("return window.colddiffLive.components[arguments[0]].state.name", i)
-    browser.execute_script("window.colddiffLive.components[arguments[0]].root"
-                           ".querySelectorAll('.colddiff-live-picker canvas')[1].click()", i)
+    name = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].state.name", i
+    )
+    browser.execute_script(
+        "window.colddiffLive.components[arguments[0]].root"
+        ".querySelectorAll('.colddiff-live-picker canvas')[1].click()",
+        i,
+    )
     R, D = zoo.load_pretrained(name)
-    browser.execute_script("""const s = window.colddiffLive.components[arguments[0]].root.querySelector('input[type=range]');
-                              s.value = s.max; s.dispatchEvent(new Event('input'));""", i)  # start at T
+    browser.execute_script(
+        """const s = window.colddiffLive.components[arguments[0]].root.querySelector('input[type=range]');
+                              s.value = s.max; s.dispatchEvent(new Event('input'));""",
+        i,
+    )  # start at T
     x0 = page_digits()[1:2]
     times = [press_and_wait(browser, i, "restore") for _ in range(3)]
     for algorithm in ("naive", "improved"):
         expected = sample(R.float().eval(), D, D(x0, D.T), D.T, algorithm=algorithm)
-        page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].x.canvas",
-                           i, algorithm)
+        page = canvas_grey(
+            browser,
+            "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].x.canvas",
+            i,
+            algorithm,
+        )
         gap = int(abs(page - grey_of(expected)).max())
-        assert gap <= GREY_TOLERANCE, f"{name}, {algorithm}: the page differs from PyTorch by {gap} grey levels"
-    print(f"\nin the page: Algorithm 2 on one digit, T = {D.T}: {', '.join(f'{t:.0f}' for t in times)} ms "
-          f"(the graphs warmed up while the page loaded; benchmarks/browser_sampler.py measures a run)")
+        assert gap <= GREY_TOLERANCE, (
+            f"{name}, {algorithm}: the page differs from PyTorch by {gap} grey levels"
+        )
+    print(
+        f"\nin the page: Algorithm 2 on one digit, T = {D.T}: {', '.join(f'{t:.0f}' for t in times)} ms "
+        f"(the graphs warmed up while the page loaded; benchmarks/browser_sampler.py measures a run)"
+    )
     assert_offline_and_quiet(browser, site, "book/04_sampling")
 
 
@@ -495,36 +637,58 @@ def test_live_generation_matches_pytorch(site, browser):
     from colddiff_lib.sampling import sample
 
     i = open_live(browser, site, "book/06_generation")
-    names = browser.execute_script("return window.colddiffLive.components[arguments[0]].names", i)
+    names = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].names", i
+    )
     for name in names:
-        browser.execute_async_script("""
+        browser.execute_async_script(
+            """
             const [i, name, done] = arguments;
             const c = window.colddiffLive.components[i];
             const s = c.root.querySelector('select');
             if (s) { s.value = name; s.dispatchEvent(new Event('change')); }
             const wait = () => c.state.name === name ? setTimeout(done, 200) : setTimeout(wait, 20);
-            wait();""", i, name)
+            wait();""",
+            i,
+            name,
+        )
         ms = press_and_wait(browser, i, "generate")
-        last = browser.execute_script("const l = window.colddiffLive.components[arguments[0]].state.last;"
-                                      "return {name: l.name, xT: Array.from(l.xT)}", i)
+        last = browser.execute_script(
+            "const l = window.colddiffLive.components[arguments[0]].state.last;"
+            "return {name: l.name, xT: Array.from(l.xT)}",
+            i,
+        )
         assert last["name"] == name
         R, D = zoo.load_pretrained(name)
         x_T = torch.tensor(last["xT"], dtype=torch.float32).view(1, 1, 32, 32)
         level = zoo.prior(name).level  # the card's start: T, or a level below it
-        expected = sample(R.float().eval(), D.freeze_at(x_T, level), x_T, level,
-                          algorithm=zoo.sampling(name)["algorithm"])
-        page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.views.out.canvas", i)
+        expected = sample(
+            R.float().eval(),
+            D.freeze_at(x_T, level),
+            x_T,
+            level,
+            algorithm=zoo.sampling(name)["algorithm"],
+        )
+        page = canvas_grey(
+            browser,
+            "return window.colddiffLive.components[arguments[0]].state.views.out.canvas",
+            i,
+        )
         gap = int(abs(page - grey_of(expected)).max())
-        assert gap <= GREY_TOLERANCE, f"{name}: the page differs from PyTorch by {gap} grey levels"
+        assert gap <= GREY_TOLERANCE, (
+            f"{name}: the page differs from PyTorch by {gap} grey levels"
+        )
         print(f"\nin the page: {name} generated one digit in {ms:.0f} ms (T = {D.T})")
     assert_offline_and_quiet(browser, site, "book/06_generation")
 
 
-# --- the live figures' behaviour (issue 17) ------------------------------------------------------
+# --- the live figures' behaviour (issue 17)
+# ------------------------------------------------------
 def in_page(browser, body, *args):
     """Run ``body`` as an async function in the page with (c, ...args): c = window.colddiffLive; its
     return value comes back (an exception comes back as {'error': text})."""
-    return browser.execute_async_script("""
+    return browser.execute_async_script(
+        """
         const done = arguments[arguments.length - 1];
         const args = Array.from(arguments).slice(0, -1);
         const sleep = (ms) => new Promise(r => setTimeout(r, ms));
@@ -532,8 +696,12 @@ def in_page(browser, body, *args):
           const t0 = performance.now();
           while (!test()) { if (performance.now() - t0 > ms) throw new Error('timed out waiting for ' + what); await sleep(20); }
         };
-        (async (c, ...args) => {""" + body + """})(window.colddiffLive, ...args)
-          .then(done, (e) => done({error: String(e && e.stack || e)}));""", *args)
+        (async (c, ...args) => {"""
+        + body
+        + """})(window.colddiffLive, ...args)
+          .then(done, (e) => done({error: String(e && e.stack || e)}));""",
+        *args,
+    )
 
 
 #: Draw a stroke on the figure's pad: pointer events along a line across the middle.
@@ -547,29 +715,45 @@ DRAW = """{
 }"""
 
 
-def test_live_figures_warm_their_graphs_up_so_the_first_press_costs_what_later_ones_do(site, browser):
+def test_live_figures_warm_their_graphs_up_so_the_first_press_costs_what_later_ones_do(
+    site, browser
+):
     """Chapter 4: every model of the figure ran its graphs once while loading; the first 'restore' is
     not slower than the later ones (before the warm-up it was 2 to 5 times slower)."""
     i = open_live(browser, site, "book/04_sampling")
     names, warm = browser.execute_script(
-        "return [window.colddiffLive.components[arguments[0]].names, window.colddiffLive.warmup]", i)
+        "return [window.colddiffLive.components[arguments[0]].names, window.colddiffLive.warmup]",
+        i,
+    )
     assert set(names) <= set(warm) and all(warm[n] > 0 for n in names), (names, warm)
-    browser.execute_script("""const s = window.colddiffLive.components[arguments[0]].state.slider;
-                              s.value = s.max; s.dispatchEvent(new Event('input'));""", i)
+    browser.execute_script(
+        """const s = window.colddiffLive.components[arguments[0]].state.slider;
+                              s.value = s.max; s.dispatchEvent(new Event('input'));""",
+        i,
+    )
     times = [press_and_wait(browser, i, "restore") for _ in range(4)]
     first, later = times[0], sorted(times[1:])
-    print(f"\nwarm-up {', '.join(f'{n} {warm[n]:.0f} ms' for n in names)}; "
-          f"Algorithm 2 per press: {', '.join(f'{t:.0f}' for t in times)} ms")
-    # the machine is shared: allow the first press 1.5 times the slowest later one, plus 20 ms
-    assert first <= 1.5 * later[-1] + 20, f"the first press took {first:.0f} ms, later ones {later}"
+    print(
+        f"\nwarm-up {', '.join(f'{n} {warm[n]:.0f} ms' for n in names)}; "
+        f"Algorithm 2 per press: {', '.join(f'{t:.0f}' for t in times)} ms"
+    )
+    # the machine is shared: allow the first press 1.5 times the slowest later one, plus
+    # 20 ms
+    assert first <= 1.5 * later[-1] + 20, (
+        f"the first press took {first:.0f} ms, later ones {later}"
+    )
 
 
-def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(site, browser):
+def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(
+    site, browser
+):
     """Chapter 4: after a digit is picked, drawing on the pad removes the thumbnail's highlight and the
     figure shows the drawing; 'clear' empties the pad and returns every output to the neutral state
     (nothing painted, not black) with 'restore' disabled, until the reader picks or draws again."""
     i = open_live(browser, site, "book/04_sampling")
-    state = in_page(browser, """
+    state = in_page(
+        browser,
+        """
         const [i] = args, f = c.components[i], st = f.state;
         const chosen = () => f.root.querySelectorAll('.colddiff-live-picker canvas.colddiff-live-chosen').length;
         const isBlank = (v) => v.canvas.classList.contains('colddiff-live-blank')
@@ -581,7 +765,9 @@ def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(s
         const runs = st.runs;
         st.button.click();
         await until(() => st.runs > runs, 'a restore');
-        """ + DRAW + """
+        """
+        + DRAW
+        + """
         await st.shown;
         const drawn = {chosen: chosen(), sameAsPad: st.x0 !== null && st.x0.every((v, k) => v === st.picker.drawn[k]),
                        ink: st.picker.drawn.filter(v => v > 0).length, startBlank: isBlank(st.start)};
@@ -589,52 +775,85 @@ def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(s
         await st.shown;
         const cleared = {x0: st.x0, padBlack: st.picker.drawn.every(v => v === -1), blank: outputs().map(isBlank),
                          disabled: st.button.disabled, chosen: chosen()};
-        """ + DRAW + """
+        """
+        + DRAW
+        + """
         await st.shown;
         const again = {disabled: st.button.disabled, startBlank: isBlank(st.start)};
-        return {picked, drawn, cleared, again};""", i)
+        return {picked, drawn, cleared, again};""",
+        i,
+    )
     assert "error" not in state, state
     assert state["picked"] == 1, state
-    assert state["drawn"] == {"chosen": 0, "sameAsPad": True, "ink": state["drawn"]["ink"], "startBlank": False}, state
+    assert state["drawn"] == {
+        "chosen": 0,
+        "sameAsPad": True,
+        "ink": state["drawn"]["ink"],
+        "startBlank": False,
+    }, state
     assert state["drawn"]["ink"] > 10, state
-    assert state["cleared"] == {"x0": None, "padBlack": True, "blank": [True] * 5, "disabled": True, "chosen": 0}, state
+    assert state["cleared"] == {
+        "x0": None,
+        "padBlack": True,
+        "blank": [True] * 5,
+        "disabled": True,
+        "chosen": 0,
+    }, state
     assert state["again"] == {"disabled": False, "startBlank": False}, state
     assert_offline_and_quiet(browser, site, "book/04_sampling")
 
 
-def test_live_degradation_clear_is_neutral_and_a_drawing_unhighlights_the_digit(site, browser):
+def test_live_degradation_clear_is_neutral_and_a_drawing_unhighlights_the_digit(
+    site, browser
+):
     """Chapter 2: the same for the sliders' figure: a drawing is degraded and unhighlights the picked
     digit; 'clear' leaves every output blank, not black."""
     i = open_live(browser, site, "book/02_degradations")
-    state = in_page(browser, """
+    state = in_page(
+        browser,
+        """
         const [i] = args, f = c.components[i], st = f.state;
         const chosen = () => f.root.querySelectorAll('.colddiff-live-picker canvas.colddiff-live-chosen').length;
         const blank = () => Object.values(st.views).map(v => v.canvas.classList.contains('colddiff-live-blank')
           && v.canvas.getContext('2d').getImageData(0, 0, v.canvas.width, v.canvas.height).data.every((x, k) => k % 4 !== 3 || x === 0));
         const before = chosen();
-        """ + DRAW + """
+        """
+        + DRAW
+        + """
         await st.updating;
         const drawn = {chosen: chosen(), blank: blank(), painted: Object.keys(st.painted).length};
         Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();
         await st.updating;
-        return {before, drawn, cleared: {blank: blank(), painted: Object.keys(st.painted).length, x0: st.x0}};""", i)
+        return {before, drawn, cleared: {blank: blank(), painted: Object.keys(st.painted).length, x0: st.x0}};""",
+        i,
+    )
     assert "error" not in state, state
     n = len(state["cleared"]["blank"])
-    assert state["before"] == 1 and state["drawn"] == {"chosen": 0, "blank": [False] * n, "painted": n}, state
+    assert state["before"] == 1 and state["drawn"] == {
+        "chosen": 0,
+        "blank": [False] * n,
+        "painted": n,
+    }, state
     assert state["cleared"] == {"blank": [True] * n, "painted": 0, "x0": None}, state
 
 
-def test_live_slider_updates_are_serialised_so_the_newest_level_paints_last(site, browser):
+def test_live_slider_updates_are_serialised_so_the_newest_level_paints_last(
+    site, browser
+):
     """Chapter 2: the slider runs through every level while each graph call is made slower the earlier
     it was asked for (a test hook); what stays on screen is the last level, as PyTorch computes it."""
     from colddiff_lib import zoo
     from colddiff_lib.export import page_digits
 
     i = open_live(browser, site, "book/02_degradations")
-    names = browser.execute_script("return window.colddiffLive.components[arguments[0]].names", i)
+    names = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].names", i
+    )
     x0 = page_digits()[0:1]
     for row, name in enumerate(names):
-        state = in_page(browser, """
+        state = in_page(
+            browser,
+            """
             const [i, row, name] = args, st = c.components[i].state;
             let calls = 0;
             c.hooks.delay = (kind) => kind === 'degrade' ? Math.max(0, 300 - 100 * ++calls) : 0;
@@ -643,16 +862,29 @@ def test_live_slider_updates_are_serialised_so_the_newest_level_paints_last(site
               for (let t = 0; t <= Number(s.max); t++) { s.value = t; s.dispatchEvent(new Event('input')); }
               await st.updating;
             } finally { c.hooks.delay = null; }
-            return {painted: st.painted[name], wanted: Number(s.value), calls};""", i, row, name)
+            return {painted: st.painted[name], wanted: Number(s.value), calls};""",
+            i,
+            row,
+            name,
+        )
         assert "error" not in state, state
-        assert state["painted"] == state["wanted"], f"{name}: level {state['painted']} painted last, not {state['wanted']}"
-        # the queue keeps only the newest request: far fewer graph calls than slider moves
+        assert state["painted"] == state["wanted"], (
+            f"{name}: level {state['painted']} painted last, not {state['wanted']}"
+        )
+        # the queue keeps only the newest request: far fewer graph calls than slider
+        # moves
         assert state["calls"] < 3 * len(names) * (state["wanted"] + 1), state
         _, D = zoo.load_pretrained(name)
-        page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].canvas",
-                           i, name)
+        page = canvas_grey(
+            browser,
+            "return window.colddiffLive.components[arguments[0]].state.views[arguments[1]].canvas",
+            i,
+            name,
+        )
         gap = int(abs(page - grey_of(D(x0, state["wanted"]))).max())
-        assert gap <= GREY_TOLERANCE, f"{name}: the last level on screen differs from PyTorch by {gap} grey levels"
+        assert gap <= GREY_TOLERANCE, (
+            f"{name}: the last level on screen differs from PyTorch by {gap} grey levels"
+        )
     assert_offline_and_quiet(browser, site, "book/02_degradations")
 
 
@@ -663,8 +895,12 @@ def test_live_restore_uses_the_level_the_slider_shows_last(site, browser):
     from colddiff_lib.export import page_digits
 
     i = open_live(browser, site, "book/04_sampling")
-    name = browser.execute_script("return window.colddiffLive.components[arguments[0]].state.name", i)
-    state = in_page(browser, """
+    name = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].state.name", i
+    )
+    state = in_page(
+        browser,
+        """
         const [i] = args, st = c.components[i].state;
         let calls = 0;
         c.hooks.delay = (kind) => kind === 'degrade' ? Math.max(0, 300 - 100 * ++calls) : 0;
@@ -674,42 +910,82 @@ def test_live_restore_uses_the_level_the_slider_shows_last(site, browser):
           st.button.click();
           await until(() => st.runs > runs, 'the restore');
         } finally { c.hooks.delay = null; }
-        return {t: st.last.t, wanted: Number(s.value)};""", i)
+        return {t: st.last.t, wanted: Number(s.value)};""",
+        i,
+    )
     assert "error" not in state, state
     assert state["t"] == state["wanted"] == 3, state
     _, D = zoo.load_pretrained(name)
-    page = canvas_grey(browser, "return window.colddiffLive.components[arguments[0]].state.start.canvas", i)
+    page = canvas_grey(
+        browser,
+        "return window.colddiffLive.components[arguments[0]].state.start.canvas",
+        i,
+    )
     gap = int(abs(page - grey_of(D(page_digits()[0:1], 3))).max())
-    assert gap <= GREY_TOLERANCE, f"x_t on screen differs from D(x0, 3) by {gap} grey levels"
+    assert gap <= GREY_TOLERANCE, (
+        f"x_t on screen differs from D(x0, 3) by {gap} grey levels"
+    )
 
 
-#: (page, what the handler does as its error says, the script that fires it). Every handler of every
-#: figure: a test hook makes it throw, and the figure must catch, show and report the error.
+# : (page, what the handler does as its error says, the script that fires it). Every
+# handler of every : figure: a test hook makes it throw, and the figure must catch, show
+# and report the error.
 HANDLERS = [
-    ("book/02_degradations", "picking a digit", "f.root.querySelectorAll('.colddiff-live-picker canvas')[3].click();"),
+    (
+        "book/02_degradations",
+        "picking a digit",
+        "f.root.querySelectorAll('.colddiff-live-picker canvas')[3].click();",
+    ),
     ("book/02_degradations", "drawing", DRAW),
-    ("book/02_degradations", "clearing the drawing",
-     "Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();"),
-    ("book/02_degradations", "moving a slider",
-     "const s = f.root.querySelector('input[type=range]'); s.value = 2; s.dispatchEvent(new Event('input'));"),
-    ("book/04_sampling", "picking a digit", "f.root.querySelectorAll('.colddiff-live-picker canvas')[3].click();"),
+    (
+        "book/02_degradations",
+        "clearing the drawing",
+        "Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();",
+    ),
+    (
+        "book/02_degradations",
+        "moving a slider",
+        "const s = f.root.querySelector('input[type=range]'); s.value = 2; s.dispatchEvent(new Event('input'));",
+    ),
+    (
+        "book/04_sampling",
+        "picking a digit",
+        "f.root.querySelectorAll('.colddiff-live-picker canvas')[3].click();",
+    ),
     ("book/04_sampling", "drawing", DRAW),
-    ("book/04_sampling", "clearing the drawing",
-     "Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();"),
-    ("book/04_sampling", "moving the slider",
-     "const s = f.state.slider; s.value = 2; s.dispatchEvent(new Event('input'));"),
-    ("book/04_sampling", "choosing a model",
-     "const s = f.root.querySelector('select'); s.value = s.options[1].value; s.dispatchEvent(new Event('change'));"),
+    (
+        "book/04_sampling",
+        "clearing the drawing",
+        "Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();",
+    ),
+    (
+        "book/04_sampling",
+        "moving the slider",
+        "const s = f.state.slider; s.value = 2; s.dispatchEvent(new Event('input'));",
+    ),
+    (
+        "book/04_sampling",
+        "choosing a model",
+        "const s = f.root.querySelector('select'); s.value = s.options[1].value; s.dispatchEvent(new Event('change'));",
+    ),
     ("book/04_sampling", "restoring", "f.state.button.click();"),
-    ("book/06_generation", "choosing a model",
-     "const s = f.root.querySelector('select'); s.value = s.options[1].value; s.dispatchEvent(new Event('change'));"),
+    (
+        "book/06_generation",
+        "choosing a model",
+        "const s = f.root.querySelector('select'); s.value = s.options[1].value; s.dispatchEvent(new Event('change'));",
+    ),
     ("book/06_generation", "generating", "f.state.button.click();"),
 ]
 
-#: Failures inside the graph calls a handler waits for (asynchronous): (page, graph, handler, script).
+# : Failures inside the graph calls a handler waits for (asynchronous): (page, graph,
+# handler, script).
 GRAPH_FAILURES = [
-    ("book/02_degradations", "degrade", "moving a slider",
-     "const s = f.root.querySelector('input[type=range]'); s.value = 1; s.dispatchEvent(new Event('input'));"),
+    (
+        "book/02_degradations",
+        "degrade",
+        "moving a slider",
+        "const s = f.root.querySelector('input[type=range]'); s.value = 1; s.dispatchEvent(new Event('input'));",
+    ),
     ("book/04_sampling", "step", "restoring", "f.state.button.click();"),
     ("book/06_generation", "step", "generating", "f.state.button.click();"),
     ("book/06_generation", "prior", "generating", "f.state.button.click();"),
@@ -732,39 +1008,65 @@ FAIL_AND_RECOVER = """
 """
 
 
-@pytest.mark.parametrize("entry, where, fire", HANDLERS, ids=[f"{e.split('/')[-1]}: {w}" for e, w, _ in HANDLERS])
-def test_live_handler_errors_are_caught_shown_and_reported(entry, where, fire, site, browser):
+@pytest.mark.parametrize(
+    "entry, where, fire",
+    HANDLERS,
+    ids=[f"{e.split('/')[-1]}: {w}" for e, w, _ in HANDLERS],
+)
+def test_live_handler_errors_are_caught_shown_and_reported(
+    entry, where, fire, site, browser
+):
     i = open_live(browser, site, entry)
     state = in_page(browser, FAIL_AND_RECOVER, i, "handler", where, fire)
     assert "error" not in state, state
     # one report per event: a stroke is ten pointer events
     assert state["errors"] and all(where in e for e in state["errors"]), state
-    assert state["same"], "window.__colddiffErrors is not the list the figures report to"
-    assert state["shown"] and where in state["shown"], f"the figure does not show the error: {state}"
+    assert state["same"], (
+        "window.__colddiffErrors is not the list the figures report to"
+    )
+    assert state["shown"] and where in state["shown"], (
+        f"the figure does not show the error: {state}"
+    )
     if state["button"] is not None:
         assert state["button"], "the figure's button stayed disabled after the error"
-    messages = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    messages = [
+        e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"
+    ]
     assert any(where in m for m in messages), messages  # logged too
 
 
-@pytest.mark.parametrize("entry, kind, where, fire", GRAPH_FAILURES,
-                         ids=[f"{e.split('/')[-1]}: {k} in {w}" for e, k, w, _ in GRAPH_FAILURES])
-def test_live_graph_errors_are_caught_and_the_figure_still_works(entry, kind, where, fire, site, browser):
+@pytest.mark.parametrize(
+    "entry, kind, where, fire",
+    GRAPH_FAILURES,
+    ids=[f"{e.split('/')[-1]}: {k} in {w}" for e, k, w, _ in GRAPH_FAILURES],
+)
+def test_live_graph_errors_are_caught_and_the_figure_still_works(
+    entry, kind, where, fire, site, browser
+):
     i = open_live(browser, site, entry)
     state = in_page(browser, FAIL_AND_RECOVER, i, kind, where, fire)
     assert "error" not in state, state
-    assert len(state["errors"]) == 1 and where in state["errors"][0] and kind in state["errors"][0], state
+    assert (
+        len(state["errors"]) == 1
+        and where in state["errors"][0]
+        and kind in state["errors"][0]
+    ), state
     assert state["shown"] and where in state["shown"], state
     if state["button"] is not None:
         assert state["button"], "the figure's button stayed disabled after the error"
     browser.get_log("browser")  # the error was logged on purpose
     # the figure works again: the same action succeeds and reports nothing new
-    again = in_page(browser, """
+    again = in_page(
+        browser,
+        """
         const [i, fire] = args, f = c.components[i], st = f.state, before = c.errors.length;
         const runs = st.runs, updated = st.updated;
         new Function('f', 'c', fire)(f, c);
         await until(() => (runs !== undefined && st.runs > runs) || (updated !== undefined && st.updated > updated), 'a result');
-        return c.errors.length - before;""", i, fire)
+        return c.errors.length - before;""",
+        i,
+        fire,
+    )
     assert again == 0, again
 
 
@@ -783,45 +1085,81 @@ def test_page_prior_draws_what_gaussian_prior_draws(site, browser):
 
     n = 2000
     i = open_live(browser, site, "book/06_generation")
-    names = browser.execute_script("return window.colddiffLive.components[arguments[0]].names", i)
+    names = browser.execute_script(
+        "return window.colddiffLive.components[arguments[0]].names", i
+    )
 
     def violations(z, ref):
         """Entries of the page's mean and covariance outside 4.5 standard errors of the reference's."""
         mean, cov = ref.mean(0), torch.cov(ref.T).reshape(ref.shape[1], -1)
         var, k = cov.diag(), 1 / len(z) + 1 / len(ref)
         se_mean = (var * k).sqrt()
-        se_cov = ((var[:, None] * var[None, :] + cov ** 2) * k).sqrt()
-        bad = [f"mean[{k}] {float(a):.4f} vs {float(b):.4f}" for k, (a, b, s) in
-               enumerate(zip(z.mean(0), mean, se_mean)) if abs(a - b) > 4.5 * s + 1e-6]
+        se_cov = ((var[:, None] * var[None, :] + cov**2) * k).sqrt()
+        bad = [
+            f"mean[{k}] {float(a):.4f} vs {float(b):.4f}"
+            for k, (a, b, s) in enumerate(zip(z.mean(0), mean, se_mean))
+            if abs(a - b) > 4.5 * s + 1e-6
+        ]
         page_cov = torch.cov(z.T).reshape(z.shape[1], -1)
-        bad += [f"cov[{a},{b}] {float(page_cov[a, b]):.5f} vs {float(cov[a, b]):.5f}"
-                for a in range(len(var)) for b in range(len(var))
-                if abs(page_cov[a, b] - cov[a, b]) > 4.5 * se_cov[a, b] + 1e-9]
+        bad += [
+            f"cov[{a},{b}] {float(page_cov[a, b]):.5f} vs {float(cov[a, b]):.5f}"
+            for a in range(len(var))
+            for b in range(len(var))
+            if abs(page_cov[a, b] - cov[a, b]) > 4.5 * se_cov[a, b] + 1e-9
+        ]
         return bad
 
     for name in names:
-        in_page(browser, """
+        in_page(
+            browser,
+            """
             const [i, name] = args, f = c.components[i], s = f.root.querySelector('select');
             if (s) { s.value = name; s.dispatchEvent(new Event('change')); }
-            await until(() => f.state.name === name, 'the model');""", i, name)
-        meta = json.loads((ROOT / "book" / "_static" / "live" / name / "model.json").read_text())
+            await until(() => f.state.name === name, 'the model');""",
+            i,
+            name,
+        )
+        meta = json.loads(
+            (ROOT / "book" / "_static" / "live" / name / "model.json").read_text()
+        )
         p, settings = meta["prior"], zoo.sampling(name)
         _, D = zoo.load_pretrained(name)
-        prior = zoo.prior(name)  # the mixture zoo.generate samples from, the card's settings
-        assert (prior.level, prior.weights.numel()) == (settings["level"] or D.T, settings["components"]), name
-        assert p["level"] == prior.level and p["noise_std"] == settings["noise_std"], name
+        # the mixture zoo.generate samples from, the card's settings
+        prior = zoo.prior(name)
+        assert (prior.level, prior.weights.numel()) == (
+            settings["level"] or D.T,
+            settings["components"],
+        ), name
+        assert p["level"] == prior.level and p["noise_std"] == settings["noise_std"], (
+            name
+        )
         for key in ("weights", "means", "scale_trils"):
-            assert np.allclose(p[key], getattr(prior, key).numpy(), atol=1e-6), (name, key)
-        offset, basis = (torch.tensor(p[key], dtype=torch.float64) for key in ("offset", "basis"))
+            assert np.allclose(p[key], getattr(prior, key).numpy(), atol=1e-6), (
+                name,
+                key,
+            )
+        offset, basis = (
+            torch.tensor(p[key], dtype=torch.float64) for key in ("offset", "basis")
+        )
         shape = (n, *meta["shape"])
 
-        def coordinates(x):  # starts [N, C, H, W] -> their coordinates on the prior's basis [N, d]
-            return torch.linalg.lstsq(basis.T, (x.flatten(1).double() - offset).T).solution.T
+        # starts [N, C, H, W] -> their coordinates on the prior's basis [N, d]
+        def coordinates(x):
+            return torch.linalg.lstsq(
+                basis.T, (x.flatten(1).double() - offset).T
+            ).solution.T
 
         def draw(noise):
-            data = browser.execute_script("return window.colddiffLive.components[arguments[0]].state.drawStarts("
-                                          "arguments[1], arguments[2])", i, n, noise)
-            return torch.from_numpy(np.frombuffer(base64.b64decode(data), dtype=np.float32).copy()).view(shape)
+            data = browser.execute_script(
+                "return window.colddiffLive.components[arguments[0]].state.drawStarts("
+                "arguments[1], arguments[2])",
+                i,
+                n,
+                noise,
+            )
+            return torch.from_numpy(
+                np.frombuffer(base64.b64decode(data), dtype=np.float32).copy()
+            ).view(shape)
 
         starts = draw(False)
         assert starts.min() >= -1 and starts.max() <= 1, name
@@ -833,11 +1171,18 @@ def test_page_prior_draws_what_gaussian_prior_draws(site, browser):
         # the comparison has the power to see a prior 10 % wider
         wider = ref.mean(0) + (ref - ref.mean(0)) * 1.1
         assert violations(z, wider), f"{name}: the check cannot tell a prior 10 % wider"
-        print(f"\n{name}: {z.shape[1]} coordinates from level {p['level']}; page mean {z.mean(0)[:4].numpy().round(4)}, "
-              f"GaussianPrior {ref.mean(0)[:4].numpy().round(4)}")
+        print(
+            f"\n{name}: {z.shape[1]} coordinates from level {p['level']}; page mean {z.mean(0)[:4].numpy().round(4)}, "
+            f"GaussianPrior {ref.mean(0)[:4].numpy().round(4)}"
+        )
         if p["noise_std"] > 0:
             noisy = draw(True)
-            residual = noisy.flatten(1).double() - offset - coordinates(noisy) @ basis  # the noise off the basis
+            # the noise off the basis
+            residual = noisy.flatten(1).double() - offset - coordinates(noisy) @ basis
             std = float(residual.std())
-            assert abs(std - p["noise_std"]) < 0.05 * p["noise_std"], (name, std, p["noise_std"])
+            assert abs(std - p["noise_std"]) < 0.05 * p["noise_std"], (
+                name,
+                std,
+                p["noise_std"],
+            )
     assert_offline_and_quiet(browser, site, "book/06_generation")

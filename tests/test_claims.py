@@ -21,22 +21,36 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 MODELS = ["mnist-blur", "mnist-inpaint", "mnist-superres", "mnist-snow"]
 #: The chapters whose numbers this file guards.
-CHAPTERS = ["00_preface", "01_hot_to_cold", "02_degradations", "03_restoration", "04_sampling",
-            "05_reconstruction", "06_generation", "07_your_own_degradation", "A1_reproducing_on_a_gpu"]
+CHAPTERS = [
+    "00_preface",
+    "01_hot_to_cold",
+    "02_degradations",
+    "03_restoration",
+    "04_sampling",
+    "05_reconstruction",
+    "06_generation",
+    "07_your_own_degradation",
+    "A1_reproducing_on_a_gpu",
+]
 
 
 def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def markdown(chapter: str) -> str:
+def sources(chapter: str, kind: str) -> list:
+    """The chapter's cells of ``kind``, each as one string (nbformat stores a list of lines or
+    a string)."""
     cells = json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())["cells"]
-    return flat(" ".join(c["source"] for c in cells if c["cell_type"] == "markdown"))
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == kind]
+
+
+def markdown(chapter: str) -> str:
+    return flat(" ".join(sources(chapter, "markdown")))
 
 
 def code(chapter: str) -> str:
-    cells = json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())["cells"]
-    return "\n".join(c["source"] for c in cells if c["cell_type"] == "code")
+    return "\n".join(sources(chapter, "code"))
 
 
 def tampered(folder: Path, swaps) -> Path:
@@ -65,8 +79,12 @@ def test_every_claim_holds_on_the_committed_tables():
 
 @pytest.mark.parametrize("claim", claims.CLAIMS, ids=lambda c: c.key)
 def test_every_claim_stands_in_its_chapter_which_verifies_it(claim):
-    assert flat(claim.text) in markdown(claim.chapter), f"{claim.chapter} no longer says {claim.text!r}"
-    assert f'claims.verify("{claim.chapter}")' in code(claim.chapter), f"{claim.chapter} does not verify its claims"
+    assert flat(claim.text) in markdown(claim.chapter), (
+        f"{claim.chapter} no longer says {claim.text!r}"
+    )
+    assert f'claims.verify("{claim.chapter}")' in code(claim.chapter), (
+        f"{claim.chapter} does not verify its claims"
+    )
 
 
 def test_claim_keys_are_unique():
@@ -76,15 +94,39 @@ def test_claim_keys_are_unique():
 
 # Two numbers swapped in a copy of results/ -> the claim that rests on them fails.
 TAMPERINGS = {
-    "naive-close-for-superres": [(("mnist-inpaint", "Algorithm 1", "rmse"), ("mnist-inpaint", "Algorithm 2", "rmse"))],
-    "blur-ssim-misprint": [(("mnist-blur", "Degraded", "ssim_as_paper"), ("mnist-blur", "Direct", "ssim_as_paper"))],
-    "superres-ssim-agrees": [(("mnist-superres", "Degraded", "ssim_as_paper"),
-                              ("mnist-blur", "Degraded", "ssim_as_paper"))],
-    "inpaint-ssim-differs": [(("mnist-inpaint", "Degraded", "ssim_as_paper"),
-                              ("mnist-inpaint", "Algorithm 2", "ssim_as_paper"))],
-    "degraded-rmse-agrees": [(("mnist-inpaint", "Degraded", "rmse_as_paper"),
-                              ("mnist-inpaint", "Direct", "rmse_as_paper"))],
-    "superres-keeps-most": [(("mnist-superres", "Degraded", "ssim"), ("mnist-blur", "Degraded", "ssim"))],
+    "naive-close-for-superres": [
+        (
+            ("mnist-inpaint", "Algorithm 1", "rmse"),
+            ("mnist-inpaint", "Algorithm 2", "rmse"),
+        )
+    ],
+    "blur-ssim-misprint": [
+        (
+            ("mnist-blur", "Degraded", "ssim_as_paper"),
+            ("mnist-blur", "Direct", "ssim_as_paper"),
+        )
+    ],
+    "superres-ssim-agrees": [
+        (
+            ("mnist-superres", "Degraded", "ssim_as_paper"),
+            ("mnist-blur", "Degraded", "ssim_as_paper"),
+        )
+    ],
+    "inpaint-ssim-differs": [
+        (
+            ("mnist-inpaint", "Degraded", "ssim_as_paper"),
+            ("mnist-inpaint", "Algorithm 2", "ssim_as_paper"),
+        )
+    ],
+    "degraded-rmse-agrees": [
+        (
+            ("mnist-inpaint", "Degraded", "rmse_as_paper"),
+            ("mnist-inpaint", "Direct", "rmse_as_paper"),
+        )
+    ],
+    "superres-keeps-most": [
+        (("mnist-superres", "Degraded", "ssim"), ("mnist-blur", "Degraded", "ssim"))
+    ],
 }
 
 
@@ -99,7 +141,8 @@ def test_a_tampered_table_makes_its_claim_fail(key, tmp_path):
     folder = tampered(tmp_path / "results", TAMPERINGS[key])
     assert key in {c.key for c in claims.check(folder)}  # ...the tampered copy does not
     with pytest.raises(AssertionError, match=key) as info:
-        claims.verify(claim.chapter, folder)  # and the chapter would stop, naming the sentence
+        # and the chapter would stop, naming the sentence
+        claims.verify(claim.chapter, folder)
     assert flat(claim.text) in str(info.value)
 
 
@@ -118,9 +161,14 @@ def test_the_written_orderings_follow_a_tampered_table(column, tmp_path):
     swaps = [((m, r[0], column), (m, r[1], column)) for m, r in ranked.items()]
     swapped = prose.Tables(tampered(tmp_path / "results", swaps))
     for model, order in ranked.items():
-        if tables.value(model, order[0], column) != tables.value(model, order[1], column):
+        if tables.value(model, order[0], column) != tables.value(
+            model, order[1], column
+        ):
             assert swapped.best(model, column) == order[1]
-    before, after = prose.who_wins(tables, MODELS, column), prose.who_wins(swapped, MODELS, column)
+    before, after = (
+        prose.who_wins(tables, MODELS, column),
+        prose.who_wins(swapped, MODELS, column),
+    )
     assert before != after
     for model, order in ranked.items():
         assert f"{prose.METHOD_PROSE[order[1]]} for" in after
@@ -129,53 +177,99 @@ def test_the_written_orderings_follow_a_tampered_table(column, tmp_path):
 def test_the_papers_numbers_come_from_paper_toml():
     table = paper.mnist_reconstruction()
     assert reproduce.PAPER_MNIST == table
-    assert table["mnist-blur"]["improved"] == (4.69, 0.718, 0.154)  # the paper's Table 1, as recalled
+    # the paper's Table 1, as recalled
+    assert table["mnist-blur"]["improved"] == (4.69, 0.718, 0.154)
     names = {"Degraded": "degraded", "Direct": "direct", "Algorithm 2": "improved"}
-    for row in prose.Tables(RESULTS).reconstruction:  # the tables' paper_* columns are the file's
+    # the tables' paper_* columns are the file's
+    for row in prose.Tables(RESULTS).reconstruction:
         method = names.get(row["method"])
         if row["paper_fid"] and method:
             expected = table[row["model"]][method]
             got = tuple(float(row[f"paper_{m}"]) for m in paper.MEASURES)
-            assert got == pytest.approx(expected, abs=1e-4), (row["model"], row["method"])
-    assert paper.PAPER["training"]["steps"] == 700_000 and paper.PAPER["training"]["lr"] == 2e-5
+            assert got == pytest.approx(expected, abs=1e-4), (
+                row["model"],
+                row["method"],
+            )
+    assert (
+        paper.PAPER["training"]["steps"] == 700_000
+        and paper.PAPER["training"]["lr"] == 2e-5
+    )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_the_papers_numbers_are_not_typed_in_the_prose(chapter):
     text = markdown(chapter)
-    typed = ["700,000", r"2 \times 10^{-5}", "57M", "38M", "56.6M", "35.7M", "438.59", "4.69", "0.287",
-             "T = 200", "$T = 750$"]
+    typed = [
+        "700,000",
+        r"2 \times 10^{-5}",
+        "57M",
+        "38M",
+        "56.6M",
+        "35.7M",
+        "438.59",
+        "4.69",
+        "0.287",
+        "T = 200",
+        "$T = 750$",
+    ]
     assert not [t for t in typed if t in text]
 
 
-# The contradictions of issue 17 (items 1-7, outside chapter 6), as they stood in the chapters' text.
+# The contradictions of issue 17 (items 1-7, outside chapter 6), as they stood in the
+# chapters' text.
 CONTRADICTIONS = {
-    "01_hot_to_cold": ["with the book's briefly trained model the two are close",
-                       "why sampling loses on RMSE and wins on FID",
-                       "which this book uses with $T = 200$ and $s = 0.008$ as the paper does",
-                       "The direct estimate is a soft average of the digits",
-                       "the table of this chapter shows the trade"],
-    "03_restoration": ["The architecture comes in four presets", "`paper` is about the size the paper used",
-                       "a few minutes on a CPU", "the RMSE and SSIM as the paper reports them",
-                       "a network four times larger"],
-    "04_sampling": ["On both degradations, Algorithm 1 has the worst FID",
-                    "0.28M parameters instead of 1.13M"],
-    "05_reconstruction": ["why iterative sampling can lose on RMSE yet win on FID",
-                          "The nine models of the zoo", "at about 0.35 s a step", "soft, blurry digit",
-                          "Algorithm 2 gives sharper strokes than the direct estimate",
-                          "Why would a method that loses on RMSE win on FID?",
-                          "they hold its RMSE near the degraded one", "about 57M parameters",
-                          "it is a property of our SSIM", "The direct estimate is the safe bet for RMSE and SSIM",
-                          "Where little is left to guess, as in super-resolution, they agree",
-                          "more than 30 times smaller"],
-    "07_your_own_degradation": ["this one draws no 0 at all", "runs for 700,000 steps",
-                                "measures the error on $[0, 1]$ images, as the paper does"],
-    "06_generation": ["Cold against hot on equal terms means comparing the cold generators with this DDIM row",
-                      "Six models ship for generation", "for the 1,000 to 3,000 steps their configurations ask for",
-                      "digits and of 1,000 held-out ones"],
-    "A1_reproducing_on_a_gpu": ["roughly 9,000 steps", "about our `paper` preset", "at about 0.35 s a step",
-                                "about 12 minutes on a 2-core CPU at 0.35 s a step", "Round 1, training, export",
-                                "about 34 times the parameters", "more than thirty times smaller"],
+    "01_hot_to_cold": [
+        "with the book's briefly trained model the two are close",
+        "why sampling loses on RMSE and wins on FID",
+        "which this book uses with $T = 200$ and $s = 0.008$ as the paper does",
+        "The direct estimate is a soft average of the digits",
+        "the table of this chapter shows the trade",
+    ],
+    "03_restoration": [
+        "The architecture comes in four presets",
+        "`paper` is about the size the paper used",
+        "a few minutes on a CPU",
+        "the RMSE and SSIM as the paper reports them",
+        "a network four times larger",
+    ],
+    "04_sampling": [
+        "On both degradations, Algorithm 1 has the worst FID",
+        "0.28M parameters instead of 1.13M",
+    ],
+    "05_reconstruction": [
+        "why iterative sampling can lose on RMSE yet win on FID",
+        "The nine models of the zoo",
+        "at about 0.35 s a step",
+        "soft, blurry digit",
+        "Algorithm 2 gives sharper strokes than the direct estimate",
+        "Why would a method that loses on RMSE win on FID?",
+        "they hold its RMSE near the degraded one",
+        "about 57M parameters",
+        "it is a property of our SSIM",
+        "The direct estimate is the safe bet for RMSE and SSIM",
+        "Where little is left to guess, as in super-resolution, they agree",
+        "more than 30 times smaller",
+    ],
+    "07_your_own_degradation": [
+        "this one draws no 0 at all",
+        "runs for 700,000 steps",
+        "measures the error on $[0, 1]$ images, as the paper does",
+    ],
+    "06_generation": [
+        "Cold against hot on equal terms means comparing the cold generators with this DDIM row",
+        "Six models ship for generation",
+        "for the 1,000 to 3,000 steps their configurations ask for",
+        "digits and of 1,000 held-out ones",
+    ],
+    "A1_reproducing_on_a_gpu": [
+        "roughly 9,000 steps",
+        "about our `paper` preset",
+        "at about 0.35 s a step",
+        "about 12 minutes on a 2-core CPU at 0.35 s a step",
+        "Round 1, training, export",
+        "about 34 times the parameters",
+        "more than thirty times smaller",
+    ],
 }
 
 
@@ -191,14 +285,29 @@ def test_chapter_5_and_exercise_12_give_the_same_rmse_conventions():
     from colddiff_lib.exercises import ch05
 
     text = markdown("05_reconstruction")
-    assert "the per-image RMSE averaged over the digits" in text and "RMSE as one square root over every pixel of the set" in text
-    assert "computes one RMSE per image over all its channels and pixels, then averages over the batch" in text
-    assert "The paper's code takes one square root over every pixel of the set instead: `metrics.rmse_as_paper`" in text
+    assert (
+        "the per-image RMSE averaged over the digits" in text
+        and "RMSE as one square root over every pixel of the set" in text
+    )
+    assert (
+        "computes one RMSE per image over all its channels and pixels, then averages over the batch"
+        in text
+    )
+    assert (
+        "The paper's code takes one square root over every pixel of the set instead: `metrics.rmse_as_paper`"
+        in text
+    )
     assert "per-image RMSE, then mean" in metrics.rmse.__doc__
     assert "one square root" in metrics.rmse_as_paper.__doc__
     doc = flat(ch05.check_rmse.__doc__)
-    assert "computes the RMSE of each image over all its channels and pixels, and averages over the batch" in doc
-    assert "The paper's code takes one square root over every pixel of the set instead" in doc
+    assert (
+        "computes the RMSE of each image over all its channels and pixels, and averages over the batch"
+        in doc
+    )
+    assert (
+        "The paper's code takes one square root over every pixel of the set instead"
+        in doc
+    )
 
 
 def test_chapter_6_types_no_measured_share_or_fid():
@@ -206,6 +315,8 @@ def test_chapter_6_types_no_measured_share_or_fid():
     import re
 
     text = markdown("06_generation")
-    typed = [m for m in re.findall(r"\d+(?:\.\d+)? ?%", text) if m.replace(" ", "") != "10%"]
+    typed = [
+        m for m in re.findall(r"\d+(?:\.\d+)? ?%", text) if m.replace(" ", "") != "10%"
+    ]
     assert not typed, typed
     assert not re.findall(r"FID \d", text)

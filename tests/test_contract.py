@@ -15,8 +15,13 @@ from colddiff_lib.degradations import contract
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-# The library's own registered degradations (test modules register classes of their own too).
-LIBRARY = sorted(name for name, cls in dg.REGISTRY.items() if cls.__module__.startswith("colddiff_lib."))
+# The library's own registered degradations (test modules register classes of their own
+# too).
+LIBRARY = sorted(
+    name
+    for name, cls in dg.REGISTRY.items()
+    if cls.__module__.startswith("colddiff_lib.")
+)
 
 
 def test_every_module_of_the_package_registers_its_degradations():
@@ -31,7 +36,8 @@ def test_every_module_of_the_package_registers_its_degradations():
 @pytest.mark.parametrize("name", LIBRARY)
 def test_every_registered_degradation_keeps_the_contract(name):
     cls = dg.REGISTRY[name]
-    D = cls(T=min(20, cls().T))  # every registered class builds from its defaults; 20 levels keep it quick
+    # every registered class builds from its defaults; 20 levels keep it quick
+    D = cls(T=min(20, cls().T))
     problems, summary = contract.check(D)
     assert problems == [], "\n".join(problems)
     assert summary.startswith(cls.__name__)
@@ -62,7 +68,10 @@ def test_the_contract_names_what_is_wrong():
 
 
 def test_a_name_is_registered_once():
-    with pytest.raises(ValueError, match="the degradation name 'blur' is taken by GaussianBlur"):
+    with pytest.raises(
+        ValueError, match="the degradation name 'blur' is taken by GaussianBlur"
+    ):
+
         class Blur2(dg.Degradation, name="blur"):
             pass
 
@@ -83,7 +92,13 @@ def test_contributing_walkthrough(tmp_path, monkeypatch):
     from colddiff_lib.training import TrainConfig, train
 
     text = (ROOT / "CONTRIBUTING.md").read_text()
-    for step in ("name=", "contract.check", "tests/test_contract.py", "[zoo]", "book/A2_api.md"):
+    for step in (
+        "name=",
+        "contract.check",
+        "tests/test_contract.py",
+        "[zoo]",
+        "book/A2_api.md",
+    ):
         assert step in text, f"CONTRIBUTING.md does not mention {step!r}"
     (tmp_path / "toy_pixelate.py").write_text(contributing_module())
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -95,9 +110,23 @@ def test_contributing_walkthrough(tmp_path, monkeypatch):
         assert problems == [], problems
         x = torch.rand(32, 1, 32, 32) * 2 - 1
         run = tmp_path / "run"
-        train(UNet.from_preset("tiny", channels=1), D, x,
-              TrainConfig(steps=5, batch_size=4, checkpoint_dir=str(run), progress=False, device="cpu"))
-        assert load_checkpoint(run / "last.pt")["degradation"] == {"name": "toy_pixelate", "T": 3, "channels": None}
+        train(
+            UNet.from_preset("tiny", channels=1),
+            D,
+            x,
+            TrainConfig(
+                steps=5,
+                batch_size=4,
+                checkpoint_dir=str(run),
+                progress=False,
+                device="cpu",
+            ),
+        )
+        assert load_checkpoint(run / "last.pt")["degradation"] == {
+            "name": "toy_pixelate",
+            "T": 3,
+            "channels": None,
+        }
         R, D2 = restore(run / "last.pt")
         assert isinstance(D2, module.Pixelate) and torch.equal(D2(x, 2), D(x, 2))
     finally:
@@ -109,7 +138,9 @@ def _blocks(text: str, language: str):
     """The fenced blocks of ``text`` in ``language`` ('' for unlabelled ones), in order."""
     import re
 
-    return re.findall(r"^```" + re.escape(language) + r"\n(.*?)^```", text, flags=re.S | re.M)
+    return re.findall(
+        r"^```" + re.escape(language) + r"\n(.*?)^```", text, flags=re.S | re.M
+    )
 
 
 @pytest.mark.slow
@@ -129,12 +160,27 @@ def test_contributing_followed_in_a_temporary_copy(tmp_path):
 
     text = (ROOT / "CONTRIBUTING.md").read_text()
     copy = tmp_path / "copy"
-    shutil.copytree(ROOT / "colddiff_lib", copy / "colddiff_lib", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    shutil.copytree(
+        ROOT / "colddiff_lib",
+        copy / "colddiff_lib",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(copy),
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+    }
 
     def run(*argv, ok=True, **extra_env):
-        done = subprocess.run([sys.executable, *argv], cwd=copy, env={**env, **extra_env}, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, *argv],
+            cwd=copy,
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if ok:
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return done
@@ -149,56 +195,111 @@ def test_contributing_followed_in_a_temporary_copy(tmp_path):
         names.append(name)
     assert "from colddiff_lib.degradations.base import FlatEnd" in modules[1]
 
-    # 2. The contract, by the document's own command (run from the copy: it must see the copy's package).
+    # 2. The contract, by the document's own command (run from the copy: it must see the
+    #    copy's package).
     command = next(line for line in text.splitlines() if line.startswith("python -c "))
     argv = shlex.split(command)[1:]
     out = run(*argv).stdout
     assert out.startswith("([], "), out
-    checked = run("-c", "import colddiff_lib, sys\n"
-                        f"assert colddiff_lib.__file__.startswith({str(copy)!r}), colddiff_lib.__file__\n"
-                        "from colddiff_lib.degradations import build\n"
-                        "from colddiff_lib.exercises.ch07 import check_degradation\n"
-                        f"for name in {names!r}:\n"
-                        "    assert check_degradation(build(name)), name\n").stdout
-    assert checked.count("Correct: ") == 2 and "the end state its latent() describes" in checked, checked
+    checked = run(
+        "-c",
+        "import colddiff_lib, sys\n"
+        f"assert colddiff_lib.__file__.startswith({str(copy)!r}), colddiff_lib.__file__\n"
+        "from colddiff_lib.degradations import build\n"
+        "from colddiff_lib.exercises.ch07 import check_degradation\n"
+        f"for name in {names!r}:\n"
+        "    assert check_degradation(build(name)), name\n",
+    ).stdout
+    assert (
+        checked.count("Correct: ") == 2
+        and "the end state its latent() describes" in checked
+    ), checked
 
-    # 3. The zoo config: every table the command line, the build and export read; it trains.
+    # 3. The zoo config: every table the command line, the build and export read; it
+    #    trains.
     template = _blocks(text, "toml")
     assert len(template) == 1
     config = template[0].replace("<name>", names[0])
     path = copy / "colddiff_lib" / "zoo" / "configs" / f"mnist-{names[0]}.toml"
     path.write_text(config)
     tables = RunConfig.from_toml(path).tables()
-    assert set(tables) == {"zoo", "data", "model", "train", "degradation"}, sorted(tables)
-    run("-c", f"from colddiff_lib.zoo.build import task_of; assert task_of('mnist-{names[0]}') == 'reconstruction'")
-    run("-m", "colddiff_lib", "train", "--config", str(path), "--out", str(tmp_path / "run"), "--steps", "2",
-        "--batch-size", "4", "--val-images", "8", "--eval-every", "2", "--checkpoint-every", "2",
-        "--no-progress", "--device", "cpu")
+    assert set(tables) == {"zoo", "data", "model", "train", "degradation"}, sorted(
+        tables
+    )
+    run(
+        "-c",
+        f"from colddiff_lib.zoo.build import task_of; assert task_of('mnist-{names[0]}') == 'reconstruction'",
+    )
+    run(
+        "-m",
+        "colddiff_lib",
+        "train",
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--val-images",
+        "8",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
     assert (tmp_path / "run" / "best.pt").is_file()
     # The trial build: a scratch folder of its own for runs, tables, weights and card.
-    assert ('python -m colddiff_lib.zoo.build --names mnist-<name> --runs /tmp/trial/runs --results '
-            '/tmp/trial/results --out /tmp/trial/zoo --train-args "--steps 20"') in text
+    assert (
+        "python -m colddiff_lib.zoo.build --names mnist-<name> --runs /tmp/trial/runs --results "
+        '/tmp/trial/results --out /tmp/trial/zoo --train-args "--steps 20"'
+    ) in text
 
-    # 3b. A generation degradation is one module and one TOML: the flat-end module with the same template as a
-    # generation model goes through the trial build (trained, shipped into the scratch zoo, measured into its
-    # generation table), and the zoo generates digits with it; no other file of the copy was edited.
+    # 3b. A generation degradation is one module and one TOML: the flat-end module with
+    # the same template as a generation model goes through the trial build (trained,
+    # shipped into the scratch zoo, measured into its generation table), and the zoo
+    # generates digits with it; no other file of the copy was edited.
     gen = f"mnist-{names[1]}"
-    gen_config = config.replace(names[0], names[1]).replace('task = "reconstruction"', 'task = "generation"')
+    gen_config = config.replace(names[0], names[1]).replace(
+        'task = "reconstruction"', 'task = "generation"'
+    )
     assert gen_config != config and 'task = "generation"' in gen_config
     (copy / "colddiff_lib" / "zoo" / "configs" / f"{gen}.toml").write_text(gen_config)
     trial = tmp_path / "trial"
-    built = run("-m", "colddiff_lib.zoo.build", "--names", gen, "--runs", str(trial / "runs"), "--results",
-                str(trial / "results"), "--out", str(trial / "zoo"), "--n", "8", "--train-args",
-                "--steps 4 --batch-size 4 --val-images 8 --eval-every 2 --checkpoint-every 2 --device cpu")
+    built = run(
+        "-m",
+        "colddiff_lib.zoo.build",
+        "--names",
+        gen,
+        "--runs",
+        str(trial / "runs"),
+        "--results",
+        str(trial / "results"),
+        "--out",
+        str(trial / "zoo"),
+        "--n",
+        "8",
+        "--train-args",
+        "--steps 4 --batch-size 4 --val-images 8 --eval-every 2 --checkpoint-every 2 --device cpu",
+    )
     assert "1 of 1 models evaluated" in built.stdout, built.stdout[-2000:]
     table = (trial / "results" / "generation.csv").read_text()
-    assert table.count(f"\n{gen},") >= 2, table  # its rows: Algorithm 2 and Algorithm 1, from its card's defaults
-    generated = run("-c", f"from colddiff_lib import zoo; x, x_T = zoo.generate({gen!r}, 4); "
-                          f"print(tuple(x.shape), bool(x.isfinite().all()), zoo.sampling({gen!r})['algorithm'])",
-                    COLDDIFF_ZOO=str(trial / "zoo")).stdout
+    # its rows: Algorithm 2 and Algorithm 1, from its card's defaults
+    assert table.count(f"\n{gen},") >= 2, table
+    generated = run(
+        "-c",
+        f"from colddiff_lib import zoo; x, x_T = zoo.generate({gen!r}, 4); "
+        f"print(tuple(x.shape), bool(x.isfinite().all()), zoo.sampling({gen!r})['algorithm'])",
+        COLDDIFF_ZOO=str(trial / "zoo"),
+    ).stdout
     assert generated.strip() == "(4, 1, 32, 32) True improved", generated
 
-    # 4. The API line, under Sphinx with warnings as errors; the namespace path fails there.
+    # 4. The API line, under Sphinx with warnings as errors; the namespace path fails
+    #    there.
     line = next(x for x in text.splitlines() if x.startswith(".. autoclass:: "))
     assert line == ".. autoclass:: colddiff_lib.degradations.<name>.<Class>", line
     assert "book/A2_api.md" in text and "{eval-rst}" in text
@@ -207,9 +308,21 @@ def test_contributing_followed_in_a_temporary_copy(tmp_path):
         src = tmp_path / "docs"
         shutil.rmtree(src, ignore_errors=True)
         src.mkdir()
-        (src / "conf.py").write_text('extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon"]\n')
+        (src / "conf.py").write_text(
+            'extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon"]\n'
+        )
         (src / "index.rst").write_text(f"API\n===\n\n{directive}\n")
-        return run("-m", "sphinx", "-W", "-q", "-b", "text", str(src), str(tmp_path / "html"), ok=False)
+        return run(
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-b",
+            "text",
+            str(src),
+            str(tmp_path / "html"),
+            ok=False,
+        )
 
     built = sphinx(line.replace("<name>", names[0]).replace("<Class>", "Pixelate"))
     assert built.returncode == 0, built.stderr[-3000:]

@@ -92,7 +92,9 @@ def _fake_mnist(root, folder, n_train=12, n_test=5):
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
 
 
-@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+@pytest.mark.parametrize(
+    "name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")]
+)
 def test_torchvision_mnist_like_offline(tmp_path, name, folder):
     _fake_mnist(tmp_path, folder)
     train = load_dataset(name, root=tmp_path, download=False)
@@ -100,10 +102,14 @@ def test_torchvision_mnist_like_offline(tmp_path, name, folder):
     assert train.images.shape == (12, 1, 32, 32)
     assert train.labels.tolist() == [i % 10 for i in range(12)]
     assert _in_range(train.images)
-    test = load_dataset(name, split="test", image_size=28, root=tmp_path, download=False)
+    test = load_dataset(
+        name, split="test", image_size=28, root=tmp_path, download=False
+    )
     assert test.images.shape == (5, 1, 28, 28)
     assert test.images[0].min() == -1.0 and test.images[0].max() == 1.0
-    rgb = load_dataset(name, image_size=8, root=str(tmp_path), download=False, channels=3)
+    rgb = load_dataset(
+        name, image_size=8, root=str(tmp_path), download=False, channels=3
+    )
     assert rgb.images.shape == (12, 3, 8, 8)
 
 
@@ -113,7 +119,10 @@ def test_torchvision_cifar10_offline(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for fname in files:
-        d = {"data": rng.integers(0, 256, size=(3, 3072), dtype=np.uint8), "labels": [0, 1, 2]}
+        d = {
+            "data": rng.integers(0, 256, size=(3, 3072), dtype=np.uint8),
+            "labels": [0, 1, 2],
+        }
         with open(base / fname, "wb") as f:
             pickle.dump(d, f)
     with open(base / "batches.meta", "wb") as f:
@@ -127,7 +136,14 @@ def test_torchvision_cifar10_offline(tmp_path, monkeypatch):
     assert train.images.shape == (15, 3, 32, 32)
     assert train.labels.tolist() == [0, 1, 2] * 5
     assert _in_range(train.images)
-    test = load_dataset("cifar10", split="test", image_size=16, root=tmp_path, download=False, channels=1)
+    test = load_dataset(
+        "cifar10",
+        split="test",
+        image_size=16,
+        root=tmp_path,
+        download=False,
+        channels=1,
+    )
     assert test.images.shape == (3, 1, 16, 16)
     assert _in_range(test.images)
 
@@ -148,14 +164,20 @@ def test_celeba_lazy_wrapper(tmp_path, monkeypatch):
             return Image.new("RGB", (178, 218), (255, 0, 0)), torch.zeros(40)
 
     monkeypatch.setattr(tvd, "CelebA", FakeCelebA)
-    ds = load_dataset("celeba", split="test", image_size=24, root=tmp_path, download=False)
+    ds = load_dataset(
+        "celeba", split="test", image_size=24, root=tmp_path, download=False
+    )
     assert seen == {"root": str(tmp_path), "split": "test", "download": False}
     assert not hasattr(ds, "images")
     assert len(ds) == 3
     x = ds[1]
     assert isinstance(x, torch.Tensor) and x.shape == (3, 24, 24)
-    assert torch.allclose(x[0], torch.ones(24, 24)) and torch.allclose(x[1], -torch.ones(24, 24))
-    grey = load_dataset("celeba", image_size=8, root=tmp_path, download=False, channels=1)[0]
+    assert torch.allclose(x[0], torch.ones(24, 24)) and torch.allclose(
+        x[1], -torch.ones(24, 24)
+    )
+    grey = load_dataset(
+        "celeba", image_size=8, root=tmp_path, download=False, channels=1
+    )[0]
     assert grey.shape == (1, 8, 8) and _in_range(grey)
 
 
@@ -215,7 +237,8 @@ def test_bad_channels():
         load_dataset("mnist5k", channels=2)
 
 
-# ---------------------------------------------------------------- skimage sets & helpers
+# ---------------------------------------------------------------- skimage sets &
+# helpers
 def test_photographs():
     x = photographs(size=32)
     assert x.shape == (3, 3, 32, 32) and _in_range(x)
@@ -228,11 +251,15 @@ def test_photographs():
 
 def test_lfw_faces():
     f = lfw_faces()
-    assert f.shape == (100, 1, 32, 32) and _in_range(f)  # faces only: the subset's first 100 images
+    # faces only: the subset's first 100 images
+    assert f.shape == (100, 1, 32, 32) and _in_range(f)
     assert f.std() > 0.1
     everything = lfw_faces(include_non_faces=True)
     assert everything.shape == (200, 1, 32, 32) and torch.equal(everything[:100], f)
-    assert blend_targets("lfw").shape == (100, 1, 32, 32) and blend_targets("lfw", channels=3).shape[1] == 3
+    assert (
+        blend_targets("lfw").shape == (100, 1, 32, 32)
+        and blend_targets("lfw", channels=3).shape[1] == 3
+    )
     with pytest.raises(ValueError, match="source"):
         blend_targets("animals")
     f5 = lfw_faces(image_size=25, n=5)

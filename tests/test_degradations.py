@@ -10,25 +10,40 @@ from colddiff_lib.degradations.noisy import Noisy
 from conftest import library_degradations, quick_instance
 
 
-#: Degradations in settings other than their defaults, for the tests of what those settings do.
+# : Degradations in settings other than their defaults, for the tests of what those
+# settings do.
 VARIANTS = {
     "blur_mnist": lambda: dg.GaussianBlur(T=20, kernel_size=11, std=7.0, channels=1),
-    "blur_reflect_collapse": lambda: dg.GaussianBlur(T=10, kernel_size=5, std=0.5, schedule="incremental",
-                                                     padding="reflect", collapse_at_T=True),
-    "blur_exponential": lambda: dg.GaussianBlur(T=30, kernel_size=7, std=0.05, schedule="exponential"),
+    "blur_reflect_collapse": lambda: dg.GaussianBlur(
+        T=10,
+        kernel_size=5,
+        std=0.5,
+        schedule="incremental",
+        padding="reflect",
+        collapse_at_T=True,
+    ),
+    "blur_exponential": lambda: dg.GaussianBlur(
+        T=30, kernel_size=7, std=0.05, schedule="exponential"
+    ),
     "inpaint_random": lambda: dg.Inpainting(T=20, std=0.3, random_centre=True),
     "superres_bicubic": lambda: dg.SuperResolution(T=2, mode="bicubic"),
     "noisy_blur": lambda: Noisy(std=0.2),
-    "noisy_fill": lambda: Noisy(base=dg.InpaintingFill(T=30, std=0.2).config(), std=0.1, power=0.0),
-    "noisy_superres": lambda: Noisy(base=dg.SuperResolution(T=4).config(), std=0.3, power=2.0),
+    "noisy_fill": lambda: Noisy(
+        base=dg.InpaintingFill(T=30, std=0.2).config(), std=0.1, power=0.0
+    ),
+    "noisy_superres": lambda: Noisy(
+        base=dg.SuperResolution(T=4).config(), std=0.3, power=2.0
+    ),
 }
 
 
 def make_all():
     """Every degradation of the library, read from the registry and built from its defaults (at most 20
     levels), and the VARIANTS: a degradation added as a module of its own is tested here with no edit."""
-    return {**{name: quick_instance(cls) for name, cls in library_degradations().items()},
-            **{name: make() for name, make in VARIANTS.items()}}
+    return {
+        **{name: quick_instance(cls) for name, cls in library_degradations().items()},
+        **{name: make() for name, make in VARIANTS.items()},
+    }
 
 
 ALL = make_all()
@@ -70,13 +85,21 @@ def test_per_sample_levels_equal_separate_calls(name, x0):
 @pytest.mark.parametrize("collapse", [False, True])
 def test_blur_closed_form_equals_kernels_applied_one_after_another(padding, collapse):
     x0 = torch.rand(3, 2, 24, 20, dtype=torch.float64) * 2 - 1
-    D = dg.GaussianBlur(T=25, kernel_size=9, std=1.5, schedule="incremental", padding=padding, collapse_at_T=collapse)
+    D = dg.GaussianBlur(
+        T=25,
+        kernel_size=9,
+        std=1.5,
+        schedule="incremental",
+        padding=padding,
+        collapse_at_T=collapse,
+    )
     x = x0
     for t in range(1, D.T + 1):
         x = D.step(x, t)
         torch.testing.assert_close(D(x0, t), x, atol=1e-5, rtol=0)
     if collapse:
-        # The last step flattens x_{T-1} to its per-channel mean (equal to x0's for circular padding).
+        # The last step flattens x_{T-1} to its per-channel mean (equal to x0's for
+        # circular padding).
         flat = D(x0, D.T - 1).mean(dim=(-2, -1), keepdim=True).expand_as(x0)
         torch.testing.assert_close(D(x0, D.T), flat)
 
@@ -84,12 +107,16 @@ def test_blur_closed_form_equals_kernels_applied_one_after_another(padding, coll
 def test_blur_step_is_the_paper_convolution():
     """One step equals a depthwise conv2d with the normalised outer-product Gaussian kernel."""
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
-    D = dg.GaussianBlur(T=3, kernel_size=5, std=1.0, schedule="constant", padding="circular")
+    D = dg.GaussianBlur(
+        T=3, kernel_size=5, std=1.0, schedule="constant", padding="circular"
+    )
     i = torch.arange(5, dtype=torch.float64) - 2
-    g = torch.exp(-i ** 2 / 2)
+    g = torch.exp(-(i**2) / 2)
     k = torch.outer(g, g)
     k = (k / k.sum()).expand(3, 1, 5, 5)
-    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="circular"), k, groups=3)
+    ref = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, (2, 2, 2, 2), mode="circular"), k, groups=3
+    )
     torch.testing.assert_close(D.step(x, 1), ref)
     torch.testing.assert_close(D(x, 1), ref)
 
@@ -97,19 +124,27 @@ def test_blur_step_is_the_paper_convolution():
 def test_blur_schedules():
     assert dg.blur_sigmas(3, 7.0, "constant") == [7.0, 7.0, 7.0]
     assert dg.blur_sigmas(3, 0.5, "incremental") == [0.5, 1.0, 1.5]
-    assert dg.blur_sigmas(2, 0.01, "exponential") == pytest.approx([1.0, 1.01005], rel=1e-5)
+    assert dg.blur_sigmas(2, 0.01, "exponential") == pytest.approx(
+        [1.0, 1.01005], rel=1e-5
+    )
 
 
 def test_blur_float32_matches_float64_and_keeps_mass():
     x0 = torch.rand(2, 1, 32, 32) * 2 - 1
     D = dg.GaussianBlur(T=20, kernel_size=11, std=7.0)
-    torch.testing.assert_close(D(x0, 20).double(), D(x0.double(), 20), atol=1e-5, rtol=0)
-    torch.testing.assert_close(D(x0, 20).mean(dim=(-2, -1)), x0.mean(dim=(-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        D(x0, 20).double(), D(x0.double(), 20), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        D(x0, 20).mean(dim=(-2, -1)), x0.mean(dim=(-2, -1)), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("random_centre", [False, True])
 def test_inpainting_cumulative_mask_equals_steps(random_centre, x0):
-    D = dg.Inpainting(T=30, std=0.2, random_centre=random_centre).freeze(x0, torch.Generator().manual_seed(3))
+    D = dg.Inpainting(T=30, std=0.2, random_centre=random_centre).freeze(
+        x0, torch.Generator().manual_seed(3)
+    )
     x = x0
     for t in range(1, D.T + 1):
         x = D.step(x, t)
@@ -134,10 +169,14 @@ def test_superres_halves_the_resolution_and_composes(x0):
     for t in range(1, 4):
         x = D.step(x, t)
         torch.testing.assert_close(D(x0, t), x, atol=1e-6, rtol=0)
-        f = 2 ** t
+        f = 2**t
         blocks = D(x0, t).unfold(2, f, f).unfold(3, f, f)  # [B, C, 32/f, 32/f, f, f]
-        assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks)), "constant f x f blocks"
-    torch.testing.assert_close(D(x0, 3)[..., ::8, ::8], torch.nn.functional.avg_pool2d(x0, 8))
+        assert torch.allclose(blocks, blocks[..., :1, :1].expand_as(blocks)), (
+            "constant f x f blocks"
+        )
+    torch.testing.assert_close(
+        D(x0, 3)[..., ::8, ::8], torch.nn.functional.avg_pool2d(x0, 8)
+    )
     with pytest.raises(ValueError, match="divisible"):
         D(torch.zeros(1, 1, 20, 20), 1)
 
@@ -147,7 +186,9 @@ def test_noise_and_blend_follow_the_cosine_schedule(x0):
     assert abar[0] == 1 and abar[-1] == 0 and torch.all(abar[1:] <= abar[:-1])
     D = dg.GaussianNoise(T=200).freeze(x0, torch.Generator().manual_seed(0))
     t = 77
-    torch.testing.assert_close(D(x0, t), abar[t].sqrt().float() * x0 + (1 - abar[t]).sqrt().float() * D.source)
+    torch.testing.assert_close(
+        D(x0, t), abar[t].sqrt().float() * x0 + (1 - abar[t]).sqrt().float() * D.source
+    )
     torch.testing.assert_close(D(x0, 200), D.source)
     targets = torch.rand(3, 1, 32, 32) * 2 - 1
     B = dg.Blend(targets, T=200).freeze(x0, torch.Generator().manual_seed(0))
@@ -156,7 +197,11 @@ def test_noise_and_blend_follow_the_cosine_schedule(x0):
 
 
 def test_freeze_fixes_randomness_and_seeds_reproduce(x0):
-    for D in (dg.Snow(T=30), dg.GaussianNoise(T=10), dg.Inpainting(T=10, random_centre=True)):
+    for D in (
+        dg.Snow(T=30),
+        dg.GaussianNoise(T=10),
+        dg.Inpainting(T=10, random_centre=True),
+    ):
         a = D.freeze(x0, torch.Generator().manual_seed(5))
         b = D.freeze(x0, torch.Generator().manual_seed(5))
         c = D.freeze(x0, torch.Generator().manual_seed(6))
@@ -181,8 +226,11 @@ def test_linear_degradations_are_linear(name, a, b, t):
     t = min(t, ALL[name].T)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
-    D = ALL[name].freeze(x, g)  # a random one (a mask's centre) draws once for all three calls
-    torch.testing.assert_close(D(a * x + b * y, t), a * D(x, t) + b * D(y, t), atol=1e-4, rtol=1e-4)
+    # a random one (a mask's centre) draws once for all three calls
+    D = ALL[name].freeze(x, g)
+    torch.testing.assert_close(
+        D(a * x + b * y, t), a * D(x, t) + b * D(y, t), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_build_rebuilds_from_config():
@@ -194,7 +242,10 @@ def test_build_rebuilds_from_config():
         dg.build("sharpen")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: on the CPU every tensor is on it")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU: on the CPU every tensor is on it",
+)
 def test_cuda_images_stay_on_the_gpu_and_a_cpu_generator_drives_them():
     """Images on the GPU give images on the GPU at every level, and a frozen draw from a CPU generator is the
     same whichever device the images are on (reproducible everywhere)."""
@@ -202,7 +253,9 @@ def test_cuda_images_stay_on_the_gpu_and_a_cpu_generator_drives_them():
     for name, D in make_all().items():
         t = torch.tensor([1, D.T])
         on_cpu = D.freeze(x, torch.Generator().manual_seed(0))(x, t)
-        on_gpu = D.freeze(x.cuda(), torch.Generator().manual_seed(0))(x.cuda(), t.cuda())
+        on_gpu = D.freeze(x.cuda(), torch.Generator().manual_seed(0))(
+            x.cuda(), t.cuda()
+        )
         assert on_gpu.device.type == "cuda", name
         torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4, msg=name)
 
@@ -254,7 +307,9 @@ def test_a_new_degradation_needs_one_method(x0):
         D(x0, 6)
 
 
-@pytest.mark.parametrize("name", sorted(name for name in VARIANTS if name.startswith("noisy_")))
+@pytest.mark.parametrize(
+    "name", sorted(name for name in VARIANTS if name.startswith("noisy_"))
+)
 def test_noisy_is_its_base_plus_noise_of_the_scheduled_spread(name):
     """D(x0, t) - B(x0, t) is the frozen z times sigma_t = std (t / T)^power; D.freeze_to(x_T) reaches x_T at T."""
     D = ALL[name]
@@ -263,10 +318,15 @@ def test_noisy_is_its_base_plus_noise_of_the_scheduled_spread(name):
     for t in (1, D.T // 2, D.T):
         residual = Df(x0, t) - Df.clean(x0, t)
         expected = D.std * (t / D.T) ** D.power
-        assert abs(float(residual.std()) / expected - 1) < 0.02, (t, float(residual.std()), expected)
+        assert abs(float(residual.std()) / expected - 1) < 0.02, (
+            t,
+            float(residual.std()),
+            expected,
+        )
         torch.testing.assert_close(residual, expected * Df.noise, atol=1e-5, rtol=0)
     x_T = Df(x0, D.T)
-    again = D.freeze_to(x_T)  # from any image whose end state is x_T's noise-free part, D reaches x_T
+    # from any image whose end state is x_T's noise-free part, D reaches x_T
+    again = D.freeze_to(x_T)
     start = D.from_latent(D.latent(x_T), x_T.shape[1:])
     torch.testing.assert_close(again(start, D.T), x_T, atol=1e-5, rtol=0)
     assert D.symmetry_noise == D.std
@@ -274,10 +334,12 @@ def test_noisy_is_its_base_plus_noise_of_the_scheduled_spread(name):
 
 
 def test_noisy_refuses_bad_arguments():
-    for kwargs, message in [({"base": {"T": 4}}, "base must be a degradation's config"),
-                            ({"base": {"name": "noisy"}}, "not another noisy one"),
-                            ({"std": 0}, "std must be a positive number"),
-                            ({"power": -1}, "power must be a number in"),
-                            ({"base": {"name": "blurr"}}, "did you mean 'blur'")]:
+    for kwargs, message in [
+        ({"base": {"T": 4}}, "base must be a degradation's config"),
+        ({"base": {"name": "noisy"}}, "not another noisy one"),
+        ({"std": 0}, "std must be a positive number"),
+        ({"power": -1}, "power must be a number in"),
+        ({"base": {"name": "blurr"}}, "did you mean 'blur'"),
+    ]:
         with pytest.raises(ValueError, match=message):
             dg.build("noisy", **kwargs)

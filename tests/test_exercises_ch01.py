@@ -21,7 +21,10 @@ def test_correct_answer_passes(t, capsys):
     assert "Correct" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("answer", [0.847, 0.8470, 0.84701, round(by_hand(50), 5), float(np.float32(by_hand(50)))])
+@pytest.mark.parametrize(
+    "answer",
+    [0.847, 0.8470, 0.84701, round(by_hand(50), 5), float(np.float32(by_hand(50)))],
+)
 def test_a_rounded_answer_passes(answer, capsys):
     """abar_50 = 0.847012...: the answer rounded to three decimals or more is right."""
     assert check_alpha_bar(answer, 50) is True
@@ -42,17 +45,28 @@ def test_last_level_is_zero(capsys):
 
 
 def degrees(t, T=200, s=0.008):
-    f = lambda u: math.cos((u / T + s) / (1 + s) * 90) ** 2  # noqa: E731  (90 "degrees" fed to a radian cosine)
+    # 90 "degrees" fed to a radian cosine
+    f = lambda u: math.cos((u / T + s) / (1 + s) * 90) ** 2  # noqa: E731
     return f(t) / f(0)
 
 
 # The mutation table: each plausible wrong answer, the words its message must contain.
 MUTATIONS = [
-    ("f(t), not divided by f(0)", lambda t: math.cos((t / 200 + 0.008) / 1.008 * math.pi / 2) ** 2, "f(0)"),
+    (
+        "f(t), not divided by f(0)",
+        lambda t: math.cos((t / 200 + 0.008) / 1.008 * math.pi / 2) ** 2,
+        "f(0)",
+    ),
     ("no offset s", lambda t: math.cos(t / 200 * math.pi / 2) ** 2, "offset s"),
     ("angle in degrees", degrees, "radians"),
-    ("cos, not cos^2", lambda t: math.cos((t / 200 + 0.008) / 1.008 * math.pi / 2)
-     / math.cos(0.008 / 1.008 * math.pi / 2), "sqrt(abar_t)"),
+    (
+        "cos, not cos^2",
+        lambda t: (
+            math.cos((t / 200 + 0.008) / 1.008 * math.pi / 2)
+            / math.cos(0.008 / 1.008 * math.pi / 2)
+        ),
+        "sqrt(abar_t)",
+    ),
     ("sqrt(abar)", lambda t: math.sqrt(by_hand(t)), "sqrt(abar_t)"),
     ("1 - abar", lambda t: 1 - by_hand(t), "1 - abar_t"),
     ("sqrt(1 - abar)", lambda t: math.sqrt(1 - by_hand(t)), "sqrt(1 - abar_t)"),
@@ -66,21 +80,26 @@ MUTATIONS = [
 ]
 
 
-@pytest.mark.parametrize("wrong, words", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize(
+    "wrong, words", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
 def test_typical_wrong_answers_fail_with_a_useful_message(wrong, words, capsys):
     assert check_alpha_bar(wrong(50), 50) is False
     out = capsys.readouterr().out
     assert out.startswith("Not yet") and words in out, out
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(answer="0.8", t=50), "answer"),
-    (dict(answer=[0.8, 0.7], t=50), "answer"),
-    (dict(answer=True, t=50), "answer"),
-    (dict(answer=0.8, t=50.0), "t"),
-    (dict(answer=0.8, t=201), "t"),
-    (dict(answer=0.8, t=5, T=0), "T"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(answer="0.8", t=50), "answer"),
+        (dict(answer=[0.8, 0.7], t=50), "answer"),
+        (dict(answer=True, t=50), "answer"),
+        (dict(answer=0.8, t=50.0), "t"),
+        (dict(answer=0.8, t=201), "t"),
+        (dict(answer=0.8, t=5, T=0), "T"),
+    ],
+)
 def test_wrong_types_raise_value_error_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
         check_alpha_bar(**kwargs)

@@ -44,29 +44,77 @@ def clamped(R, x_s, s):
 MUTATIONS = [
     ("Algorithm 1", lambda R, D, x_s, s: D(clamped(R, x_s, s), s - 1), "Algorithm 1"),
     ("Algorithm 1, no clamp", lambda R, D, x_s, s: D(R(x_s, s), s - 1), "Algorithm 1"),
-    ("signs swapped", lambda R, D, x_s, s: x_s + D(clamped(R, x_s, s), s) - D(clamped(R, x_s, s), s - 1),
-     "signs are swapped"),
-    ("x_s left out", lambda R, D, x_s, s: D(clamped(R, x_s, s), s - 1) - D(clamped(R, x_s, s), s), "left out x_s"),
+    (
+        "signs swapped",
+        lambda R, D, x_s, s: (
+            x_s + D(clamped(R, x_s, s), s) - D(clamped(R, x_s, s), s - 1)
+        ),
+        "signs are swapped",
+    ),
+    (
+        "x_s left out",
+        lambda R, D, x_s, s: D(clamped(R, x_s, s), s - 1) - D(clamped(R, x_s, s), s),
+        "left out x_s",
+    ),
     ("direct estimate", lambda R, D, x_s, s: clamped(R, x_s, s), "direct estimate"),
-    ("R at s - 1", lambda R, D, x_s, s: x_s - D(clamped(R, x_s, s - 1), s) + D(clamped(R, x_s, s - 1), s - 1),
-     "level of its input"),
-    ("missing clamp", lambda R, D, x_s, s: x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1), "did not clamp"),
-    ("clamp of the result", lambda R, D, x_s, s: (x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)).clamp(-1, 1),
-     "you clamped x_(s-1)"),
-    ("clamp to [0, 1]", lambda R, D, x_s, s: x_s - D(R(x_s, s).clamp(0, 1), s) + D(R(x_s, s).clamp(0, 1), s - 1),
-     "not (0, 1)"),
-    ("degrades x_s", lambda R, D, x_s, s: x_s - D(x_s, s) + D(x_s, s - 1), "degraded x_s itself"),
-    ("both terms at s", lambda R, D, x_s, s: x_s - D(clamped(R, x_s, s), s) + D(clamped(R, x_s, s), s),
-     "returns x_s unchanged"),
-    ("in place", lambda R, D, x_s, s: x_s.sub_(D(clamped(R, x_s, s), s)).add_(D(clamped(R, x_s, s), s - 1)),
-     "changed x_s in place"),
-    ("a small offset", lambda R, D, x_s, s: improved(R, D, x_s, s) + 0.01, "differs from the library's"),
-    ("a list", lambda R, D, x_s, s: improved(R, D, x_s, s).tolist(), "return the tensor"),
+    (
+        "R at s - 1",
+        lambda R, D, x_s, s: (
+            x_s - D(clamped(R, x_s, s - 1), s) + D(clamped(R, x_s, s - 1), s - 1)
+        ),
+        "level of its input",
+    ),
+    (
+        "missing clamp",
+        lambda R, D, x_s, s: x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1),
+        "did not clamp",
+    ),
+    (
+        "clamp of the result",
+        lambda R, D, x_s, s: (x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)).clamp(-1, 1),
+        "you clamped x_(s-1)",
+    ),
+    (
+        "clamp to [0, 1]",
+        lambda R, D, x_s, s: (
+            x_s - D(R(x_s, s).clamp(0, 1), s) + D(R(x_s, s).clamp(0, 1), s - 1)
+        ),
+        "not (0, 1)",
+    ),
+    (
+        "degrades x_s",
+        lambda R, D, x_s, s: x_s - D(x_s, s) + D(x_s, s - 1),
+        "degraded x_s itself",
+    ),
+    (
+        "both terms at s",
+        lambda R, D, x_s, s: x_s - D(clamped(R, x_s, s), s) + D(clamped(R, x_s, s), s),
+        "returns x_s unchanged",
+    ),
+    (
+        "in place",
+        lambda R, D, x_s, s: x_s.sub_(D(clamped(R, x_s, s), s)).add_(
+            D(clamped(R, x_s, s), s - 1)
+        ),
+        "changed x_s in place",
+    ),
+    (
+        "a small offset",
+        lambda R, D, x_s, s: improved(R, D, x_s, s) + 0.01,
+        "differs from the library's",
+    ),
+    (
+        "a list",
+        lambda R, D, x_s, s: improved(R, D, x_s, s).tolist(),
+        "return the tensor",
+    ),
     ("one image", lambda R, D, x_s, s: improved(R, D, x_s, s)[0], "shaped like x_s"),
 ]
 
 
-@pytest.mark.parametrize("fn, words", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize(
+    "fn, words", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
 def test_typical_slips_fail_with_a_useful_message(fn, words, capsys):
     assert check_improved_step(fn) is False
     out = capsys.readouterr().out

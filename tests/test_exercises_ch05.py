@@ -28,29 +28,90 @@ def test_a_correct_rmse_passes(capsys):
 
 # The mutation table: a plausible wrong RMSE, the words its message must contain.
 MUTATIONS = [
-    ("on [-1, 1]", lambda x, y: float((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean()),
-     "[0, 1]"),
-    ("on [-1, 1], no clamp", lambda x, y: float((x - y).pow(2).flatten(1).mean(1).sqrt().mean()), "[0, 1]"),
-    ("no clamp", lambda x, y: float(((x - y) / 2).pow(2).flatten(1).mean(1).sqrt().mean()), "did not clamp"),
-    ("whole batch", lambda x, y: float((unit(x) - unit(y)).pow(2).mean().sqrt()), "rmse_as_paper"),
+    (
+        "on [-1, 1]",
+        lambda x, y: float(
+            (x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean()
+        ),
+        "[0, 1]",
+    ),
+    (
+        "on [-1, 1], no clamp",
+        lambda x, y: float((x - y).pow(2).flatten(1).mean(1).sqrt().mean()),
+        "[0, 1]",
+    ),
+    (
+        "no clamp",
+        lambda x, y: float(((x - y) / 2).pow(2).flatten(1).mean(1).sqrt().mean()),
+        "did not clamp",
+    ),
+    (
+        "whole batch",
+        lambda x, y: float((unit(x) - unit(y)).pow(2).mean().sqrt()),
+        "rmse_as_paper",
+    ),
     ("rmse_as_paper", rmse_as_paper, "rmse_as_paper"),
-    ("per channel", lambda x, y: float((unit(x) - unit(y)).pow(2).mean(dim=(2, 3)).sqrt().mean()), "per channel"),
-    ("per channel, one channel", lambda x, y: float((unit(x) - unit(y))[:, :1].pow(2).flatten(1).mean(1).sqrt()
-                                                     .mean()), "instead of"),
-    ("batch first", lambda x, y: float((unit(x) - unit(y)).pow(2).mean(0).sqrt().mean()), "batch first"),
-    ("mse", lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).mean()), "mean squared error"),
-    ("mae", lambda x, y: float((unit(x) - unit(y)).abs().flatten(1).mean(1).mean()), "absolute"),
-    ("sum over the batch", lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).sqrt().sum()),
-     "summed"),
-    ("only x rescaled", lambda x, y: float((unit(x) - y).pow(2).flatten(1).mean(1).sqrt().mean()), "rescale both"),
-    ("in place", lambda x, y: good_rmse(x.add_(0), y.clamp_(-1, 1)), "changed y in place"),
-    ("in place on x", lambda x, y: float((x.add_(1).div_(2).clamp(0, 1) - unit(y)).pow(2).flatten(1).mean(1).sqrt()
-                                         .mean()), "changed x in place"),
+    (
+        "per channel",
+        lambda x, y: float((unit(x) - unit(y)).pow(2).mean(dim=(2, 3)).sqrt().mean()),
+        "per channel",
+    ),
+    (
+        "per channel, one channel",
+        lambda x, y: float(
+            (unit(x) - unit(y))[:, :1].pow(2).flatten(1).mean(1).sqrt().mean()
+        ),
+        "instead of",
+    ),
+    (
+        "batch first",
+        lambda x, y: float((unit(x) - unit(y)).pow(2).mean(0).sqrt().mean()),
+        "batch first",
+    ),
+    (
+        "mse",
+        lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).mean()),
+        "mean squared error",
+    ),
+    (
+        "mae",
+        lambda x, y: float((unit(x) - unit(y)).abs().flatten(1).mean(1).mean()),
+        "absolute",
+    ),
+    (
+        "sum over the batch",
+        lambda x, y: float((unit(x) - unit(y)).pow(2).flatten(1).mean(1).sqrt().sum()),
+        "summed",
+    ),
+    (
+        "only x rescaled",
+        lambda x, y: float((unit(x) - y).pow(2).flatten(1).mean(1).sqrt().mean()),
+        "rescale both",
+    ),
+    (
+        "in place",
+        lambda x, y: good_rmse(x.add_(0), y.clamp_(-1, 1)),
+        "changed y in place",
+    ),
+    (
+        "in place on x",
+        lambda x, y: float(
+            (x.add_(1).div_(2).clamp(0, 1) - unit(y))
+            .pow(2)
+            .flatten(1)
+            .mean(1)
+            .sqrt()
+            .mean()
+        ),
+        "changed x in place",
+    ),
     ("a constant", lambda x, y: 0.123, "instead of"),
 ]
 
 
-@pytest.mark.parametrize("wrong, hint", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize(
+    "wrong, hint", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
 def test_typical_mistakes_fail_with_a_useful_message(wrong, hint, capsys):
     assert check_rmse(wrong) is False
     out = capsys.readouterr().out

@@ -11,7 +11,8 @@ from colddiff_lib.exercises.ch06 import check_flat_prior
 
 @pytest.fixture(scope="module")
 def train_images():
-    return load_dataset("mnist5k", split="train").images  # what chapter 6 fits its prior to
+    # what chapter 6 fits its prior to
+    return load_dataset("mnist5k", split="train").images
 
 
 def gaussian_colours(mean, std, seed=0, clamp=True, channels=1):
@@ -21,6 +22,7 @@ def gaussian_colours(mean, std, seed=0, clamp=True, channels=1):
         c = mean + std * torch.randn(n, channels, 1, 1, generator=g)
         c = c.clamp(-1, 1) if clamp else c
         return c.expand(n, channels, 32, 32).contiguous()
+
     return prior
 
 
@@ -35,19 +37,30 @@ def test_a_correct_prior_passes(train_images, capsys):
     assert "Correct" in capsys.readouterr().out
 
 
-def test_a_prior_on_the_global_rng_passes_and_the_global_state_is_left_alone(train_images):
+def test_a_prior_on_the_global_rng_passes_and_the_global_state_is_left_alone(
+    train_images,
+):
     colours = train_images.mean(dim=(1, 2, 3))
     mu, sigma = float(colours.mean()), float(colours.std())
     state = torch.get_rng_state()
-    assert check_flat_prior(lambda n: (mu + sigma * torch.randn(n, 1, 1, 1)).clamp(-1, 1).expand(n, 1, 32, 32),
-                            reference=train_images)
+    assert check_flat_prior(
+        lambda n: (
+            (mu + sigma * torch.randn(n, 1, 1, 1)).clamp(-1, 1).expand(n, 1, 32, 32)
+        ),
+        reference=train_images,
+    )
     assert torch.equal(state, torch.get_rng_state())
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_the_missing_clamp_is_caught_whatever_the_seed(train_images, seed, capsys):
     """The issue's case: the fitted Gaussian without its clamp passed for 159 of 200 seeds (256 draws)."""
-    assert check_flat_prior(fitted(train_images, seed=seed, clamp=False), reference=train_images) is False
+    assert (
+        check_flat_prior(
+            fitted(train_images, seed=seed, clamp=False), reference=train_images
+        )
+        is False
+    )
     assert "clamp the colours" in capsys.readouterr().out
 
 
@@ -55,29 +68,65 @@ def _uniform(n):
     return (torch.rand(n, 1, 1, 1) * 2 - 1).expand(n, 1, 32, 32)
 
 
-# The mutation table: a plausible wrong prior (given the training images), the words its message must contain.
+# The mutation table: a plausible wrong prior (given the training images), the words its
+# message must contain.
 MUTATIONS = [
     ("no channel axis", lambda images: lambda n: torch.zeros(n, 32, 32), "shape"),
     ("three channels", lambda images: fitted(images, channels=3), "shape"),
-    ("integer colours", lambda images: lambda n: torch.zeros(n, 1, 32, 32, dtype=torch.long), "dtype"),
-    ("noise, not flat", lambda images: lambda n: torch.rand(n, 1, 32, 32) * 2 - 1, "not flat"),
-    ("one colour for all", lambda images: lambda n: torch.full((n, 1, 32, 32), -0.74), "same colour"),
+    (
+        "integer colours",
+        lambda images: lambda n: torch.zeros(n, 1, 32, 32, dtype=torch.long),
+        "dtype",
+    ),
+    (
+        "noise, not flat",
+        lambda images: lambda n: torch.rand(n, 1, 32, 32) * 2 - 1,
+        "not flat",
+    ),
+    (
+        "one colour for all",
+        lambda images: lambda n: torch.full((n, 1, 32, 32), -0.74),
+        "same colour",
+    ),
     ("no clamp", lambda images: fitted(images, clamp=False), "clamp the colours"),
-    ("out of range", lambda images: lambda n: (torch.rand(n, 1, 1, 1) * 4 - 2).expand(n, 1, 32, 32), "[-1, 1]"),
+    (
+        "out of range",
+        lambda images: lambda n: (torch.rand(n, 1, 1, 1) * 4 - 2).expand(n, 1, 32, 32),
+        "[-1, 1]",
+    ),
     ("NaN", lambda images: lambda n: torch.full((n, 1, 32, 32), float("nan")), "NaN"),
     ("uniform colours", lambda images: _uniform, "fit the mean"),
-    ("colours in [0, 1]", lambda images: lambda n: torch.rand(n, 1, 1, 1).expand(n, 1, 32, 32), "fit the mean"),
-    ("the pixels' std", lambda images: gaussian_colours(float(images.mean()), float(images.std())),
-     "spread of the pixels"),
-    ("the variance as std", lambda images: gaussian_colours(float(images.mean((1, 2, 3)).mean()),
-                                                            float(images.mean((1, 2, 3)).var())), "variance"),
-    ("three times too wide", lambda images: gaussian_colours(float(images.mean((1, 2, 3)).mean()),
-                                                             3 * float(images.mean((1, 2, 3)).std())),
-     "fit the spread"),
+    (
+        "colours in [0, 1]",
+        lambda images: lambda n: torch.rand(n, 1, 1, 1).expand(n, 1, 32, 32),
+        "fit the mean",
+    ),
+    (
+        "the pixels' std",
+        lambda images: gaussian_colours(float(images.mean()), float(images.std())),
+        "spread of the pixels",
+    ),
+    (
+        "the variance as std",
+        lambda images: gaussian_colours(
+            float(images.mean((1, 2, 3)).mean()), float(images.mean((1, 2, 3)).var())
+        ),
+        "variance",
+    ),
+    (
+        "three times too wide",
+        lambda images: gaussian_colours(
+            float(images.mean((1, 2, 3)).mean()),
+            3 * float(images.mean((1, 2, 3)).std()),
+        ),
+        "fit the spread",
+    ),
 ]
 
 
-@pytest.mark.parametrize("make, hint", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+@pytest.mark.parametrize(
+    "make, hint", [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS]
+)
 def test_typical_mistakes_fail_with_a_useful_message(train_images, make, hint, capsys):
     assert check_flat_prior(make(train_images), reference=train_images) is False
     out = capsys.readouterr().out

@@ -13,7 +13,8 @@ from conftest import library_degradations, quick_instance
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-# --- a correct degradation and the usual slips --------------------------------------------------
+# --- a correct degradation and the usual slips
+# --------------------------------------------------
 class Darken(dg.Degradation, name="test-darken"):
     """Fade toward black: D(x0, t) = -1 + (1 - 0.9 t / T) (x0 + 1); affine, compositional."""
 
@@ -24,7 +25,9 @@ class Darken(dg.Degradation, name="test-darken"):
         return -1 + c * (x0 + 1)
 
     def step_op(self, x, t):
-        c = (1 - 0.9 * t.to(x.dtype) / self.T) / (1 - 0.9 * (t - 1).to(x.dtype) / self.T)
+        c = (1 - 0.9 * t.to(x.dtype) / self.T) / (
+            1 - 0.9 * (t - 1).to(x.dtype) / self.T
+        )
         return -1 + c.view(-1, 1, 1, 1) * (x + 1)
 
 
@@ -88,7 +91,11 @@ class AcceptsAnyT(dg.Degradation):
         if isinstance(t, int):
             t = torch.full((x0.shape[0],), t)
         keep = (t == 0).view(-1, 1, 1, 1)
-        return torch.where(keep, x0, (1 - t.to(x0.dtype).clamp(0, self.T) / self.T).view(-1, 1, 1, 1) * x0)
+        return torch.where(
+            keep,
+            x0,
+            (1 - t.to(x0.dtype).clamp(0, self.T) / self.T).view(-1, 1, 1, 1) * x0,
+        )
 
 
 class SecretlyRandom(dg.Degradation):
@@ -128,7 +135,8 @@ class Raises(dg.Degradation):
         return x0 * self.strength  # no such attribute
 
 
-# --- the Darken exercise's slips (the formula) and claimed end states -----------------------------
+# --- the Darken exercise's slips (the formula) and claimed end states
+# -----------------------------
 class DarkenBase(dg.Degradation):
     """The exercise's Darken, with the contrast c_t as a hook for the slips below."""
 
@@ -154,12 +162,16 @@ class DarkenToZero(DarkenBase, name="test-darken-to-zero"):
 
 class DarkenWrongSign(DarkenBase, name="test-darken-wrong-sign"):
     def contrast(self, t, like):
-        return (1 + self.kappa * t.to(like.dtype) / self.T).view(-1, 1, 1, 1)  # outputs reach 2.8
+        # outputs reach 2.8
+        return (1 + self.kappa * t.to(like.dtype) / self.T).view(-1, 1, 1, 1)
 
 
 class DarkenOffByOne(DarkenBase, name="test-darken-off-by-one"):
     def contrast(self, t, like):
-        return (1 - self.kappa * (t - 1).clamp(min=0).to(like.dtype) / self.T).view(-1, 1, 1, 1)  # (t - 1) / T
+        # (t - 1) / T
+        return (1 - self.kappa * (t - 1).clamp(min=0).to(like.dtype) / self.T).view(
+            -1, 1, 1, 1
+        )
 
 
 class DarkenNoKappa(DarkenBase, name="test-darken-no-kappa"):
@@ -223,25 +235,44 @@ class FlatEndWithNoisyPrior(FadeToFlat, name="test-flat-prior-noisy"):
 def test_the_exercise_formula_is_accepted_by_the_right_darken(capsys):
     ok, out = _verdict(capsys, GoodDarken(T=10, channels=1), formula="darken")
     assert ok, out
-    assert "equals D(x0, t) = -1 + (1 - kappa t / T)(x0 + 1)" in out and "stay in [-1, 1]" in out
-    ok, out = _verdict(capsys, GoodDarken(T=10, channels=1), formula=lambda x0, t: -1 + (1 - 0.09 * t) * (x0 + 1))
+    assert (
+        "equals D(x0, t) = -1 + (1 - kappa t / T)(x0 + 1)" in out
+        and "stay in [-1, 1]" in out
+    )
+    ok, out = _verdict(
+        capsys,
+        GoodDarken(T=10, channels=1),
+        formula=lambda x0, t: -1 + (1 - 0.09 * t) * (x0 + 1),
+    )
     assert ok, out
 
 
-@pytest.mark.parametrize("D, formula, words", [
-    (DarkenToZero(T=10, channels=1), "darken", ["fades toward 0"]),
-    (DarkenWrongSign(T=10, channels=1), None, ["leaves [-1, 1]", "2.8"]),
-    (DarkenOffByOne(T=10, channels=1), "darken", ["(t - 1) / T"]),
-    (DarkenNoKappa(T=10, channels=1), "darken", ["left out kappa"]),
-    (DarkenNoOffset(T=10, channels=1), None, ["should grow with t"]),
-    (DarkenFirstLevel(T=10, channels=1), "darken", ["own t"]),
-    (DarkenInPlace(T=10, channels=1), "darken", ["in place"]),
-    (DarkenUnnamed(T=10, channels=1), "darken", ["no registry name", "name="]),
-    (FadeToGrey(T=10, channels=1), "darken", ["differs from the exercise's formula"]),
-    (FadeClaimingFlatEnd(T=10, channels=1), None, ["FlatEnd mixin", "is not that end state"]),
-    (FlatEndWithWideFlatPrior(T=10, channels=1), None, ["D.prior", "clamp"]),
-    (FlatEndWithNoisyPrior(T=10, channels=1), None, ["D.prior", "not end states"]),
-], ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else None)
+@pytest.mark.parametrize(
+    "D, formula, words",
+    [
+        (DarkenToZero(T=10, channels=1), "darken", ["fades toward 0"]),
+        (DarkenWrongSign(T=10, channels=1), None, ["leaves [-1, 1]", "2.8"]),
+        (DarkenOffByOne(T=10, channels=1), "darken", ["(t - 1) / T"]),
+        (DarkenNoKappa(T=10, channels=1), "darken", ["left out kappa"]),
+        (DarkenNoOffset(T=10, channels=1), None, ["should grow with t"]),
+        (DarkenFirstLevel(T=10, channels=1), "darken", ["own t"]),
+        (DarkenInPlace(T=10, channels=1), "darken", ["in place"]),
+        (DarkenUnnamed(T=10, channels=1), "darken", ["no registry name", "name="]),
+        (
+            FadeToGrey(T=10, channels=1),
+            "darken",
+            ["differs from the exercise's formula"],
+        ),
+        (
+            FadeClaimingFlatEnd(T=10, channels=1),
+            None,
+            ["FlatEnd mixin", "is not that end state"],
+        ),
+        (FlatEndWithWideFlatPrior(T=10, channels=1), None, ["D.prior", "clamp"]),
+        (FlatEndWithNoisyPrior(T=10, channels=1), None, ["D.prior", "not end states"]),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else None,
+)
 def test_the_exercise_slips_fail_with_a_message_naming_them(capsys, D, formula, words):
     ok, out = _verdict(capsys, D, formula=formula)
     assert ok is False, out
@@ -276,21 +307,33 @@ def _verdict(capsys, D, **kwargs):
     return ok, capsys.readouterr().out
 
 
-#: Every library degradation from its defaults (read from the registry, at most 20 levels: tests/test_contract.py
-#: runs the contract itself at full size), and the settings that change what check_degradation adds to it.
-LIBRARY = {**{name: (lambda cls=cls: quick_instance(cls)) for name, cls in library_degradations().items()},
-           "blur-collapse": lambda: dg.GaussianBlur(T=20, collapse_at_T=True),
-           "superres-bicubic": lambda: dg.SuperResolution(T=2, mode="bicubic")}
+# : Every library degradation from its defaults (read from the registry, at most 20
+# levels: tests/test_contract.py : runs the contract itself at full size), and the
+# settings that change what check_degradation adds to it.
+LIBRARY = {
+    **{
+        name: (lambda cls=cls: quick_instance(cls))
+        for name, cls in library_degradations().items()
+    },
+    "blur-collapse": lambda: dg.GaussianBlur(T=20, collapse_at_T=True),
+    "superres-bicubic": lambda: dg.SuperResolution(T=2, mode="bicubic"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARY))
-def test_every_library_degradation_passes_what_the_checker_adds_to_the_contract(capsys, monkeypatch, name):
+def test_every_library_degradation_passes_what_the_checker_adds_to_the_contract(
+    capsys, monkeypatch, name
+):
     """The checker's own checks (images in [-1, 1], the end state a class claims, its prior) on every library
     degradation; the contract, which test_contract.py runs on each, is taken as passed here."""
     from colddiff_lib.degradations import contract
 
     ran = []
-    monkeypatch.setattr(contract, "check", lambda D, x0=None: (ran.append(D) or [], f"{type(D).__name__} (contract)"))
+    monkeypatch.setattr(
+        contract,
+        "check",
+        lambda D, x0=None: (ran.append(D) or [], f"{type(D).__name__} (contract)"),
+    )
     ok, out = _verdict(capsys, LIBRARY[name]())
     assert ok, out
     assert out.startswith("Correct") and len(ran) == 1
@@ -311,26 +354,37 @@ def test_a_well_made_subclass_passes_and_its_flags_are_checked(capsys):
 
 
 def test_own_images_of_any_size_and_channels(capsys):
-    x0 = load_dataset("mnist5k", split="test", image_size=16).images[:4].repeat(1, 3, 1, 1)
+    x0 = (
+        load_dataset("mnist5k", split="test", image_size=16)
+        .images[:4]
+        .repeat(1, 3, 1, 1)
+    )
     ok, out = _verdict(capsys, FadeToGrey(T=5), x0=x0)
     assert ok, out
 
 
-@pytest.mark.parametrize("D, words", [
-    (FirstLevelOnly(T=10), ["LongTensor", "own t"]),
-    (NotExactAtZero(T=10), ["D(x0, 0) differs from x0", "degrade"]),
-    (Unchanged(T=10), ["change with t"]),
-    (GoesAndComesBack(T=10), ["should grow with t"]),
-    (InPlace(T=10), ["in place"]),
-    (ShrinksImages(T=10), ["shape"]),
-    (ChangesDtype(T=10), ["dtype"]),
-    (AcceptsAnyT(T=10), ["must raise ValueError", "0..10"]),
-    (SecretlyRandom(T=10), ["random = True", "freeze_state"]),
-    (ClaimsLinear(T=10), ["linear = False"]),
-    (ClaimsCompositional(T=10), ["compositional = False", "step_op", "NotImplementedError"]),
-    (NoSuperInit(T=10), ["super().__init__"]),
-    (Raises(T=10), ["AttributeError", "strength"]),
-], ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else "")
+@pytest.mark.parametrize(
+    "D, words",
+    [
+        (FirstLevelOnly(T=10), ["LongTensor", "own t"]),
+        (NotExactAtZero(T=10), ["D(x0, 0) differs from x0", "degrade"]),
+        (Unchanged(T=10), ["change with t"]),
+        (GoesAndComesBack(T=10), ["should grow with t"]),
+        (InPlace(T=10), ["in place"]),
+        (ShrinksImages(T=10), ["shape"]),
+        (ChangesDtype(T=10), ["dtype"]),
+        (AcceptsAnyT(T=10), ["must raise ValueError", "0..10"]),
+        (SecretlyRandom(T=10), ["random = True", "freeze_state"]),
+        (ClaimsLinear(T=10), ["linear = False"]),
+        (
+            ClaimsCompositional(T=10),
+            ["compositional = False", "step_op", "NotImplementedError"],
+        ),
+        (NoSuperInit(T=10), ["super().__init__"]),
+        (Raises(T=10), ["AttributeError", "strength"]),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, dg.Degradation) else "",
+)
 def test_typical_slips_fail_with_a_useful_message(capsys, D, words):
     ok, out = _verdict(capsys, D)
     assert ok is False
@@ -350,7 +404,8 @@ def test_wrong_kinds_of_answer_raise_value_error():
         check_degradation(FadeToGrey(T=5), x0=torch.zeros(1, 1, 16, 16))
 
 
-# --- Appendix A1: training time from a zoo card -----------------------------------------------
+# --- Appendix A1: training time from a zoo card
+# -----------------------------------------------
 def _card_rates(name):
     card = zoo.card(name)
     h = card["history"]
@@ -414,13 +469,27 @@ def test_chapter_7_blend_step_identity_matches_the_sampler():
     e = 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
     for s in (1, 17, 50):
         steps = []
-        sample(lambda x, t: x0 + e, Df, Df(x0, s), s, clip_x0=False, callback=steps.append)
+        sample(
+            lambda x, t: x0 + e, Df, Df(x0, s), s, clip_x0=False, callback=steps.append
+        )
         w = float(D.alpha_bar[s - 1].sqrt() - D.alpha_bar[s].sqrt())
-        torch.testing.assert_close(steps[0]["x_next"], Df(x0, s - 1) + w * e, atol=1e-5, rtol=0)
-    cells = json.loads((Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb").read_text())["cells"]
-    text = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells)
-    # Displays may be split over lines (aligned): compare without alignment marks, line breaks and spaces.
-    flat = "".join(text.replace("\\\\", "").replace("&", "").replace(r"\quad", "").split())
+        torch.testing.assert_close(
+            steps[0]["x_next"], Df(x0, s - 1) + w * e, atol=1e-5, rtol=0
+        )
+    cells = json.loads(
+        (
+            Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb"
+        ).read_text()
+    )["cells"]
+    text = "".join(
+        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        for c in cells
+    )
+    # Displays may be split over lines (aligned): compare without alignment marks, line
+    # breaks and spaces.
+    flat = "".join(
+        text.replace("\\\\", "").replace("&", "").replace(r"\quad", "").split()
+    )
     assert r"x_{s-1}=D(x_0,s-1)+w_s\,(\hatx_0-x_0)" in flat
     assert r"one step of Algorithm 2 gives $D(x_0, s - 1) + w_s\, e$" in text
     assert r"w_s\,(x_0-\hatx_0)" not in flat and r"D(x_0,s-1)-w_s" not in flat

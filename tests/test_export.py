@@ -15,7 +15,9 @@ from colddiff_lib import export, files, zoo
 from colddiff_lib.sampling import sample
 from conftest import library_degradations, quick_instance
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the test extra (pip install -e '.[test]')")
+ort = pytest.importorskip(
+    "onnxruntime", reason="onnxruntime is in the test extra (pip install -e '.[test]')"
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +46,27 @@ def test_one_step_agrees_with_the_pytorch_sampler(name, exported):
     for s in range(1, D.T + 1):
         for image in D(x0, s).split(1):
             for algorithm, flag in (("improved", 1.0), ("naive", 0.0)):
-                got, _ = steps.run(None, {"x": image.numpy(), "s": np.array([s]), "improved": np.array([flag], np.float32)})
-                want, want64 = (_step(net, D, image.to(dtype), s, algorithm) for net, dtype in
-                                ((R, torch.float32), (R64, torch.float64)))
+                got, _ = steps.run(
+                    None,
+                    {
+                        "x": image.numpy(),
+                        "s": np.array([s]),
+                        "improved": np.array([flag], np.float32),
+                    },
+                )
+                want, want64 = (
+                    _step(net, D, image.to(dtype), s, algorithm)
+                    for net, dtype in ((R, torch.float32), (R64, torch.float64))
+                )
                 if s == 1:  # at s = 1 the step is the whole sampler
-                    assert torch.equal(sample(R, D, image, s, algorithm=algorithm), want)
+                    assert torch.equal(
+                        sample(R, D, image, s, algorithm=algorithm), want
+                    )
                 gap = float((torch.from_numpy(got) - want).abs().max())
                 float_gap = float((want.double() - want64).abs().max())
-                assert gap <= max(3 * float_gap, 1e-4), f"{name}, {algorithm}, s = {s}: {gap:.2e} ({float_gap:.2e})"
+                assert gap <= max(3 * float_gap, 1e-4), (
+                    f"{name}, {algorithm}, s = {s}: {gap:.2e} ({float_gap:.2e})"
+                )
 
 
 def _step(R, D, x, s, algorithm):
@@ -62,7 +77,9 @@ def _step(R, D, x, s, algorithm):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist-blur-web", "mnist-superres"])
-def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(name, exported):
+def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(
+    name, exported
+):
     """T steps from D(x0, T): onnxruntime and PyTorch in float32 end as close as PyTorch's float32 run is to its
     float64 run (both are float32 programs that round in a different order): a bound relative to that gap,
     which holds across onnxruntime's versions (a fixed cap of 5e-3 failed on 1.32 at 9.2e-3)."""
@@ -72,11 +89,14 @@ def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(na
     ref32 = sample(R.float().eval(), D, x_T, D.T)
     ref64 = sample(copy.deepcopy(R).double().eval(), D, x_T.double(), D.T)
     float_gap = float((ref32.double() - ref64).abs().max())
-    print(f"\n{name}: onnxruntime vs PyTorch {gap:.1e}; PyTorch float32 vs float64 {float_gap:.1e}")
+    print(
+        f"\n{name}: onnxruntime vs PyTorch {gap:.1e}; PyTorch float32 vs float64 {float_gap:.1e}"
+    )
     assert gap <= max(3 * float_gap, 1e-4)
 
 
-#: What the lowest onnxruntime pyproject.toml allows (1.18) reads: ONNX IR version 10, opset 21.
+# : What the lowest onnxruntime pyproject.toml allows (1.18) reads: ONNX IR version 10,
+# opset 21.
 ORT_LOWEST = {"ir_version": 10, "opset": 21}
 
 
@@ -87,8 +107,13 @@ def test_the_graphs_stay_within_what_the_lowest_supported_onnxruntime_reads(expo
     for folder in exported.values():
         for graph in ("step.onnx", "degrade.onnx"):
             model = onnx.load(str(folder / graph))
-            opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-            assert model.ir_version <= ORT_LOWEST["ir_version"] and opset <= ORT_LOWEST["opset"], (graph, model.ir_version, opset)
+            opset = max(
+                o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
+            )
+            assert (
+                model.ir_version <= ORT_LOWEST["ir_version"]
+                and opset <= ORT_LOWEST["opset"]
+            ), (graph, model.ir_version, opset)
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"onnxruntime>=1.18"' in pyproject
 
@@ -109,18 +134,31 @@ def test_files_are_small_and_described(exported):
     for name, folder in exported.items():
         meta = json.loads((folder / "model.json").read_text())
         _, D = zoo.load_pretrained(name)
-        assert meta["name"] == name and meta["T"] == D.T and meta["degradation"] == D.config()
+        assert (
+            meta["name"] == name
+            and meta["T"] == D.T
+            and meta["degradation"] == D.config()
+        )
         assert (folder / "step.onnx").stat().st_size < 6e6  # a few MB per model
         assert meta["sha256"]["step.onnx"] == files.sha256_file(folder / "step.onnx")
         assert (meta["prior"] is not None) == (meta["task"] == "generation")
     book = json.loads((next(iter(exported.values())).parent / "book.json").read_text())
-    assert set(book["models"]) == set(export.BOOK_MODELS) and book["colours"]["improved"].startswith("#")
-    digits = json.loads((next(iter(exported.values())).parent / "digits.json").read_text())
-    x = torch.tensor(digits["pixels"], dtype=torch.float32).view(-1, 1, 32, 32) / 127.5 - 1
+    assert set(book["models"]) == set(export.BOOK_MODELS) and book["colours"][
+        "improved"
+    ].startswith("#")
+    digits = json.loads(
+        (next(iter(exported.values())).parent / "digits.json").read_text()
+    )
+    x = (
+        torch.tensor(digits["pixels"], dtype=torch.float32).view(-1, 1, 32, 32) / 127.5
+        - 1
+    )
     assert torch.equal(x, export.page_digits(len(x)))
 
 
-GENERATORS = [name for name in export.BOOK_MODELS if zoo.card(name)["task"] == "generation"]
+GENERATORS = [
+    name for name in export.BOOK_MODELS if zoo.card(name)["task"] == "generation"
+]
 
 
 @pytest.mark.slow
@@ -131,17 +169,29 @@ def test_the_page_prior_is_the_cards_gaussian_prior_in_one_linear_form(name, exp
     meta = json.loads((exported[name] / "model.json").read_text())
     p, settings = meta["prior"], zoo.sampling(name)
     _, D = zoo.load_pretrained(name)
-    prior = zoo.prior(name)  # GaussianPrior with every setting of the card, as zoo.generate samples
+    # GaussianPrior with every setting of the card, as zoo.generate samples
+    prior = zoo.prior(name)
     assert prior.weights.numel() == settings["components"]
     assert p["level"] == prior.level == (settings["level"] or D.T)
-    assert (p["algorithm"], p["noise_std"]) == (settings["algorithm"], settings["noise_std"])
+    assert (p["algorithm"], p["noise_std"]) == (
+        settings["algorithm"],
+        settings["noise_std"],
+    )
     for key in ("weights", "means", "scale_trils"):
         assert np.allclose(p[key], getattr(prior, key).numpy(), atol=1e-9), key
-    offset, basis = torch.tensor(p["offset"], dtype=torch.float64), torch.tensor(p["basis"], dtype=torch.float64)
-    assert offset.shape == (int(np.prod(meta["shape"])),) and basis.shape == (prior.means.shape[1], len(offset))
+    offset, basis = (
+        torch.tensor(p["offset"], dtype=torch.float64),
+        torch.tensor(p["basis"], dtype=torch.float64),
+    )
+    assert offset.shape == (int(np.prod(meta["shape"])),) and basis.shape == (
+        prior.means.shape[1],
+        len(offset),
+    )
     z = prior.draw_latents(500, torch.Generator().manual_seed(3))
     painted = (offset + z @ basis).clamp(-1, 1).float().view(-1, *meta["shape"])
-    assert torch.allclose(painted, prior(500, generator=torch.Generator().manual_seed(3)), atol=1e-6)
+    assert torch.allclose(
+        painted, prior(500, generator=torch.Generator().manual_seed(3)), atol=1e-6
+    )
 
 
 def test_axis_matrices_of_the_separable_degradations():
@@ -154,30 +204,61 @@ def test_axis_matrices_of_the_separable_degradations():
         if D.export_form == "separable":
             separable += 1
             M = D.axis_matrices(32, dtype=torch.float64)
-            assert M.shape == (D.T + 1, 32, 32) and torch.equal(M[0], torch.eye(32, dtype=torch.float64))
+            assert M.shape == (D.T + 1, 32, 32) and torch.equal(
+                M[0], torch.eye(32, dtype=torch.float64)
+            )
             for t in range(D.T + 1):
-                assert torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10), (name, t)
+                assert torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10), (
+                    name,
+                    t,
+                )
         else:
             assert D.export_form is None
             with pytest.raises(NotImplementedError):
                 D.axis_matrices(32)
     assert separable >= 2  # the book's pages run two of them
-    for D in (dg.GaussianBlur(T=20, collapse_at_T=True), dg.GaussianBlur(T=5, padding="reflect")):
+    for D in (
+        dg.GaussianBlur(T=20, collapse_at_T=True),
+        dg.GaussianBlur(T=5, padding="reflect"),
+    ):
         M = D.axis_matrices(32, dtype=torch.float64)
-        assert all(torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10) for t in range(D.T + 1))
-    bicubic = dg.SuperResolution(T=3, mode="bicubic")  # a separable class in a configuration that is not
+        assert all(
+            torch.allclose(M[t] @ x0 @ M[t].T, D(x0, t), atol=1e-10)
+            for t in range(D.T + 1)
+        )
+    # a separable class in a configuration that is not
+    bicubic = dg.SuperResolution(T=3, mode="bicubic")
     assert bicubic.export_form is None
     with pytest.raises(NotImplementedError, match="bicubic"):
         bicubic.axis_matrices(32)
 
 
 def test_export_refuses_what_the_page_cannot_run(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="mnist-snow.*cannot export.*export_form is None"):
+    with pytest.raises(
+        ValueError, match="mnist-snow.*cannot export.*export_form is None"
+    ):
         export.export_model("mnist-snow", tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "colddiff_lib", "export", "mnist-snowy", "--out", str(tmp_path)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "mnist-snow" in proc.stderr
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "colddiff_lib",
+            "export",
+            "mnist-snowy",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.count("\n") == 1
+        and "mnist-snow" in proc.stderr
+    )
     settings = zoo.sampling("mnist-superres-gen")
     monkeypatch.setattr(zoo, "sampling", lambda name: {**settings, "algorithm": "ddim"})
-    with pytest.raises(ValueError, match="default sampler 'ddim' does not run in the page"):
+    with pytest.raises(
+        ValueError, match="default sampler 'ddim' does not run in the page"
+    ):
         export.page_prior("mnist-superres-gen")

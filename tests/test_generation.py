@@ -9,7 +9,11 @@ from colddiff_lib.degradations.base import FlatEnd
 from colddiff_lib.generation import GaussianPrior, Generated, generate
 from conftest import library_degradations, quick_instance
 
-WITH_PRIOR = sorted(name for name, cls in library_degradations().items() if cls.prior is not Degradation.prior)
+WITH_PRIOR = sorted(
+    name
+    for name, cls in library_degradations().items()
+    if cls.prior is not Degradation.prior
+)
 
 
 @pytest.mark.parametrize("name", WITH_PRIOR)
@@ -18,32 +22,58 @@ def test_generate_starts_from_the_prior_and_runs_from_T(name):
     samples (a named pair), the default symmetry noise the degradation's own."""
     D = quick_instance(library_degradations()[name])
     seen = []
-    out = generate(lambda x, t: x.clamp(-1, 1), D, 4, (1, 16, 16), generator=torch.Generator().manual_seed(0),
-                   callback=lambda info: seen.append(info["s"]))
-    assert isinstance(out, Generated) and out.x0.shape == out.x_T.shape == (4, 1, 16, 16)
+    out = generate(
+        lambda x, t: x.clamp(-1, 1),
+        D,
+        4,
+        (1, 16, 16),
+        generator=torch.Generator().manual_seed(0),
+        callback=lambda info: seen.append(info["s"]),
+    )
+    assert isinstance(out, Generated) and out.x0.shape == out.x_T.shape == (
+        4,
+        1,
+        16,
+        16,
+    )
     x0, x_T = out  # unpacks as the pair it always was
     assert seen == list(range(D.T, 0, -1))
-    again = generate(lambda x, t: x.clamp(-1, 1), D, 4, (1, 16, 16), generator=torch.Generator().manual_seed(0),
-                     noise_std=D.symmetry_noise)
+    again = generate(
+        lambda x, t: x.clamp(-1, 1),
+        D,
+        4,
+        (1, 16, 16),
+        generator=torch.Generator().manual_seed(0),
+        noise_std=D.symmetry_noise,
+    )
     assert torch.equal(again.x_T, x_T)  # the default noise is D.symmetry_noise
 
 
 def test_gaussian_prior_matches_the_data_colours():
     g = torch.Generator().manual_seed(0)
-    colours = torch.rand(500, 3, 1, 1, generator=g) * 0.4 + torch.tensor([0.2, -0.5, 0.0]).view(1, 3, 1, 1)
-    images = colours.expand(500, 3, 8, 8) + 0.05 * torch.randn(500, 3, 8, 8, generator=g)
+    colours = torch.rand(500, 3, 1, 1, generator=g) * 0.4 + torch.tensor(
+        [0.2, -0.5, 0.0]
+    ).view(1, 3, 1, 1)
+    images = colours.expand(500, 3, 8, 8) + 0.05 * torch.randn(
+        500, 3, 8, 8, generator=g
+    )
     D = dg.GaussianBlur(T=4, kernel_size=3, std=1.0, collapse_at_T=True)
     prior = GaussianPrior(D, images)
     x_T = prior(2000, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(x_T, x_T.mean(dim=(-2, -1), keepdim=True)), "flat images"
-    torch.testing.assert_close(x_T.mean(dim=(0, 2, 3)), colours.mean(dim=(0, 2, 3)), atol=0.02, rtol=0)
+    torch.testing.assert_close(
+        x_T.mean(dim=(0, 2, 3)), colours.mean(dim=(0, 2, 3)), atol=0.02, rtol=0
+    )
     with pytest.raises(ValueError, match="latent"):
         GaussianPrior(dg.Snow(T=3), images)
-    # Two clusters of colours: a two-component mixture puts its samples near both, not between.
+    # Two clusters of colours: a two-component mixture puts its samples near both, not
+    # between.
     two = torch.cat([torch.full((200, 1, 4, 4), -0.6), torch.full((200, 1, 4, 4), 0.6)])
     two = two + 0.02 * torch.randn(two.shape, generator=g)
     D1 = dg.GaussianBlur(T=2, kernel_size=3, std=1.0, collapse_at_T=True)
-    colours = GaussianPrior(D1, two, components=2)(1000, generator=torch.Generator().manual_seed(2))[:, 0, 0, 0]
+    colours = GaussianPrior(D1, two, components=2)(
+        1000, generator=torch.Generator().manual_seed(2)
+    )[:, 0, 0, 0]
     assert (colours.abs() > 0.4).float().mean() > 0.95
     with pytest.raises(ValueError, match="components"):
         GaussianPrior(D1, two, components=0)
@@ -59,15 +89,30 @@ def test_gaussian_prior_below_T_models_the_degraded_images_and_generation_starts
     assert prior.level == 2 and prior.basis.shape == (8, 256)
     starts = prior(4000, generator=torch.Generator().manual_seed(1))
     target = D(images, 2).flatten(1)
-    torch.testing.assert_close(starts.flatten(1).mean(0), target.mean(0), atol=0.02, rtol=0)
-    spread = lambda x: ((x.flatten(1).double() - prior.offset) @ prior.basis.T).std(0)  # noqa: E731
+    torch.testing.assert_close(
+        starts.flatten(1).mean(0), target.mean(0), atol=0.02, rtol=0
+    )
+
+    def spread(x):
+        return ((x.flatten(1).double() - prior.offset) @ prior.basis.T).std(0)
+
     torch.testing.assert_close(spread(starts), spread(target), rtol=0.1, atol=0)
     seen = []
-    out, x_start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0,
-                            callback=lambda info: seen.append(info["s"]))
+    out, x_start = generate(
+        lambda x, t: x.clamp(-1, 1),
+        D,
+        3,
+        (1, 16, 16),
+        prior=prior,
+        noise_std=0.0,
+        callback=lambda info: seen.append(info["s"]),
+    )
     assert seen == [2, 1] and out.shape == x_start.shape == (3, 1, 16, 16)
-    for bad, message in [(dict(level=0), "level must be an int in 1..T"), (dict(level=7), "level must be an int"),
-                         (dict(dims=0), "dims must be a positive int")]:
+    for bad, message in [
+        (dict(level=0), "level must be an int in 1..T"),
+        (dict(level=7), "level must be an int"),
+        (dict(dims=0), "dims must be a positive int"),
+    ]:
         with pytest.raises(ValueError, match=message):
             GaussianPrior(D, images, **bad)
     with pytest.raises(ValueError, match="cannot recover its random state"):
@@ -82,13 +127,21 @@ def test_inpainting_fill_starts_below_T_from_the_colour_its_hole_shows():
     Df = D.freeze(x0, torch.Generator().manual_seed(1))
     x_t = Df(x0, 12)
     again = D.freeze_at(x_t, 12)
-    torch.testing.assert_close(again.colours, Df.colours.to(again.colours.dtype), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        again.colours, Df.colours.to(again.colours.dtype), atol=1e-3, rtol=0
+    )
     torch.testing.assert_close(again(x0, 12), x_t, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="masks no pixel completely"):
         D.freeze_at(Df(x0, 1), 1)
-    prior = GaussianPrior(D, torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1,
-                          level=12, dims=16)
-    out, start = generate(lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0)
+    prior = GaussianPrior(
+        D,
+        torch.rand(200, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1,
+        level=12,
+        dims=16,
+    )
+    out, start = generate(
+        lambda x, t: x.clamp(-1, 1), D, 3, (1, 16, 16), prior=prior, noise_std=0.0
+    )
     assert out.shape == start.shape == (3, 1, 16, 16)
 
 
@@ -97,14 +150,25 @@ def test_the_linear_form_paints_the_priors_own_starts(level):
     """At T (offset = from_latent(0), basis rows from_latent(e_i) - offset) and below T (the mean image and the
     principal components): clamp(offset + z @ basis) is what the prior draws, from the same z."""
     D = dg.SuperResolution(T=2, channels=1)
-    images = torch.rand(300, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images = (
+        torch.rand(300, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    )
     prior = GaussianPrior(D, images, components=2, level=level, dims=6)
     offset, basis = prior.linear_form()
     d = 16 if level is None else 6  # a 4 x 4 latent image at T, six components below
-    assert offset.shape == (256,) and basis.shape == (d, 256) and offset.dtype == basis.dtype == torch.float64
+    assert (
+        offset.shape == (256,)
+        and basis.shape == (d, 256)
+        and offset.dtype == basis.dtype == torch.float64
+    )
     z = prior.draw_latents(200, torch.Generator().manual_seed(1))
     painted = (offset + z @ basis).clamp(-1, 1).float().view(-1, 1, 16, 16)
-    torch.testing.assert_close(painted, prior(200, generator=torch.Generator().manual_seed(1)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        painted,
+        prior(200, generator=torch.Generator().manual_seed(1)),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 class Squared(FlatEnd, Degradation):
@@ -122,6 +186,11 @@ class Squared(FlatEnd, Degradation):
 
 
 def test_a_start_that_is_not_affine_in_its_latent_has_no_linear_form():
-    prior = GaussianPrior(Squared(), torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    with pytest.raises(ValueError, match="Squared.from_latent is not affine in its latent"):
+    prior = GaussianPrior(
+        Squared(),
+        torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1,
+    )
+    with pytest.raises(
+        ValueError, match="Squared.from_latent is not affine in its latent"
+    ):
         prior.linear_form()

@@ -12,13 +12,21 @@ from colddiff_lib.metrics import fid, image_metrics, psnr, rmse, ssim
 
 def test_rmse_psnr_ssim_known_values():
     x = torch.full((2, 1, 16, 16), -1.0)  # black
-    y = torch.full((2, 1, 16, 16), 0.0)   # mid-grey: 0.5 away on [0, 1]
+    y = torch.full((2, 1, 16, 16), 0.0)  # mid-grey: 0.5 away on [0, 1]
     assert rmse(x, y) == pytest.approx(0.5)
     assert psnr(x, y) == pytest.approx(-10 * math.log10(0.25))
     assert rmse(x, x) == 0 and ssim(y, y) == pytest.approx(1.0)
-    noisy = (y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    noisy = (
+        y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    ).clamp(-1, 1)
     assert ssim(noisy, y) < 0.5
-    assert set(image_metrics(x, y)) == {"rmse", "ssim", "psnr", "rmse_as_paper", "ssim_as_paper"}
+    assert set(image_metrics(x, y)) == {
+        "rmse",
+        "ssim",
+        "psnr",
+        "rmse_as_paper",
+        "ssim_as_paper",
+    }
     with pytest.raises(ValueError, match="same shape"):
         rmse(x, y[:1])
 
@@ -31,7 +39,9 @@ def digits():
 def test_fid_is_near_zero_between_halves_and_large_for_other_images(digits):
     classifier = zoo.load_classifier()
     same = fid(digits[500:], digits[:500], classifier)
-    blurred = fid(torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1), digits[:500], classifier)
+    blurred = fid(
+        torch.nn.functional.avg_pool2d(digits[500:], 3, 1, 1), digits[:500], classifier
+    )
     noise = fid(torch.rand(500, 1, 32, 32) * 2 - 1, digits[:500], classifier)
     assert 0 <= same < blurred < noise
     assert same < 0.1 * noise
@@ -53,12 +63,27 @@ def test_paper_metrics_follow_the_paper_code(digits):
     from colddiff_lib.metrics import rmse_as_paper, ssim_as_paper
 
     x0 = digits[:100]
-    for D in (dg.build("blur", T=20, kernel_size=11, std=7.0, channels=1), dg.build("superres", T=3, channels=1)):
+    for D in (
+        dg.build("blur", T=20, kernel_size=11, std=7.0, channels=1),
+        dg.build("superres", T=3, channels=1),
+    ):
         x = D(x0, D.T)
-        a, b = ((x + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1), ((x0 + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1)
-        assert abs(ssim_as_paper(x, x0) - float(reference_ssim(a, b, data_range=1.0, size_average=True))) < 1e-6
+        a, b = (
+            ((x + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1),
+            ((x0 + 1) / 2).clamp(0, 1).repeat(1, 3, 1, 1),
+        )
+        assert (
+            abs(
+                ssim_as_paper(x, x0)
+                - float(reference_ssim(a, b, data_range=1.0, size_average=True))
+            )
+            < 1e-6
+        )
         assert abs(rmse_as_paper(x, x0) - float(((a - b) ** 2).mean().sqrt())) < 1e-6
     assert ssim_as_paper(x0, x0) == pytest.approx(1.0)
-    # The global RMSE weighs every pixel alike; the per-image mean (rmse) does not: they differ.
-    noisy = x0 + torch.linspace(0, 0.5, 100).view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    # The global RMSE weighs every pixel alike; the per-image mean (rmse) does not: they
+    # differ.
+    noisy = x0 + torch.linspace(0, 0.5, 100).view(-1, 1, 1, 1) * torch.randn(
+        x0.shape, generator=torch.Generator().manual_seed(0)
+    )
     assert rmse_as_paper(noisy, x0) > rmse(noisy, x0)

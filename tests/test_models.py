@@ -150,27 +150,44 @@ def test_bad_preset_name():
         UNet.from_preset("huge")
 
 
-@pytest.mark.parametrize("t", [torch.tensor([1, 2, 3]), torch.tensor([[1], [2]]), torch.tensor([1.0, 2.0]), "1", 1.5])
+@pytest.mark.parametrize(
+    "t",
+    [
+        torch.tensor([1, 2, 3]),
+        torch.tensor([[1], [2]]),
+        torch.tensor([1.0, 2.0]),
+        "1",
+        1.5,
+    ],
+)
 def test_t_of_wrong_shape_or_type(tiny, t):
-    # The network takes t by the degradations' rules (degradations.base.as_time_tensor), without a range.
-    with pytest.raises(ValueError, match="t must (be an int or a LongTensor|hold integers)"):
+    # The network takes t by the degradations' rules (degradations.base.as_time_tensor),
+    # without a range.
+    with pytest.raises(
+        ValueError, match="t must (be an int or a LongTensor|hold integers)"
+    ):
         tiny(torch.zeros(2, 1, 16, 16), t)
 
 
 def test_t_as_int_or_scalar_tensor_is_broadcast(tiny):
     x = torch.zeros(2, 1, 16, 16)
     with torch.no_grad():
-        assert torch.equal(tiny(x, 3), tiny(x, torch.tensor(3))) and torch.equal(tiny(x, 3), tiny(x, torch.tensor([3, 3])))
+        assert torch.equal(tiny(x, 3), tiny(x, torch.tensor(3))) and torch.equal(
+            tiny(x, 3), tiny(x, torch.tensor([3, 3]))
+        )
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(channels=0), "channels"),
-    (dict(dim=0), "dim"),
-    (dict(num_blocks=True), "num_blocks"),
-    (dict(dim_mults=()), "dim_mults"),
-    (dict(dim_mults=(1, 0)), "dim_mults"),
-    (dict(attn_levels=(5,)), "attn_levels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(channels=0), "channels"),
+        (dict(dim=0), "dim"),
+        (dict(num_blocks=True), "num_blocks"),
+        (dict(dim_mults=()), "dim_mults"),
+        (dict(dim_mults=(1, 0)), "dim_mults"),
+        (dict(attn_levels=(5,)), "attn_levels"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         UNet(**kwargs)

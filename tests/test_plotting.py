@@ -25,11 +25,16 @@ def test_grid_tiles_and_save_grid_writes_a_png(tmp_path):
     assert g.shape[:2] == (2 * 10 + 2, 3 * 10 + 2) and g.min() >= 0 and g.max() <= 1
     save_grid(images, tmp_path / "g.png", nrow=3)
     assert Image.open(tmp_path / "g.png").size == (32, 22)
-    assert [p.name for p in tmp_path.iterdir()] == ["g.png"]  # no temporary file left behind
+    # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["g.png"]
 
 
 def test_show_rows_has_one_row_per_tensor():
-    fig = show_rows([torch.zeros(3, 1, 8, 8), torch.zeros(2, 1, 8, 8)], labels=["a", "b"], titles=["x", "y", "z"])
+    fig = show_rows(
+        [torch.zeros(3, 1, 8, 8), torch.zeros(2, 1, 8, 8)],
+        labels=["a", "b"],
+        titles=["x", "y", "z"],
+    )
     assert len(fig.axes) == 6
     import matplotlib.pyplot as plt
 
@@ -37,11 +42,17 @@ def test_show_rows_has_one_row_per_tensor():
 
 
 def test_html_table_escapes_its_cells():
-    table = html_table(["model", "note", "rmse"], [["mnist-blur", "<b>&", "0.211"]], title="A < B")
+    table = html_table(
+        ["model", "note", "rmse"], [["mnist-blur", "<b>&", "0.211"]], title="A < B"
+    )
     assert ">model</th>" in table.data and ">&lt;b&gt;&amp;</td>" in table.data
     assert "<p><b>A &lt; B</b></p>" in table.data
-    assert 'text-align: right; border-bottom: 1px solid #ddd;">0.211</td>' in table.data  # numbers align right
-    assert 'text-align: left; border-bottom: 1px solid #ddd;">mnist-blur</td>' in table.data
+    # numbers align right
+    assert 'text-align: right; border-bottom: 1px solid #ddd;">0.211</td>' in table.data
+    assert (
+        'text-align: left; border-bottom: 1px solid #ddd;">mnist-blur</td>'
+        in table.data
+    )
 
 
 def test_level_axis_has_integer_ticks_only():
@@ -66,9 +77,14 @@ def test_chapter_4_level_axes_use_integer_ticks():
     import json
     from pathlib import Path
 
-    cells = json.loads((Path(__file__).parents[1] / "book" / "04_sampling.ipynb").read_text())["cells"]
-    code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                   for c in cells if c["cell_type"] == "code")
+    cells = json.loads(
+        (Path(__file__).parents[1] / "book" / "04_sampling.ipynb").read_text()
+    )["cells"]
+    code = "".join(
+        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        for c in cells
+        if c["cell_type"] == "code"
+    )
     assert 'set_xlabel("level' not in code and code.count("level_axis(ax,") >= 3
 
 
@@ -83,7 +99,9 @@ def test_sampling_step_diagram_shows_algorithm_2_landing_nearer_the_path():
 
     points = sampling_step_diagram(s=4)
     target = points["D(x0, s-1)"]
-    assert np.linalg.norm(points["Algorithm 2"] - target) < 0.25 * np.linalg.norm(points["Algorithm 1"] - target)
+    assert np.linalg.norm(points["Algorithm 2"] - target) < 0.25 * np.linalg.norm(
+        points["Algorithm 1"] - target
+    )
     plt.close("all")
 
 
@@ -94,9 +112,16 @@ def test_chapters_draw_the_samplers_in_the_same_colours():
 
     book = Path(__file__).parents[1] / "book"
     for name in ("04_sampling.ipynb", "07_your_own_degradation.ipynb"):
-        code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                       for c in json.loads((book / name).read_text())["cells"] if c["cell_type"] == "code")
-        assert "ALGORITHM_COLOURS[" in code and "tab:red" not in code and "tab:blue" not in code, name
+        code = "".join(
+            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+            for c in json.loads((book / name).read_text())["cells"]
+            if c["cell_type"] == "code"
+        )
+        assert (
+            "ALGORITHM_COLOURS[" in code
+            and "tab:red" not in code
+            and "tab:blue" not in code
+        ), name
 
 
 def test_players_load_nothing_from_a_cdn_and_chapters_use_them():
@@ -110,13 +135,22 @@ def test_players_load_nothing_from_a_cdn_and_chapters_use_them():
     matplotlib.use("Agg")
     from colddiff_lib.plotting import level_player
 
-    html = level_player([[torch.zeros(1, 8, 8), torch.zeros(3, 16, 16)], [torch.ones(1, 8, 8), torch.ones(3, 16, 16)]],
-                        ["t = 0", "t = 1"], labels=["digit", "photo"]).data
+    html = level_player(
+        [
+            [torch.zeros(1, 8, 8), torch.zeros(3, 16, 16)],
+            [torch.ones(1, 8, 8), torch.ones(3, 16, 16)],
+        ],
+        ["t = 0", "t = 1"],
+        labels=["digit", "photo"],
+    ).data
     assert "http://" not in html and "https://" not in html and 'class="fa' not in html
     assert 'type="range"' in html and html.count("data:image/jpeg") == 2
     with pytest.raises(ValueError, match="same length"):
         level_player([[torch.zeros(1, 8, 8)]], ["a", "b"])
     for path in sorted((Path(__file__).parents[1] / "book").glob("*.ipynb")):
-        code = "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-                       for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        code = "".join(
+            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+            for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code"
+        )
         assert ".to_jshtml(" not in code, path.name

@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from colddiff_lib import zoo
 from colddiff_lib.data import load_dataset
@@ -32,7 +31,8 @@ def test_committed_reconstruction_table_regenerates_in_small_form(name, test_dig
     """Re-measure 20 held-out digits and compare with the committed 1,000-digit row: the small means
     must lie within a few standard errors of the committed ones."""
     rows = {r["method"]: r for r in committed("reconstruction") if r["model"] == name}
-    assert set(rows) == {METHOD_NAMES[m] for m in METHODS}  # degraded, direct, Algorithms 1 and 2
+    # degraded, direct, Algorithms 1 and 2
+    assert set(rows) == {METHOD_NAMES[m] for m in METHODS}
     R, D = zoo.load_pretrained(name)
     x0 = test_digits.images[:20]
     results = reconstruct(R, D, x0)
@@ -40,21 +40,31 @@ def test_committed_reconstruction_table_regenerates_in_small_form(name, test_dig
     for method, images in results.items():
         per_image = ((images.clamp(-1, 1) - x0) / 2).pow(2).flatten(1).mean(1).sqrt()
         tolerance = 4 * float(per_image.std()) / math.sqrt(len(x0)) + 0.01
-        assert abs(float(per_image.mean()) - float(rows[METHOD_NAMES[method]]["rmse"])) < tolerance, method
+        assert (
+            abs(float(per_image.mean()) - float(rows[METHOD_NAMES[method]]["rmse"]))
+            < tolerance
+        ), method
         measured[method] = float(per_image.mean())
-    # The trained models restore: both one call of R and Algorithm 2 beat the degraded input.
-    assert measured["direct"] < measured["degraded"] and measured["improved"] < measured["degraded"]
+    # The trained models restore: both one call of R and Algorithm 2 beat the degraded
+    # input.
+    assert (
+        measured["direct"] < measured["degraded"]
+        and measured["improved"] < measured["degraded"]
+    )
 
 
 def test_read_table_finds_the_committed_tables_from_anywhere(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # neither ./results nor ../results: found beside the library's clone
+    # neither ./results nor ../results: found beside the library's clone
+    monkeypatch.chdir(tmp_path)
     rows = read_table("generation.csv", download=False)
     assert rows == committed("generation")
     assert results_file("parts/mnist-blur/mnist-blur.png", download=False).is_file()
     with pytest.raises(FileNotFoundError, match="results/no-such.csv"):
         results_file("no-such.csv", download=False)
     for bad in ("", "/etc/passwd", "../secrets.csv", 3):
-        with pytest.raises(ValueError, match="name must be a relative path inside results/"):
+        with pytest.raises(
+            ValueError, match="name must be a relative path inside results/"
+        ):
             results_file(bad)
 
 
@@ -64,16 +74,23 @@ def test_reproduce_writes_its_rows_and_merges_them_into_the_tables(tmp_path):
     from colddiff_lib.tables import read_csv, to_csv
 
     first = reproduce(["mnist-superres"], tmp_path, n=8, command="first")
-    assert [r["method"] for r in first["reconstruction"]] == [METHOD_NAMES[m] for m in METHODS]
+    assert [r["method"] for r in first["reconstruction"]] == [
+        METHOD_NAMES[m] for m in METHODS
+    ]
     assert first["replaced"] == [] and (tmp_path / "mnist-superres.png").is_file()
     rows = read_csv(tmp_path / "reconstruction.csv")
-    (tmp_path / "reconstruction.csv").write_text(to_csv(rows + [{**rows[0], "model": "mnist-other"}]))
+    (tmp_path / "reconstruction.csv").write_text(
+        to_csv(rows + [{**rows[0], "model": "mnist-other"}])
+    )
     second = reproduce(["mnist-superres"], tmp_path, n=8, command="second")
     assert len(second["replaced"]) == len(METHODS)
     rows = read_csv(tmp_path / "reconstruction.csv")
     assert [r["model"] for r in rows].count("mnist-superres") == len(METHODS)
     assert {r["command"] for r in rows if r["model"] == "mnist-superres"} == {"second"}
-    assert [r["command"] for r in rows if r["model"] == "mnist-other"] == ["first"]  # kept as it was
+    # kept as it was
+    assert [r["command"] for r in rows if r["model"] == "mnist-other"] == ["first"]
     assert "mnist-other" in (tmp_path / "reconstruction.md").read_text()
-    with pytest.raises(ValueError, match="neither a reconstruction nor a generation model"):
+    with pytest.raises(
+        ValueError, match="neither a reconstruction nor a generation model"
+    ):
         reproduce([zoo.CLASSIFIER], tmp_path, n=8)

@@ -3,22 +3,43 @@
 import pytest
 import torch
 
-from colddiff_lib.runtime import bf16_supported, machine, random_shift, resolve_device, step_generator
+from colddiff_lib.runtime import (
+    bf16_supported,
+    machine,
+    random_shift,
+    resolve_device,
+    step_generator,
+)
 
 
 def test_resolve_device_takes_names_devices_and_auto():
-    assert resolve_device("cpu") == torch.device("cpu") == resolve_device(torch.device("cpu"))
+    assert (
+        resolve_device("cpu")
+        == torch.device("cpu")
+        == resolve_device(torch.device("cpu"))
+    )
     best = resolve_device("auto")
-    assert best.type == ("cuda" if torch.cuda.is_available() else
-                         "mps" if torch.backends.mps.is_available() else "cpu")
+    assert best.type == (
+        "cuda"
+        if torch.cuda.is_available()
+        else "mps"
+        if torch.backends.mps.is_available()
+        else "cpu"
+    )
     for bad in ("gpu", "tpu:0", None):
-        with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"):
+        with pytest.raises(
+            ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ):
             resolve_device(bad)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine has the device asked for")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="a CUDA machine has the device asked for"
+)
 def test_a_device_this_machine_lacks_is_refused_by_name():
-    with pytest.raises(ValueError, match=r"device 'cuda:1': this machine has no CUDA GPU"):
+    with pytest.raises(
+        ValueError, match=r"device 'cuda:1': this machine has no CUDA GPU"
+    ):
         resolve_device("cuda:1")
 
 
@@ -38,7 +59,12 @@ def test_step_generator_is_a_pure_function_of_its_arguments():
     a = torch.rand(4, generator=step_generator(0, 0, 7))
     b = torch.rand(4, generator=step_generator(0, 0, 7))
     assert torch.equal(a, b)
-    for other in (step_generator(1, 0, 7), step_generator(0, 1, 7), step_generator(0, 0, 8), step_generator(0, 0, 7, 1)):
+    for other in (
+        step_generator(1, 0, 7),
+        step_generator(0, 1, 7),
+        step_generator(0, 0, 8),
+        step_generator(0, 0, 7, 1),
+    ):
         assert not torch.equal(a, torch.rand(4, generator=other))
 
 
@@ -51,12 +77,14 @@ def test_random_shift_zero_is_identity():
 def test_random_shift_moves_content_within_max_shift():
     B, H, W, m = 64, 16, 16, 3
     x = torch.zeros(B, 2, H, W)
-    x[:, :, 8, 7] = 1.0  # one bright pixel, far enough from the edges that padding does not matter
+    # one bright pixel, far enough from the edges that padding does not matter
+    x[:, :, 8, 7] = 1.0
     y = random_shift(x, m, torch.Generator().manual_seed(0))
     assert y.shape == x.shape
     offsets = set()
     for i in range(B):
-        assert y[i].sum() == 2.0  # the pixel is moved, not lost or duplicated (both channels)
+        # the pixel is moved, not lost or duplicated (both channels)
+        assert y[i].sum() == 2.0
         assert torch.equal(y[i, 0], y[i, 1])  # channels move together
         r, c = (y[i, 0] == 1).nonzero()[0].tolist()
         dr, dc = r - 8, c - 7

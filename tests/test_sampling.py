@@ -41,13 +41,22 @@ def test_improved_lands_on_the_degradation_path_for_any_R(name, x0):
     e = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.05
     D = Shift(e, T=10)
     steps = []
-    sample(R, D, D(x0, D.T), D.T, algorithm="improved", clip_x0=False,
-           callback=lambda info: steps.append((info["s"], info["x_next"])))
+    sample(
+        R,
+        D,
+        D(x0, D.T),
+        D.T,
+        algorithm="improved",
+        clip_x0=False,
+        callback=lambda info: steps.append((info["s"], info["x_next"])),
+    )
     assert [s for s, _ in steps] == list(range(10, 0, -1))
     for s, x_next in steps:
         torch.testing.assert_close(x_next, D(x0, s - 1), atol=1e-5, rtol=0)
     naive = sample(R, D, D(x0, D.T), D.T, algorithm="naive", clip_x0=False)
-    assert (naive - x0).abs().max() > 0.05, "Algorithm 1 only recovers x0 when R is exact"
+    assert (naive - x0).abs().max() > 0.05, (
+        "Algorithm 1 only recovers x0 when R is exact"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +83,12 @@ def test_improved_error_on_the_blur_is_a_difference_of_blurs(name, digits):
         err = x0_hat - x0
         improved = x_s - D(x0_hat, s) + D(x0_hat, s - 1)
         naive = D(x0_hat, s - 1)
-        torch.testing.assert_close(improved - D(x0, s - 1), D(err, s - 1) - D(err, s), atol=1e-5, rtol=0)
-        torch.testing.assert_close(naive - D(x0, s - 1), D(err, s - 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            improved - D(x0, s - 1), D(err, s - 1) - D(err, s), atol=1e-5, rtol=0
+        )
+        torch.testing.assert_close(
+            naive - D(x0, s - 1), D(err, s - 1), atol=1e-5, rtol=0
+        )
         miss_improved = float((improved - D(x0, s - 1)).norm())
         miss_naive = float((naive - D(x0, s - 1)).norm())
         if s >= 3:
@@ -89,7 +102,9 @@ def test_exact_R_makes_both_algorithms_exact(x0):
     D = dg.GaussianBlur(T=8, kernel_size=5, std=1.0)
     R = lambda x, t: x0  # noqa: E731 - an oracle
     for algorithm in ("naive", "improved"):
-        torch.testing.assert_close(sample(R, D, D(x0, 8), 8, algorithm=algorithm), x0, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            sample(R, D, D(x0, 8), 8, algorithm=algorithm), x0, atol=1e-5, rtol=0
+        )
 
 
 class CountingBlur(dg.GaussianBlur):
@@ -106,7 +121,8 @@ def test_a_full_run_costs_O_T_evaluations(algorithm, per_step, x0):
     R = lambda x, t: x  # noqa: E731
     CountingBlur.calls = 0
     sample(R, D, D(x0, 12), 12, algorithm=algorithm)
-    assert CountingBlur.calls == per_step * 12 + 1  # + the D(x0, 12) that made the start
+    # + the D(x0, 12) that made the start
+    assert CountingBlur.calls == per_step * 12 + 1
 
 
 def test_per_sample_start_levels_equal_separate_runs(x0):
@@ -116,8 +132,8 @@ def test_per_sample_start_levels_equal_separate_runs(x0):
     t = torch.tensor([6, 0, 3])
     together = sample(net, D, D(x0, t), t)
     for i in range(3):
-        alone = sample(net, D, D(x0[i:i + 1], int(t[i])), int(t[i]))
-        torch.testing.assert_close(together[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+        alone = sample(net, D, D(x0[i : i + 1], int(t[i])), int(t[i]))
+        torch.testing.assert_close(together[i : i + 1], alone, atol=1e-5, rtol=1e-5)
     assert torch.equal(together[1], x0[1])
 
 
@@ -150,7 +166,9 @@ def test_trajectory_records_every_iterate(x0):
     assert torch.equal(xs[-1], out)
 
 
-def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm_2_otherwise(x0):
+def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm_2_otherwise(
+    x0,
+):
     """DDIM re-estimates z from x_s and x0_hat: with an exact R it lands on D(x0, s-1) at every step (as
     Algorithm 2 does); with a biased R the two differ, since Algorithm 2 keeps its frozen z."""
     D = dg.GaussianNoise(T=20, channels=1)
@@ -160,7 +178,10 @@ def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm
     out = sample(lambda x, t: x0, Df, x_T, D.T, algorithm="ddim", callback=steps.append)
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
     for info in steps:
-        torch.testing.assert_close(info["x_next"], Df(x0, info["s"] - 1), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            info["x_next"], Df(x0, info["s"] - 1), atol=1e-5, rtol=0
+        )
+
     def imperfect(x, t):  # depends on its input, as a real network does
         return (0.7 * x0 + 0.3 * x).clamp(-1, 1)
 
@@ -168,14 +189,40 @@ def test_ddim_follows_the_path_with_an_exact_restorer_and_differs_from_algorithm
     alg2 = sample(imperfect, Df, x_T, D.T, algorithm="improved")
     assert float((ddim - alg2).abs().max()) > 1e-3
     for algorithm in ("ddim", "ancestral"):
-        with pytest.raises(ValueError, match=f"'{algorithm}' re-estimates a noise, so it needs a degradation with a noise"):
-            sample(lambda x, t: x, dg.GaussianBlur(T=4, kernel_size=3, std=1.0), x0, 4, algorithm=algorithm)
+        with pytest.raises(
+            ValueError,
+            match=f"'{algorithm}' re-estimates a noise, so it needs a degradation with a noise",
+        ):
+            sample(
+                lambda x, t: x,
+                dg.GaussianBlur(T=4, kernel_size=3, std=1.0),
+                x0,
+                4,
+                algorithm=algorithm,
+            )
 
 
-@pytest.mark.parametrize("make", [lambda: dg.GaussianNoise(T=20, channels=1),
-                                  lambda: dg.build("noisy", base={"name": "blur", "T": 8, "kernel_size": 5, "std": 1.0,
-                                                                  "collapse_at_T": True}, std=0.3, channels=1)])
-def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generator(x0, make):
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dg.GaussianNoise(T=20, channels=1),
+        lambda: dg.build(
+            "noisy",
+            base={
+                "name": "blur",
+                "T": 8,
+                "kernel_size": 5,
+                "std": 1.0,
+                "collapse_at_T": True,
+            },
+            std=0.3,
+            channels=1,
+        ),
+    ],
+)
+def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generator(
+    x0, make
+):
     """With an exact R, each ancestral step lands on clean(x0, s-1) plus noise of standard deviation sigma_{s-1}
     (the fresh part and the kept part of z together), the run ends on x0, and the same generator repeats it."""
     D = make()
@@ -183,18 +230,39 @@ def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generat
     x_T = Df(x0, D.T)
     _, sigma = D.noise_schedule()
     steps = []
-    out = sample(lambda x, t: x0, Df, x_T, D.T, algorithm="ancestral", callback=steps.append,
-                 generator=torch.Generator().manual_seed(1))
+    out = sample(
+        lambda x, t: x0,
+        Df,
+        x_T,
+        D.T,
+        algorithm="ancestral",
+        callback=steps.append,
+        generator=torch.Generator().manual_seed(1),
+    )
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
     for info in steps[1:-1]:  # s = T - 1 .. 2: a fresh part was drawn
         s = info["s"]
         spread = float((info["x_next"] - D.clean(x0, s - 1)).std())
-        assert abs(spread / float(sigma[s - 1]) - 1) < 0.1, (s, spread, float(sigma[s - 1]))
+        assert abs(spread / float(sigma[s - 1]) - 1) < 0.1, (
+            s,
+            spread,
+            float(sigma[s - 1]),
+        )
+
     def imperfect(x, t):
         return (0.7 * x0 + 0.3 * x).clamp(-1, 1)
 
-    runs = [sample(imperfect, Df, x_T, D.T, algorithm="ancestral", generator=torch.Generator().manual_seed(k))
-            for k in (3, 3, 4)]
+    runs = [
+        sample(
+            imperfect,
+            Df,
+            x_T,
+            D.T,
+            algorithm="ancestral",
+            generator=torch.Generator().manual_seed(k),
+        )
+        for k in (3, 3, 4)
+    ]
     torch.testing.assert_close(runs[0], runs[1], atol=0, rtol=0)
     assert float((runs[0] - runs[2]).abs().max()) > 1e-3
     ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")

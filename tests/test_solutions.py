@@ -31,14 +31,17 @@ CHAPTERS = sorted((ROOT / "book").glob("0[1-9]_*.ipynb"))
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-#: Checker calls that a solution makes on purpose to show a wrong answer: label -> classes of the answer.
+# : Checker calls that a solution makes on purpose to show a wrong answer: label ->
+# classes of the answer.
 DELIBERATE = {"ch7-darken": {"DarkenClaimingLinear"}}
 #: Classes the chapters write on purpose with a slip, to show what the checker says.
 SLIPS = {"PixelateFadeSlip", "DarkenClaimingLinear"}
 
 
 def source(cell) -> str:
-    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    return (
+        cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    )
 
 
 def python(cell) -> str:
@@ -61,7 +64,11 @@ def solutions(path):
             label, code = re.search(r"\{solution-start\}\s+(\S+)", text).group(1), []
         elif label is not None and cell["cell_type"] == "code":
             code.append(i)
-        if label is not None and cell["cell_type"] == "markdown" and "{solution-end}" in text:
+        if (
+            label is not None
+            and cell["cell_type"] == "markdown"
+            and "{solution-end}" in text
+        ):
             found.append((label, code))
             label = None
     assert label is None, f"{path.name}: solution {label} has no solution-end"
@@ -73,7 +80,9 @@ def exercises(path):
     out = {}
     for cell in notebook_cells(path):
         text = source(cell)
-        for block in re.findall(r"`{3,4}\{exercise\}(.*?)`{3,4}\n?(?:\Z|\n)", text + "\n", flags=re.S):
+        for block in re.findall(
+            r"`{3,4}\{exercise\}(.*?)`{3,4}\n?(?:\Z|\n)", text + "\n", flags=re.S
+        ):
             label = re.search(r":label:\s*(\S+)", block).group(1)
             out[label] = set(re.findall(r"\b(check_\w+)\(", block))
     return out
@@ -84,13 +93,18 @@ def checker_solutions():
     for path in CHAPTERS:
         cells = notebook_cells(path)
         for label, code in solutions(path):
-            checking = [i for i in code if re.search(r"\bcheck_\w+\(", source(cells[i]))]
+            checking = [
+                i for i in code if re.search(r"\bcheck_\w+\(", source(cells[i]))
+            ]
             if checking:
-                cases.append(pytest.param(path, label, checking, id=f"{path.stem[:2]}-{label}"))
+                cases.append(
+                    pytest.param(path, label, checking, id=f"{path.stem[:2]}-{label}")
+                )
     return cases
 
 
-# --- running cells as a reader would ------------------------------------------------------------
+# --- running cells as a reader would
+# ------------------------------------------------------------
 def _bound_at_top(tree) -> set:
     """Names a cell binds at its top level (assignments, definitions, imports, for/with targets)."""
     names = set()
@@ -131,10 +145,13 @@ class Reader:
         self.ns = {"__name__": "__main__"}
         self.done = set()
         self.out = io.StringIO()
-        self.run(self.code[0])                                    # the parameters cell
-        self.ns.update(QUICK=True, DEVICE="cpu", FULL_TRAINING=False)  # what the book's tests inject
-        self.done.add(self.code[1])                               # the Colab install cell: not here
-        self.run(self.code[2])                                    # imports and check_parameters
+        self.run(self.code[0])  # the parameters cell
+        # what the book's tests inject
+        self.ns.update(QUICK=True, DEVICE="cpu", FULL_TRAINING=False)
+        # the Colab install cell: not here
+        self.done.add(self.code[1])
+        # imports and check_parameters
+        self.run(self.code[2])
 
     def tree(self, i):
         return ast.parse(python(self.cells[i]))
@@ -145,11 +162,18 @@ class Reader:
             return
         self.done.add(i)
         for name in sorted(_free_names(self.tree(i)) - set(self.ns)):
-            definers = [j for j in self.code if j < i and name in _bound_at_top(self.tree(j))]
-            assert definers, f"{self.path.name}: cell {i} uses {name!r}, which no earlier cell defines"
+            definers = [
+                j for j in self.code if j < i and name in _bound_at_top(self.tree(j))
+            ]
+            assert definers, (
+                f"{self.path.name}: cell {i} uses {name!r}, which no earlier cell defines"
+            )
             self.run(definers[-1])
         with contextlib.redirect_stdout(self.out):
-            exec(compile(python(self.cells[i]), f"{self.path.name}[cell {i}]", "exec"), self.ns)
+            exec(
+                compile(python(self.cells[i]), f"{self.path.name}[cell {i}]", "exec"),
+                self.ns,
+            )
 
 
 @pytest.fixture
@@ -189,7 +213,9 @@ def calls(monkeypatch):
 
 
 @pytest.mark.parametrize("path, label, checking", checker_solutions())
-def test_every_solution_passes_its_checker(path, label, checking, calls, registry, monkeypatch):
+def test_every_solution_passes_its_checker(
+    path, label, checking, calls, registry, monkeypatch
+):
     monkeypatch.chdir(path.parent)  # where the notebooks run
     reader = Reader(path)
     for i in checking:
@@ -199,23 +225,33 @@ def test_every_solution_passes_its_checker(path, label, checking, calls, registr
     printed = reader.out.getvalue()
     for name, answer, verdict in calls:
         if type(answer).__name__ in DELIBERATE.get(label, set()):
-            assert verdict is False, f"{label}: the deliberately wrong {type(answer).__name__} passed {name}"
+            assert verdict is False, (
+                f"{label}: the deliberately wrong {type(answer).__name__} passed {name}"
+            )
         else:
-            assert verdict is True, f"{label}: {name} said Not yet to the book's solution:\n{printed}"
+            assert verdict is True, (
+                f"{label}: {name} said Not yet to the book's solution:\n{printed}"
+            )
     assert printed.count("Correct: ") == sum(v is True for _, _, v in calls), printed
 
 
 def test_every_exercise_with_a_checker_has_a_solution_that_calls_it():
     for path in CHAPTERS:
         cells = notebook_cells(path)
-        solved = {label: "".join(source(cells[i]) for i in code) for label, code in solutions(path)}
+        solved = {
+            label: "".join(source(cells[i]) for i in code)
+            for label, code in solutions(path)
+        }
         for label, checkers in exercises(path).items():
             for checker in checkers:
-                assert checker in solved.get(label, ""), f"{path.name}: {label}'s solution never calls {checker}"
+                assert checker in solved.get(label, ""), (
+                    f"{path.name}: {label}'s solution never calls {checker}"
+                )
     assert sum(len(exercises(p)) for p in CHAPTERS) >= 14
 
 
-# --- the degradations the chapters write ----------------------------------------------------------
+# --- the degradations the chapters write
+# ----------------------------------------------------------
 def book_degradations():
     """(notebook, class name) of every class in the chapters that subclasses a degradation."""
     found = []
@@ -226,7 +262,10 @@ def book_degradations():
                 continue
             for node in ast.parse(python(cell)).body:
                 if isinstance(node, ast.ClassDef):
-                    bases = {b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases}
+                    bases = {
+                        b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")
+                        for b in node.bases
+                    }
                     if bases & known:
                         known.add(node.name)
                         found.append((path, node.name))
@@ -238,8 +277,14 @@ def test_the_book_writes_its_own_degradations():
     assert {"Curtain", "PixelateFade", "Darken", "PixelateToFlat"} <= names, names
 
 
-@pytest.mark.parametrize("path, name", book_degradations(), ids=lambda v: v if isinstance(v, str) else v.stem[:2])
-def test_every_degradation_in_the_book_is_a_complete_class(path, name, registry, monkeypatch):
+@pytest.mark.parametrize(
+    "path, name",
+    book_degradations(),
+    ids=lambda v: v if isinstance(v, str) else v.stem[:2],
+)
+def test_every_degradation_in_the_book_is_a_complete_class(
+    path, name, registry, monkeypatch
+):
     """Its class statement and imports run after the chapter's first cell; the class builds from its
     defaults, has a registry name, rebuilds from its config and keeps the contract (the slips shown on
     purpose must break it)."""
@@ -251,15 +296,27 @@ def test_every_degradation_in_the_book_is_a_complete_class(path, name, registry,
         if cell["cell_type"] != "code":
             continue
         tree = ast.parse(python(cell))
-        keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-                or (isinstance(n, ast.ClassDef) and n.name in {c for _, c in book_degradations()})]
+        keep = [
+            n
+            for n in tree.body
+            if isinstance(n, (ast.Import, ast.ImportFrom))
+            or (
+                isinstance(n, ast.ClassDef)
+                and n.name in {c for _, c in book_degradations()}
+            )
+        ]
         if keep:
-            exec(compile(ast.Module(body=keep, type_ignores=[]), path.name, "exec"), reader.ns)
+            exec(
+                compile(ast.Module(body=keep, type_ignores=[]), path.name, "exec"),
+                reader.ns,
+            )
         if name in reader.ns:
             break
     cls = reader.ns[name]
     D = cls()  # every argument has a default
-    assert cls.name is not None and registry[cls.name] is cls, f"{name} has no registry name"
+    assert cls.name is not None and registry[cls.name] is cls, (
+        f"{name} has no registry name"
+    )
     problems, summary = contract.check(D)
     if name in SLIPS:
         assert problems, f"{name} is shown as a slip but keeps the contract"

@@ -51,7 +51,9 @@ def _params(module):
 def _assert_close_states(a, b, atol=1e-6):
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.allclose(a[k], b[k], atol=atol, rtol=0), f"{k} differs by {(a[k] - b[k]).abs().max()}"
+        assert torch.allclose(a[k], b[k], atol=atol, rtol=0), (
+            f"{k} differs by {(a[k] - b[k]).abs().max()}"
+        )
 
 
 def _no_temp_files(folder):
@@ -68,11 +70,23 @@ def test_training_lowers_heldout_loss(mnist16):
     before = heldout_loss(model, D, held)
     # heldout_loss is deterministic (levels and randomness fixed by its seed).
     assert heldout_loss(model, D, held) == before
-    result = train(model, D, train_images, TrainConfig(steps=300, batch_size=32, lr=1e-3, device="cpu",
-                                                       progress=False, log_every=50))
+    result = train(
+        model,
+        D,
+        train_images,
+        TrainConfig(
+            steps=300,
+            batch_size=32,
+            lr=1e-3,
+            device="cpu",
+            progress=False,
+            log_every=50,
+        ),
+    )
     after = heldout_loss(result.model, D, held)
     after_ema = heldout_loss(result.ema, D, held)
-    # Measured: about 0.80 -> 0.19 (raw and EMA alike; 0.21 after 200 steps, 0.22 after 100).
+    # Measured: about 0.80 -> 0.19 (raw and EMA alike; 0.21 after 200 steps, 0.22 after
+    # 100).
     assert before > 0.6
     assert after < 0.3 and after < 0.4 * before, (before, after)
     assert after_ema < 0.3 and after_ema < 0.4 * before, (before, after_ema)
@@ -108,13 +122,29 @@ def test_resume_is_exact(mnist16, tmp_path, name):
     make_D = DEGRADATIONS[name]
     kw = dict(hflip=True, augment_shift=1, warmup_steps=10)
 
-    a = train(_tiny(0), make_D(), data, _cfg(steps=40, checkpoint_dir=str(tmp_path / "a"), **kw))
+    a = train(
+        _tiny(0),
+        make_D(),
+        data,
+        _cfg(steps=40, checkpoint_dir=str(tmp_path / "a"), **kw),
+    )
 
-    b1 = train(_tiny(0), make_D(), data, _cfg(steps=20, checkpoint_dir=str(tmp_path / "b"), **kw))
+    b1 = train(
+        _tiny(0),
+        make_D(),
+        data,
+        _cfg(steps=20, checkpoint_dir=str(tmp_path / "b"), **kw),
+    )
     assert b1.step == 20
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 20
-    fresh = _tiny(123)  # a different initialisation: everything must come from the checkpoint
-    b = train(fresh, make_D(), data, _cfg(steps=40, resume=True, checkpoint_dir=str(tmp_path / "b"), **kw))
+    # a different initialisation: everything must come from the checkpoint
+    fresh = _tiny(123)
+    b = train(
+        fresh,
+        make_D(),
+        data,
+        _cfg(steps=40, resume=True, checkpoint_dir=str(tmp_path / "b"), **kw),
+    )
 
     assert b.step == a.step == 40
     _assert_close_states(_params(a.model), _params(b.model))
@@ -122,14 +152,22 @@ def test_resume_is_exact(mnist16, tmp_path, name):
     assert a.history["step"] == b.history["step"] == [5, 10, 15, 20, 25, 30, 35, 40]
     assert a.history["loss"] == b.history["loss"]
     # The checkpoints on disk agree too.
-    ca, cb = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    ca, cb = (
+        load_checkpoint(tmp_path / "a" / "last.pt"),
+        load_checkpoint(tmp_path / "b" / "last.pt"),
+    )
     assert ca["step"] == cb["step"] == 40
     _assert_close_states(ca["ema"], cb["ema"])
 
 
 def test_resume_without_checkpoint_starts_from_scratch(mnist16, tmp_path):
     train_images, _ = mnist16
-    r1 = train(_tiny(0), _blur(), train_images[:100], _cfg(steps=5, resume=True, checkpoint_dir=str(tmp_path / "x")))
+    r1 = train(
+        _tiny(0),
+        _blur(),
+        train_images[:100],
+        _cfg(steps=5, resume=True, checkpoint_dir=str(tmp_path / "x")),
+    )
     r2 = train(_tiny(0), _blur(), train_images[:100], _cfg(steps=5))
     assert r1.step == 5
     _assert_close_states(_params(r1.model), _params(r2.model), atol=0)
@@ -137,8 +175,18 @@ def test_resume_without_checkpoint_starts_from_scratch(mnist16, tmp_path):
 
 def test_resume_at_or_past_final_step_does_nothing(mnist16, tmp_path):
     train_images, _ = mnist16
-    r = train(_tiny(0), _blur(), train_images[:100], _cfg(steps=6, checkpoint_dir=str(tmp_path)))
-    again = train(_tiny(5), _blur(), train_images[:100], _cfg(steps=6, resume=True, checkpoint_dir=str(tmp_path)))
+    r = train(
+        _tiny(0),
+        _blur(),
+        train_images[:100],
+        _cfg(steps=6, checkpoint_dir=str(tmp_path)),
+    )
+    again = train(
+        _tiny(5),
+        _blur(),
+        train_images[:100],
+        _cfg(steps=6, resume=True, checkpoint_dir=str(tmp_path)),
+    )
     assert again.step == 6
     _assert_close_states(_params(r.model), _params(again.model), atol=0)
 
@@ -161,7 +209,8 @@ def test_seeded_runs_are_reproducible(mnist16):
 def test_train_accepts_a_dataset_and_grad_accum(mnist16):
     train_images, _ = mnist16
 
-    class ListData(torch.utils.data.Dataset):  # no .images attribute: indexed one by one
+    # no .images attribute: indexed one by one
+    class ListData(torch.utils.data.Dataset):
         def __len__(self):
             return 50
 
@@ -175,15 +224,26 @@ def test_train_accepts_a_dataset_and_grad_accum(mnist16):
 def test_train_rejects_channel_mismatch(mnist16):
     train_images, _ = mnist16
     with pytest.raises(ValueError, match="channels"):
-        train(UNet.from_preset("tiny", channels=3), GaussianBlur(T=5), train_images[:10], _cfg(steps=1))
+        train(
+            UNet.from_preset("tiny", channels=3),
+            GaussianBlur(T=5),
+            train_images[:10],
+            _cfg(steps=1),
+        )
     with pytest.raises(ValueError, match="at least one image"):
         train(_tiny(), _blur(), train_images[:0], _cfg(steps=1))
 
 
 def test_validation_keeps_best_checkpoint(mnist16, tmp_path):
     train_images, test_images = mnist16
-    r = train(_tiny(0), _blur(), train_images[:500], _cfg(steps=10, eval_every=5, checkpoint_dir=str(tmp_path)),
-              val_data=test_images[:32], extra={"note": "hello"})
+    r = train(
+        _tiny(0),
+        _blur(),
+        train_images[:500],
+        _cfg(steps=10, eval_every=5, checkpoint_dir=str(tmp_path)),
+        val_data=test_images[:32],
+        extra={"note": "hello"},
+    )
     assert r.history["val_step"] == [5, 10]
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "last.pt").is_file()
     best = load_checkpoint(tmp_path / "best.pt")
@@ -191,7 +251,9 @@ def test_validation_keeps_best_checkpoint(mnist16, tmp_path):
     assert best["note"] == "hello"
     model, D = restore(tmp_path / "best.pt")
     assert isinstance(D, GaussianBlur) and D.T == 20
-    assert heldout_loss(model, D, test_images[:32]) == pytest.approx(best["best_val"], abs=1e-5)
+    assert heldout_loss(model, D, test_images[:32]) == pytest.approx(
+        best["best_val"], abs=1e-5
+    )
 
 
 # ---------------------------------------------------------------- non-finite loss
@@ -225,14 +287,20 @@ def test_non_finite_loss_raises_and_keeps_the_checkpoint(mnist16, tmp_path):
     last = tmp_path / "last.pt"
     model = NaNAfter(_tiny(0), n=7, watch=last)
     with pytest.raises(FloatingPointError, match=r"at step 7\b") as info:
-        train(model, _blur(), train_images[:100], _cfg(steps=20, checkpoint_every=3, checkpoint_dir=str(tmp_path)))
+        train(
+            model,
+            _blur(),
+            train_images[:100],
+            _cfg(steps=20, checkpoint_every=3, checkpoint_dir=str(tmp_path)),
+        )
     assert str(last) in str(info.value)
     assert model.snapshot is not None
     assert last.read_bytes() == model.snapshot  # untouched by the failing step
     ckpt = load_checkpoint(last)
     assert ckpt["step"] == 6
-    # The wrapper's weights (prefixed "inner.") load back into the architecture recorded in the checkpoint.
-    R = NaNAfter(UNet(**ckpt["model_config"]), n=10 ** 9)
+    # The wrapper's weights (prefixed "inner.") load back into the architecture recorded
+    # in the checkpoint.
+    R = NaNAfter(UNet(**ckpt["model_config"]), n=10**9)
     R.load_state_dict(ckpt["ema"], strict=True)
     with torch.no_grad():
         assert torch.isfinite(R(train_images[:2], 5)).all()
@@ -246,20 +314,23 @@ def test_non_finite_loss_without_checkpoint_dir(mnist16):
 
 
 # ---------------------------------------------------------------- TrainConfig
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(steps=0), "steps"),
-    (dict(steps=2.5), "steps"),
-    (dict(batch_size=-1), "batch_size"),
-    (dict(grad_accum=True), "grad_accum"),
-    (dict(checkpoint_every=0), "checkpoint_every"),
-    (dict(warmup_steps=-1), "warmup_steps"),
-    (dict(augment_shift=-2), "augment_shift"),
-    (dict(loss="l3"), "loss"),
-    (dict(lr=0.0), "lr"),
-    (dict(lr=float("nan")), "lr"),
-    (dict(ema_decay=1.0), "ema_decay"),
-    (dict(ema_decay=-0.1), "ema_decay"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(steps=0), "steps"),
+        (dict(steps=2.5), "steps"),
+        (dict(batch_size=-1), "batch_size"),
+        (dict(grad_accum=True), "grad_accum"),
+        (dict(checkpoint_every=0), "checkpoint_every"),
+        (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(augment_shift=-2), "augment_shift"),
+        (dict(loss="l3"), "loss"),
+        (dict(lr=0.0), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(ema_decay=-0.1), "ema_decay"),
+    ],
+)
 def test_train_config_rejects_bad_values(kwargs, field):
     with pytest.raises(ValueError, match=rf"^{field} must"):
         TrainConfig(**kwargs)
@@ -267,8 +338,14 @@ def test_train_config_rejects_bad_values(kwargs, field):
 
 def test_train_config_from_dict():
     cfg = TrainConfig.from_dict({"steps": 7, "loss": "l2"})
-    assert cfg.steps == 7 and cfg.loss == "l2" and cfg.batch_size == TrainConfig().batch_size
-    with pytest.raises(ValueError, match=r"train\.stepz: unknown key \(did you mean 'steps'\?\)"):
+    assert (
+        cfg.steps == 7
+        and cfg.loss == "l2"
+        and cfg.batch_size == TrainConfig().batch_size
+    )
+    with pytest.raises(
+        ValueError, match=r"train\.stepz: unknown key \(did you mean 'steps'\?\)"
+    ):
         TrainConfig.from_dict({"stepz": 3, "learning_rate": 1.0})
     with pytest.raises(ValueError, match="steps"):
         TrainConfig.from_dict({"steps": -3})
@@ -305,8 +382,21 @@ def test_data_parallel_two_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "rank 0 done step 10" in proc.stdout and "rank 1 done step 10" in proc.stdout
     ckpt = load_checkpoint(tmp_path / "ckpt" / "last.pt")

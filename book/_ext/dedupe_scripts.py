@@ -8,10 +8,13 @@ identical script (same file, same attributes and inline body).
 
 
 def _key(script):
-    # An inline script is stored once with filename None and once with "": the same script.
+    # An inline script is stored once with filename None and once with "": the same
+    # script.
     filename = getattr(script, "filename", script) or ""
     attributes = getattr(script, "attributes", {}) or {}
-    return str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items() if k != "priority"))
+    return str(filename), tuple(
+        sorted((k, str(v)) for k, v in attributes.items() if k != "priority")
+    )
 
 
 def dedupe(app, pagename, templatename, context, doctree):

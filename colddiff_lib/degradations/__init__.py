@@ -16,13 +16,14 @@ from .mixing import Blend, GaussianNoise, cosine_alpha_bar
 from .snow import Snow
 from .superres import SuperResolution
 
-# Every module of this package is imported, so a degradation added in a file of its own registers
-# itself with no other edit (CONTRIBUTING.md).
+# Every module of this package is imported, so a degradation added in a file of its own
+# registers itself with no other edit (CONTRIBUTING.md).
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 
-#: The degradation a run without a ``[degradation]`` name trains on (``train`` with no config): the paper's blur.
+# : The degradation a run without a ``[degradation]`` name trains on (``train`` with no
+# config): the paper's blur.
 DEFAULT = GaussianBlur.name
 
 
@@ -32,25 +33,49 @@ def build(name: str, **kwargs) -> Degradation:
     ``build(**D.config())`` rebuilds ``D``. Unknown names and arguments raise ValueError with the
     nearest known one.
     """
-    if not isinstance(name, str):  # a list (name = ["blur"]) is not a name, and is not hashable either
-        raise ValueError(f"degradation name must be a string, one of {sorted(REGISTRY)}, got {name!r}")
+    # a list (name = ["blur"]) is not a name, and is not hashable either
+    if not isinstance(name, str):
+        raise ValueError(
+            f"degradation name must be a string, one of {sorted(REGISTRY)}, got {name!r}"
+        )
     if name not in REGISTRY:
-        raise ValueError(f"degradation name must be one of {sorted(REGISTRY)}, got {name!r}"
-                         + did_you_mean(name, REGISTRY))
+        raise ValueError(
+            f"degradation name must be one of {sorted(REGISTRY)}, got {name!r}"
+            + did_you_mean(name, REGISTRY)
+        )
     cls = REGISTRY[name]
-    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
-    accepted = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    # without self
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    accepted = [
+        p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
     unknown = [] if takes_any else sorted(set(kwargs) - set(accepted))
     if unknown:
         hints = "".join(did_you_mean(k, accepted) for k in unknown)
-        raise ValueError(f"degradation {name!r}: unknown arguments {unknown}; it takes {accepted}{hints}")
+        raise ValueError(
+            f"degradation {name!r}: unknown arguments {unknown}; it takes {accepted}{hints}"
+        )
     try:
         return cls(**kwargs)
     except TypeError as err:  # e.g. a string where a number belongs
         raise ValueError(f"degradation {name!r}: bad argument value ({err})") from None
 
 
-__all__ = ["Degradation", "GaussianBlur", "Inpainting", "InpaintingFill", "SuperResolution", "Snow",
-           "GaussianNoise", "Blend", "build", "REGISTRY", "as_time_tensor", "check_images",
-           "blur_sigmas", "gaussian_kernel_1d", "cosine_alpha_bar"]
+__all__ = [
+    "Degradation",
+    "GaussianBlur",
+    "Inpainting",
+    "InpaintingFill",
+    "SuperResolution",
+    "Snow",
+    "GaussianNoise",
+    "Blend",
+    "build",
+    "REGISTRY",
+    "as_time_tensor",
+    "check_images",
+    "blur_sigmas",
+    "gaussian_kernel_1d",
+    "cosine_alpha_bar",
+]

@@ -29,13 +29,15 @@ from typing import Any, ClassVar, Dict, Optional, Sequence, Union
 
 import torch
 
-from ..checks import check_bool, check_choice, check_positive, is_int  # noqa: F401 (the degradations import them from here)
+# the degradations import these from here
+from ..checks import check_bool, check_choice, check_positive, is_int  # noqa: F401
 from ..runtime import resolve_device
 
 TimeLike = Union[int, torch.Tensor]
 
-#: The largest number of steps a degradation accepts (the paper's largest is 750; schedules and
-#: precomputed matrices grow with T, so a config asking for 10**9 is refused rather than allocated).
+# : The largest number of steps a degradation accepts (the paper's largest is 750;
+# schedules and : precomputed matrices grow with T, so a config asking for 10**9 is
+# refused rather than allocated).
 MAX_T = 10_000
 #: The largest number of image channels a degradation accepts.
 MAX_CHANNELS = 64
@@ -44,28 +46,42 @@ MAX_CHANNELS = 64
 REGISTRY: Dict[str, type] = {}
 
 
-def check_images(x: torch.Tensor, name: str = "x0", channels: Optional[int] = None) -> None:
+def check_images(
+    x: torch.Tensor, name: str = "x0", channels: Optional[int] = None
+) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite floating tensor ``[B, C, H, W]`` (with ``channels`` C)."""
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}")
+        raise ValueError(
+            f"{name} must be a torch.Tensor of shape [B, C, H, W], got {type(x).__name__}"
+        )
     if x.dim() != 4:
-        raise ValueError(f"{name} must have rank 4 ([B, C, H, W]), got rank {x.dim()} with shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have rank 4 ([B, C, H, W]), got rank {x.dim()} with shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} has {x.shape[1]} channels but this degradation expects channels={channels}")
+        raise ValueError(
+            f"{name} has {x.shape[1]} channels but this degradation expects channels={channels}"
+        )
     if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} holds NaN or infinite values; images must be finite, in [-1, 1]")
+        raise ValueError(
+            f"{name} holds NaN or infinite values; images must be finite, in [-1, 1]"
+        )
 
 
-def as_time_tensor(t: TimeLike, batch: int, T: Optional[int], device: torch.device, name: str = "t") -> torch.Tensor:
+def as_time_tensor(
+    t: TimeLike, batch: int, T: Optional[int], device: torch.device, name: str = "t"
+) -> torch.Tensor:
     """Return ``t`` as a ``LongTensor[batch]`` on ``device``, checking ``0 <= t <= T`` (``T=None``: no range
     check, and no device synchronisation: what a network's forward needs)."""
     if isinstance(t, bool):
         raise ValueError(f"{name} must be an int or a LongTensor[B], got bool")
     if isinstance(t, int):
-        if not 0 <= t < 2 ** 63:  # levels are non-negative, and a LongTensor holds them
-            raise ValueError(f"{name} must lie in 0..{'T = 0..' + str(T) if T is not None else '2**63 - 1'}, got {t}")
+        if not 0 <= t < 2**63:  # levels are non-negative, and a LongTensor holds them
+            raise ValueError(
+                f"{name} must lie in 0..{'T = 0..' + str(T) if T is not None else '2**63 - 1'}, got {t}"
+            )
         t = torch.full((batch,), t, dtype=torch.long, device=device)
     elif isinstance(t, torch.Tensor):
         if t.is_floating_point() or t.is_complex():
@@ -73,16 +89,24 @@ def as_time_tensor(t: TimeLike, batch: int, T: Optional[int], device: torch.devi
         if t.dim() == 0:
             t = t.reshape(1).expand(batch)
         if t.dim() != 1 or t.shape[0] != batch:
-            raise ValueError(f"{name} must be an int or a LongTensor of shape [{batch}], got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must be an int or a LongTensor of shape [{batch}], got shape {tuple(t.shape)}"
+            )
         t = t.to(device=device, dtype=torch.long)
     else:
-        raise ValueError(f"{name} must be an int or a LongTensor[B], got {type(t).__name__}")
+        raise ValueError(
+            f"{name} must be an int or a LongTensor[B], got {type(t).__name__}"
+        )
     if T is not None and t.numel() and (int(t.min()) < 0 or int(t.max()) > T):
-        raise ValueError(f"{name} must lie in 0..T = 0..{T}, got values from {int(t.min())} to {int(t.max())}")
+        raise ValueError(
+            f"{name} must lie in 0..T = 0..{T}, got values from {int(t.min())} to {int(t.max())}"
+        )
     return t
 
 
-def draw(kind: str, shape, generator: Optional[torch.Generator], device) -> torch.Tensor:
+def draw(
+    kind: str, shape, generator: Optional[torch.Generator], device
+) -> torch.Tensor:
     """``torch.rand`` or ``torch.randn`` (``kind``) drawn on the generator's device, moved to ``device`` (any
     device :func:`colddiff_lib.runtime.resolve_device` takes, ``"auto"`` included).
 
@@ -94,9 +118,13 @@ def draw(kind: str, shape, generator: Optional[torch.Generator], device) -> torc
     return fn(tuple(shape), generator=generator, device=gen_device).to(device)
 
 
-def per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_sample(
+    values: torch.Tensor, t: torch.Tensor, like: torch.Tensor
+) -> torch.Tensor:
     """Gather ``values[t]`` for a schedule ``values[T+1]`` and broadcast it to ``like`` ([B, 1, 1, 1])."""
-    return values.to(device=like.device, dtype=like.dtype)[t].view(-1, *([1] * (like.dim() - 1)))
+    return values.to(device=like.device, dtype=like.dtype)[t].view(
+        -1, *([1] * (like.dim() - 1))
+    )
 
 
 class Degradation:
@@ -118,25 +146,34 @@ class Degradation:
     compositional: bool = False
     random: bool = False
     state_is_observed: bool = False
-    name: ClassVar[Optional[str]] = None  # the registry key, given as ``class X(Degradation, name="x")``
+    # the registry key, given as ``class X(Degradation, name="x")``
+    name: ClassVar[Optional[str]] = None
 
     def __init_subclass__(cls, name: Optional[str] = None, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.name = name  # a subclass without a name of its own is not registered (and not buildable by name)
+        # a subclass without a name of its own is not registered (and not buildable by
+        # name)
+        cls.name = name
         if name is not None:
             if not isinstance(name, str) or not name:
-                raise ValueError(f"{cls.__name__}: name must be a non-empty string, got {name!r}")
+                raise ValueError(
+                    f"{cls.__name__}: name must be a non-empty string, got {name!r}"
+                )
             other = REGISTRY.get(name)
             if other is not None and other.__qualname__ != cls.__qualname__:
-                raise ValueError(f"{cls.__name__}: the degradation name {name!r} is taken by {other.__name__}")
+                raise ValueError(
+                    f"{cls.__name__}: the degradation name {name!r} is taken by {other.__name__}"
+                )
             REGISTRY[name] = cls
 
     def __new__(cls, *args, **kwargs):
-        # Record the constructor arguments (defaults filled in): config() returns them, build() replays them.
+        # Record the constructor arguments (defaults filled in): config() returns them,
+        # build() replays them.
         self = super().__new__(cls)
         try:
             bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
-        except TypeError:  # a wrong call: __init__ itself reports it; copy.copy() also lands here
+        # a wrong call: __init__ itself reports it; copy.copy() also lands here
+        except TypeError:
             return self
         bound.apply_defaults()
         arguments = dict(list(bound.arguments.items())[1:])
@@ -150,27 +187,43 @@ class Degradation:
 
     def __init__(self, T: int, channels: Optional[int] = None):
         if not is_int(T) or not 1 <= T <= MAX_T:
-            raise ValueError(f"T must be a positive int (number of steps) of at most {MAX_T}, got {T!r}")
-        if channels is not None and (not is_int(channels) or not 1 <= channels <= MAX_CHANNELS):
-            raise ValueError(f"channels must be None or an int in 1..{MAX_CHANNELS}, got {channels!r}")
+            raise ValueError(
+                f"T must be a positive int (number of steps) of at most {MAX_T}, got {T!r}"
+            )
+        if channels is not None and (
+            not is_int(channels) or not 1 <= channels <= MAX_CHANNELS
+        ):
+            raise ValueError(
+                f"channels must be None or an int in 1..{MAX_CHANNELS}, got {channels!r}"
+            )
         self.T = T
         self.channels = channels
 
-    # --- what a subclass overrides --------------------------------------------------------------
+    # --- what a subclass overrides
+    # --------------------------------------------------------------
     def degrade(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Degrade validated images ``x0`` [B, C, H, W] to levels ``t`` (LongTensor[B], 0..T)."""
         raise NotImplementedError(f"{type(self).__name__} must override degrade(x0, t)")
 
     def step_op(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Apply the single step ``t`` (LongTensor[B], 1..T) to ``x`` = D(x0, t-1)."""
-        raise NotImplementedError(f"{type(self).__name__} is not compositional: it has no step()")
+        raise NotImplementedError(
+            f"{type(self).__name__} is not compositional: it has no step()"
+        )
 
-    def freeze_state(self, like: torch.Tensor, generator: Optional[torch.Generator]) -> dict:
+    def freeze_state(
+        self, like: torch.Tensor, generator: Optional[torch.Generator]
+    ) -> dict:
         """Draw the random quantities for a batch shaped like ``like``; return them as attributes."""
         return {}
 
-    def prior(self, n: int, shape: Sequence[int], generator: Optional[torch.Generator] = None,
-              device: Union[str, torch.device] = "cpu") -> torch.Tensor:
+    def prior(
+        self,
+        n: int,
+        shape: Sequence[int],
+        generator: Optional[torch.Generator] = None,
+        device: Union[str, torch.device] = "cpu",
+    ) -> torch.Tensor:
         """A starting point x_T ``[n, *shape]`` for generation, where the degradation has one."""
         raise NotImplementedError(f"{type(self).__name__} has no generation prior")
 
@@ -182,13 +235,17 @@ class Degradation:
 
     def latent(self, x_T: torch.Tensor) -> torch.Tensor:
         """The latent of end states x_T [B, C, H, W] (degradations with ``has_latent``, e.g. a flat colour [B, C])."""
-        raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False): "
-                                  f"generate from its prior() instead")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no latent end state (has_latent is False): "
+            f"generate from its prior() instead"
+        )
 
     def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         """End states x_T, ``[B, C, H, W]`` for ``shape = (C, H, W)``, painted from latents ``z`` (degradations
         with ``has_latent``)."""
-        raise NotImplementedError(f"{type(self).__name__} has no latent end state (has_latent is False)")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no latent end state (has_latent is False)"
+        )
 
     def noise_schedule(self):
         """For a degradation of the form ``D(x0, t) = clean(x0, t) + sigma_t z`` with Gaussian-like z (noise,
@@ -199,11 +256,17 @@ class Degradation:
 
     def clean(self, x0: torch.Tensor, t) -> torch.Tensor:
         """The noise-free part of D(x0, t) [B, C, H, W], for degradations with a :meth:`noise_schedule`."""
-        raise NotImplementedError(f"{type(self).__name__} has no noise schedule (noise_schedule() is None)")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no noise schedule (noise_schedule() is None)"
+        )
 
-    def fresh_noise(self, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def fresh_noise(
+        self, like: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         """A new draw of z [B, C, H, W] shaped like ``like``, for degradations with a :meth:`noise_schedule`."""
-        raise NotImplementedError(f"{type(self).__name__} has no noise schedule (noise_schedule() is None)")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no noise schedule (noise_schedule() is None)"
+        )
 
     @property
     def symmetry_noise(self) -> float:
@@ -216,7 +279,9 @@ class Degradation:
         """For a separable linear D, the per-axis matrices ``M_t`` with ``D(x0, t) = M_t x0 M_t^T`` on every
         channel of a square ``n`` x ``n`` image: [T + 1, n, n], ``M_0 = I``. What :mod:`colddiff_lib.export`
         writes into the in-page sampler; other degradations raise NotImplementedError."""
-        raise NotImplementedError(f"{type(self).__name__} is not a separable linear degradation (no axis_matrices)")
+        raise NotImplementedError(
+            f"{type(self).__name__} is not a separable linear degradation (no axis_matrices)"
+        )
 
     @property
     def export_form(self) -> Optional[str]:
@@ -224,7 +289,11 @@ class Degradation:
         ``D(x0, t) = M_t x0 M_t^T`` with the matrices of :meth:`axis_matrices` (true where the class overrides
         it; a class whose configuration decides, such as bicubic super-resolution, overrides this too), or
         ``None``: the page cannot run it."""
-        return "separable" if type(self).axis_matrices is not Degradation.axis_matrices else None
+        return (
+            "separable"
+            if type(self).axis_matrices is not Degradation.axis_matrices
+            else None
+        )
 
     @classmethod
     def upgrade_config(cls, config: dict, stored: dict) -> dict:
@@ -234,13 +303,15 @@ class Degradation:
         before the class is built; the default returns ``config`` unchanged."""
         return config
 
-    # --- public API -----------------------------------------------------------------------------
+    # --- public API
+    # -----------------------------------------------------------------------------
     def __call__(self, x0: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Return D(x0, t): ``x0`` [B, C, H, W] in [-1, 1], ``t`` int or LongTensor[B] in 0..T."""
         check_images(x0, "x0", self.channels)
         t = as_time_tensor(t, x0.shape[0], self.T, x0.device)
         self._check_frozen_batch(x0)
-        if x0.shape[0] == 0:  # an empty batch degrades to an empty batch, whatever the operator
+        # an empty batch degrades to an empty batch, whatever the operator
+        if x0.shape[0] == 0:
             return x0.clone()
         out = self.degrade(x0, t)
         # t = 0 must return x0 bit for bit, whatever rounding the operator does.
@@ -253,17 +324,23 @@ class Degradation:
         ``x`` is [B, C, H, W]; ``t`` an int or LongTensor[B] in 1..T.
         """
         if not self.compositional:
-            raise NotImplementedError(f"{type(self).__name__} is not compositional: it has no step()")
+            raise NotImplementedError(
+                f"{type(self).__name__} is not compositional: it has no step()"
+            )
         check_images(x, "x", self.channels)
         t = as_time_tensor(t, x.shape[0], self.T, x.device)
         if t.numel() and int(t.min()) < 1:
-            raise ValueError(f"t must lie in 1..T = 1..{self.T} for step(), got {int(t.min())}")
+            raise ValueError(
+                f"t must lie in 1..T = 1..{self.T} for step(), got {int(t.min())}"
+            )
         self._check_frozen_batch(x)
         if x.shape[0] == 0:
             return x.clone()
         return self.step_op(x, t).to(x.dtype)
 
-    def freeze(self, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> "Degradation":
+    def freeze(
+        self, like: torch.Tensor, generator: Optional[torch.Generator] = None
+    ) -> "Degradation":
         """Return a copy whose random quantities are drawn once for the batch ``like`` [B, C, H, W].
 
         Samplers need this: Algorithm 2 compares D(x, s) and D(x, s-1) under the same noise,
@@ -285,7 +362,9 @@ class Degradation:
         quantities (noise, blend target, fill colour) override this.
         """
         if self.random:
-            raise NotImplementedError(f"{type(self).__name__} cannot recover its random state from x_T")
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot recover its random state from x_T"
+            )
         return self
 
     def freeze_at(self, x_t: torch.Tensor, t: int) -> "Degradation":
@@ -295,7 +374,9 @@ class Degradation:
         if t == self.T:
             return self.freeze_to(x_t)
         if self.random:
-            raise NotImplementedError(f"{type(self).__name__} cannot recover its random state from an image at level {t}")
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot recover its random state from an image at level {t}"
+            )
         return self
 
     @property
@@ -305,7 +386,9 @@ class Degradation:
     def _check_frozen_batch(self, x: torch.Tensor) -> None:
         n = getattr(self, "_frozen_batch", None)
         if n is not None and x.shape[0] != n:
-            raise ValueError(f"this degradation was frozen for a batch of {n} images, got a batch of {x.shape[0]}")
+            raise ValueError(
+                f"this degradation was frozen for a batch of {n} images, got a batch of {x.shape[0]}"
+            )
 
     def config(self) -> dict:
         """``{"name": ..., **constructor arguments}``, plain JSON data: ``build(**D.config())`` rebuilds D.
@@ -314,15 +397,22 @@ class Degradation:
         such a degradation works, but cannot be written into a checkpoint.
         """
         if type(self).name is None:
-            raise ValueError(f"{type(self).__name__} has no registry name: declare it as "
-                             f"class {type(self).__name__}(..., name=\"...\") to save or rebuild it")
-        args = {key: _plain(value, f"{type(self).__name__}({key}=...)")
-                for key, value in getattr(self, "_init_args", {}).items()}
+            raise ValueError(
+                f"{type(self).__name__} has no registry name: declare it as "
+                f'class {type(self).__name__}(..., name="...") to save or rebuild it'
+            )
+        args = {
+            key: _plain(value, f"{type(self).__name__}({key}=...)")
+            for key, value in getattr(self, "_init_args", {}).items()
+        }
         return {"name": type(self).name, **args}
 
     def __repr__(self) -> str:
         args = getattr(self, "_init_args", {"T": self.T})
-        shown = {k: (f"<tensor {tuple(v.shape)}>" if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
+        shown = {
+            k: (f"<tensor {tuple(v.shape)}>" if isinstance(v, torch.Tensor) else v)
+            for k, v in args.items()
+        }
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
@@ -334,8 +424,10 @@ def _plain(value: Any, where: str):
         return [_plain(v, where) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: _plain(v, where) for k, v in value.items()}
-    raise ValueError(f"{where}: a {type(value).__name__} is not plain data, so this degradation cannot be saved "
-                     f"in a checkpoint; give the argument as numbers, strings or lists (e.g. a source name)")
+    raise ValueError(
+        f"{where}: a {type(value).__name__} is not plain data, so this degradation cannot be saved "
+        f"in a checkpoint; give the argument as numbers, strings or lists (e.g. a source name)"
+    )
 
 
 class FlatEnd:
@@ -355,7 +447,9 @@ class FlatEnd:
         return z.view(-1, C, 1, 1).expand(-1, C, H, W).contiguous()
 
     @staticmethod
-    def flat_prior(n: int, shape: Sequence[int], half_range: float, generator=None, device="cpu") -> torch.Tensor:
+    def flat_prior(
+        n: int, shape: Sequence[int], half_range: float, generator=None, device="cpu"
+    ) -> torch.Tensor:
         """Flat images [n, C, H, W] of colours uniform in ``[-half_range, half_range]`` per channel."""
         C, H, W = shape
         colour = (draw("rand", (n, C, 1, 1), generator, device) * 2 - 1) * half_range

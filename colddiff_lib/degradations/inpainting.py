@@ -31,7 +31,9 @@ def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tens
     H, W = size
     rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H, 1)
     cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, 1, W)
-    d2 = (rows - centre[:, 0].view(-1, 1, 1, 1)) ** 2 + (cols - centre[:, 1].view(-1, 1, 1, 1)) ** 2
+    d2 = (rows - centre[:, 0].view(-1, 1, 1, 1)) ** 2 + (
+        cols - centre[:, 1].view(-1, 1, 1, 1)
+    ) ** 2
     return 1 - torch.exp(-d2 / (2 * _floor(sigma).view(1, -1, 1, 1) ** 2))
 
 
@@ -57,10 +59,17 @@ class Inpainting(Degradation, name="inpaint"):
 
     linear = True
     compositional = True
-    state_is_observed = True  # the mask's position is known to the restorer, as in the paper
+    # the mask's position is known to the restorer, as in the paper
+    state_is_observed = True
 
-    def __init__(self, T: int = 50, std: float = 0.1, initial_mask: float = 1.0, random_centre: bool = False,
-                 channels: Optional[int] = None):
+    def __init__(
+        self,
+        T: int = 50,
+        std: float = 0.1,
+        initial_mask: float = 1.0,
+        random_centre: bool = False,
+        channels: Optional[int] = None,
+    ):
         super().__init__(T, channels)
         check_positive(std, "std")
         check_positive(initial_mask, "initial_mask")
@@ -69,21 +78,29 @@ class Inpainting(Degradation, name="inpaint"):
         self.initial_mask = float(initial_mask)
         self.random_centre = bool(random_centre)
         self.random = self.random_centre
-        self.sigmas = torch.tensor([self.std * (i + self.initial_mask) for i in range(T)], dtype=torch.float64)
+        self.sigmas = torch.tensor(
+            [self.std * (i + self.initial_mask) for i in range(T)], dtype=torch.float64
+        )
         self.centres: Optional[torch.Tensor] = None  # [B, 2], set by freeze()
 
     def freeze_state(self, like, generator):
         H, W = like.shape[-2:]
         u = draw("rand", (like.shape[0], 2), generator, like.device)
-        return {"centres": u * torch.tensor([H - 1, W - 1], device=like.device, dtype=u.dtype)}
+        return {
+            "centres": u
+            * torch.tensor([H - 1, W - 1], device=like.device, dtype=u.dtype)
+        }
 
     def _centres(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
         if self.random_centre:
-            if self.centres is None:  # unfrozen: a fresh random centre per image and call
+            # unfrozen: a fresh random centre per image and call
+            if self.centres is None:
                 return self.freeze_state(x, None)["centres"]
             return self.centres.to(x.device)
-        return torch.tensor([[(H - 1) / 2, (W - 1) / 2]], device=x.device).expand(x.shape[0], 2)
+        return torch.tensor([[(H - 1) / 2, (W - 1) / 2]], device=x.device).expand(
+            x.shape[0], 2
+        )
 
     def step_masks(self, x: torch.Tensor) -> torch.Tensor:
         """m_1..m_T for the images ``x``: [B, T, H, W] (float64)."""
@@ -97,7 +114,8 @@ class Inpainting(Degradation, name="inpaint"):
         return torch.cumprod(torch.cat([ones, m], dim=1), dim=1)
 
     def _mask_at(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if not self.random_centre:  # one mask set for the whole batch: cache it per size and device
+        # one mask set for the whole batch: cache it per size and device
+        if not self.random_centre:
             key = (tuple(x.shape[-2:]), x.device)
             if getattr(self, "_cache_key", None) != key:
                 self._cache = self.cumulative_masks(x[:1])[0]
@@ -111,7 +129,8 @@ class Inpainting(Degradation, name="inpaint"):
 
     def step_op(self, x, t):
         centres = self._centres(x).to(torch.float64)
-        sigma = _floor(self.sigmas.to(x.device)[t - 1])  # image b needs the mask of its own step t[b]
+        # image b needs the mask of its own step t[b]
+        sigma = _floor(self.sigmas.to(x.device)[t - 1])
         H, W = x.shape[-2:]
         rows = torch.arange(H, dtype=torch.float64, device=x.device).view(1, H, 1)
         cols = torch.arange(W, dtype=torch.float64, device=x.device).view(1, 1, W)
@@ -133,8 +152,15 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
     random = True
     state_is_observed = False  # the fill colour is the corruption
 
-    def __init__(self, T: int = 750, std: float = 0.05, initial_mask: float = 1.0, random_centre: bool = False,
-                 colour_range: float = 0.5, channels: Optional[int] = None):
+    def __init__(
+        self,
+        T: int = 750,
+        std: float = 0.05,
+        initial_mask: float = 1.0,
+        random_centre: bool = False,
+        colour_range: float = 0.5,
+        channels: Optional[int] = None,
+    ):
         super().__init__(T, std, initial_mask, random_centre, channels)
         check_positive(colour_range, "colour_range")
         self.random = True
@@ -159,12 +185,16 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
         if t == self.T:
             return self.freeze_to(x_t)
         if self.random_centre:
-            raise NotImplementedError("InpaintingFill with random_centre cannot recover its mask centres from an image")
+            raise NotImplementedError(
+                "InpaintingFill with random_centre cannot recover its mask centres from an image"
+            )
         a = self._mask_at(x_t[:1], torch.tensor([t], device=x_t.device))[0, 0]
         hidden = a < 1e-4
         if not bool(hidden.any()):
-            raise ValueError(f"level {t} masks no pixel completely, so x_t does not show its fill colour; start at a "
-                             f"higher level")
+            raise ValueError(
+                f"level {t} masks no pixel completely, so x_t does not show its fill colour; start at a "
+                f"higher level"
+            )
         frozen = self.freeze(x_t)
         frozen.colours = x_t[:, :, hidden].mean(-1)
         return frozen
@@ -182,6 +212,8 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
         c = c.to(device=x0.device, dtype=x0.dtype).view(x0.shape[0], x0.shape[1], 1, 1)
         return a * x0 + (1 - a) * c
 
-    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+    def prior(
+        self, n: int, shape: Sequence[int], generator=None, device="cpu"
+    ) -> torch.Tensor:
         """Flat images of a random colour, uniform in ``[-colour_range, colour_range]``: [n, C, H, W]."""
         return self.flat_prior(n, shape, self.colour_range, generator, device)

@@ -35,8 +35,10 @@ class Mixing(Degradation):
     def __init__(self, T: int = 200, s: float = 0.008, channels: Optional[int] = None):
         super().__init__(T, channels)
         if not is_number(s) or not 0 <= s <= 1:  # NaN fails too
-            raise ValueError(f"s must be a number in [0, 1] (the cosine schedule's offset, 0.008 in the paper), "
-                             f"got {s!r}")
+            raise ValueError(
+                f"s must be a number in [0, 1] (the cosine schedule's offset, 0.008 in the paper), "
+                f"got {s!r}"
+            )
         self.s = float(s)
         self.alpha_bar = cosine_alpha_bar(T, self.s)
         self.source: Optional[torch.Tensor] = None  # z [B, C, H, W], set by freeze()
@@ -70,7 +72,9 @@ class Mixing(Degradation):
     def degrade(self, x0, t):
         z = self.source if self.source is not None else self.draw_source(x0, None)
         if z.shape != x0.shape:
-            raise ValueError(f"the frozen source has shape {tuple(z.shape)} but x0 has shape {tuple(x0.shape)}")
+            raise ValueError(
+                f"the frozen source has shape {tuple(z.shape)} but x0 has shape {tuple(x0.shape)}"
+            )
         a = per_sample(self.alpha_bar, t, x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * z.to(device=x0.device, dtype=x0.dtype)
 
@@ -87,7 +91,9 @@ class GaussianNoise(Mixing, name="noise"):
     def draw_source(self, like, generator):
         return draw("randn", like.shape, generator, like.device).to(like.dtype)
 
-    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+    def prior(
+        self, n: int, shape: Sequence[int], generator=None, device="cpu"
+    ) -> torch.Tensor:
         """Standard Gaussian noise [n, C, H, W] (D(x0, T) is exactly z)."""
         return draw("randn", (n, *shape), generator, device)
 
@@ -106,15 +112,23 @@ class Blend(Mixing, name="blend"):
         channels: number of channels expected, or ``None``.
     """
 
-    def __init__(self, targets="lfw", T: int = 200, s: float = 0.008, channels: Optional[int] = None):
+    def __init__(
+        self,
+        targets="lfw",
+        T: int = 200,
+        s: float = 0.008,
+        channels: Optional[int] = None,
+    ):
         if isinstance(targets, torch.Tensor):
             check_images(targets, "targets", channels)
         else:
             from ..data import BLEND_SOURCES
 
             if not isinstance(targets, str) or targets not in BLEND_SOURCES:
-                raise ValueError(f"targets must be a tensor [M, C, H, W] or one of {list(BLEND_SOURCES)}, "
-                                 f"got {targets!r}")
+                raise ValueError(
+                    f"targets must be a tensor [M, C, H, W] or one of {list(BLEND_SOURCES)}, "
+                    f"got {targets!r}"
+                )
         super().__init__(T, s, channels)
         self._targets = targets
         self._resolved: dict = {}  # (C, H, W) -> targets loaded from a source name
@@ -124,7 +138,12 @@ class Blend(Mixing, name="blend"):
         """Files written before a Blend's config named its targets kept their source beside it, as the
         checkpoint's or card's ``blend_targets``; the config takes it (``"lfw"`` when neither says)."""
         if "targets" not in config:
-            config = {**config, "targets": ((stored or {}).get("blend_targets") or {}).get("source", "lfw")}
+            config = {
+                **config,
+                "targets": ((stored or {}).get("blend_targets") or {}).get(
+                    "source", "lfw"
+                ),
+            }
         return config
 
     def targets_like(self, shape: Sequence[int]) -> torch.Tensor:
@@ -132,15 +151,21 @@ class Blend(Mixing, name="blend"):
         C, H, W = (int(v) for v in shape)
         if isinstance(self._targets, torch.Tensor):
             if tuple(self._targets.shape[1:]) != (C, H, W):
-                raise ValueError(f"images of shape {(C, H, W)} cannot blend toward targets of shape "
-                                 f"{tuple(self._targets.shape[1:])}")
+                raise ValueError(
+                    f"images of shape {(C, H, W)} cannot blend toward targets of shape "
+                    f"{tuple(self._targets.shape[1:])}"
+                )
             return self._targets
         if H != W:
-            raise ValueError(f"targets {self._targets!r} are square images; got images of shape {(C, H, W)}")
+            raise ValueError(
+                f"targets {self._targets!r} are square images; got images of shape {(C, H, W)}"
+            )
         if (C, H, W) not in self._resolved:
             from ..data import blend_targets
 
-            self._resolved[(C, H, W)] = blend_targets(self._targets, image_size=H, channels=C)
+            self._resolved[(C, H, W)] = blend_targets(
+                self._targets, image_size=H, channels=C
+            )
         return self._resolved[(C, H, W)]
 
     @property
@@ -152,10 +177,16 @@ class Blend(Mixing, name="blend"):
 
     def draw_source(self, like, generator):
         targets = self.targets_like(like.shape[1:])
-        idx = (draw("rand", (like.shape[0],), generator, targets.device) * len(targets)).long()
-        return targets[idx.clamp_max(len(targets) - 1)].to(device=like.device, dtype=like.dtype)
+        idx = (
+            draw("rand", (like.shape[0],), generator, targets.device) * len(targets)
+        ).long()
+        return targets[idx.clamp_max(len(targets) - 1)].to(
+            device=like.device, dtype=like.dtype
+        )
 
-    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+    def prior(
+        self, n: int, shape: Sequence[int], generator=None, device="cpu"
+    ) -> torch.Tensor:
         """Random target images [n, C, H, W]: animorphosis starts from an image of the second set."""
         targets = self.targets_like(shape)
         idx = torch.randint(len(targets), (n,), generator=generator)

@@ -43,33 +43,48 @@ class Noisy(Degradation, name="noisy"):
     random = True
     state_is_observed = False  # the noise is the corruption
 
-    def __init__(self, base: Optional[dict] = None, std: float = 0.2, power: float = 1.0, T: Optional[int] = None,
-                 channels: Optional[int] = None):
+    def __init__(
+        self,
+        base: Optional[dict] = None,
+        std: float = 0.2,
+        power: float = 1.0,
+        T: Optional[int] = None,
+        channels: Optional[int] = None,
+    ):
         from . import build
 
         if base is not None and not isinstance(base, dict):
-            raise ValueError(f"base must be a degradation's config (a table), e.g. {{'name': 'blur', 'T': 20}}, "
-                             f"got {base!r}")
+            raise ValueError(
+                f"base must be a degradation's config (a table), e.g. {{'name': 'blur', 'T': 20}}, "
+                f"got {base!r}"
+            )
         base = dict(DEFAULT_BASE if base is None else base)
         if not base.get("name"):
-            raise ValueError(f"base must be a degradation's config, e.g. {{'name': 'blur', 'T': 20}}, got {base!r}")
+            raise ValueError(
+                f"base must be a degradation's config, e.g. {{'name': 'blur', 'T': 20}}, got {base!r}"
+            )
         if base["name"] == type(self).name:
             raise ValueError("base must be a cold degradation, not another noisy one")
         if T is not None:
             base["T"] = T
         check_positive(std, "std")
         if not is_number(power) or not 0 <= power <= 10:
-            raise ValueError(f"power must be a number in [0, 10] (0: the same noise at every level t >= 1), got {power!r}")
-        self.base = build(**{**base, **({"channels": channels} if channels is not None else {})})
+            raise ValueError(
+                f"power must be a number in [0, 10] (0: the same noise at every level t >= 1), got {power!r}"
+            )
+        self.base = build(
+            **{**base, **({"channels": channels} if channels is not None else {})}
+        )
         super().__init__(self.base.T, channels)
         self.std = float(std)
         self.power = float(power)
         levels = torch.arange(self.T + 1, dtype=torch.float64) / self.T
-        self.sigmas = self.std * levels ** self.power  # [T + 1]
+        self.sigmas = self.std * levels**self.power  # [T + 1]
         self.sigmas[0] = 0.0  # D(x0, 0) = x0
         self.noise: Optional[torch.Tensor] = None  # z [B, C, H, W], set by freeze()
 
-    # --- the parts of D(x0, t) = clean(x0, t) + sigma_t z ------------------------------------------
+    # --- the parts of D(x0, t) = clean(x0, t) + sigma_t z
+    # ------------------------------------------
     def noise_schedule(self):
         """``(signal [T + 1], sigma [T + 1])``: D(x0, t) = clean(x0, t) + sigma_t z, with clean's gain 1."""
         return torch.ones(self.T + 1, dtype=torch.float64), self.sigmas
@@ -88,13 +103,16 @@ class Noisy(Degradation, name="noisy"):
         """Generation starts from the base's end state plus its own noise, sigma_T."""
         return self.std
 
-    # --- Degradation hooks ------------------------------------------------------------------------
+    # --- Degradation hooks
+    # ------------------------------------------------------------------------
     def _frozen_base(self) -> Degradation:
         base = getattr(self, "base_frozen", None)
         if base is None:
             if self.base.random:
-                raise ValueError(f"{self!r} is not frozen: its base {type(self.base).__name__} draws random "
-                                 f"quantities; pass D.freeze(x0) or D.freeze_to(x_T)")
+                raise ValueError(
+                    f"{self!r} is not frozen: its base {type(self.base).__name__} draws random "
+                    f"quantities; pass D.freeze(x0) or D.freeze_to(x_T)"
+                )
             return self.base
         return base
 
@@ -107,8 +125,12 @@ class Noisy(Degradation, name="noisy"):
     def degrade(self, x0, t):
         z = self.noise if self.noise is not None else self.fresh_noise(x0)
         if z.shape != x0.shape:
-            raise ValueError(f"the frozen noise has shape {tuple(z.shape)} but x0 has shape {tuple(x0.shape)}")
-        return self.clean(x0, t) + per_sample(self.sigmas, t, x0) * z.to(device=x0.device, dtype=x0.dtype)
+            raise ValueError(
+                f"the frozen noise has shape {tuple(z.shape)} but x0 has shape {tuple(x0.shape)}"
+            )
+        return self.clean(x0, t) + per_sample(self.sigmas, t, x0) * z.to(
+            device=x0.device, dtype=x0.dtype
+        )
 
     @property
     def has_latent(self) -> bool:
@@ -122,7 +144,9 @@ class Noisy(Degradation, name="noisy"):
         """The base's noise-free end state; generation adds sigma_T noise (:attr:`symmetry_noise`)."""
         return self.base.from_latent(z, shape)
 
-    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+    def prior(
+        self, n: int, shape: Sequence[int], generator=None, device="cpu"
+    ) -> torch.Tensor:
         """The base's noise-free start [n, C, H, W]; generation adds sigma_T noise (:attr:`symmetry_noise`)."""
         return self.base.prior(n, shape, generator=generator, device=device)
 
@@ -131,7 +155,9 @@ class Noisy(Degradation, name="noisy"):
         x_T minus its clean part (read from the base's latent), and the base is frozen to that part."""
         check_images(x_T, "x_T", self.channels)
         if not self.base.has_latent:
-            raise NotImplementedError(f"{type(self.base).__name__} has no latent end state to start from")
+            raise NotImplementedError(
+                f"{type(self.base).__name__} has no latent end state to start from"
+            )
         clean = self.base.from_latent(self.base.latent(x_T), x_T.shape[1:])
         frozen = self.freeze(x_T)
         frozen.noise = (x_T - clean) / self.std

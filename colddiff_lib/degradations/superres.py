@@ -38,19 +38,27 @@ class SuperResolution(Degradation, name="superres"):
 
     def _check_size(self, x: torch.Tensor) -> None:
         H, W = x.shape[-2:]
-        f = 2 ** self.T
+        f = 2**self.T
         if H % f or W % f:
-            raise ValueError(f"images must be divisible by 2^T = {f} pixels for T = {self.T}, got {H} x {W}")
+            raise ValueError(
+                f"images must be divisible by 2^T = {f} pixels for T = {self.T}, got {H} x {W}"
+            )
 
     def _down_up(self, x: torch.Tensor, level: int) -> torch.Tensor:
         if level == 0:
             return x
         H, W = x.shape[-2:]
-        f = 2 ** level
+        f = 2**level
         if self.mode == "area":
             low = F.avg_pool2d(x, f)
         else:
-            low = F.interpolate(x, size=(H // f, W // f), mode="bicubic", antialias=True, align_corners=False)
+            low = F.interpolate(
+                x,
+                size=(H // f, W // f),
+                mode="bicubic",
+                antialias=True,
+                align_corners=False,
+            )
         return F.interpolate(low, scale_factor=f, mode="nearest")
 
     def degrade(self, x0, t):
@@ -62,15 +70,21 @@ class SuperResolution(Degradation, name="superres"):
         return out
 
     def step_op(self, x, t):
-        return self.degrade(x, t)  # area means of block means: one halving applied to x_{t-1}
+        # area means of block means: one halving applied to x_{t-1}
+        return self.degrade(x, t)
 
     def axis_matrices(self, n: int, device="cpu", dtype=torch.float32) -> torch.Tensor:
         """Block means then nearest upsampling along one axis (``"area"`` mode): ``M_t[i, j] = 2^-t`` where
         i and j share a block of 2^t pixels. [T + 1, n, n]."""
         if self.mode != "area":
-            raise NotImplementedError(f"superres mode {self.mode!r} has no axis_matrices (only 'area' is a block mean)")
+            raise NotImplementedError(
+                f"superres mode {self.mode!r} has no axis_matrices (only 'area' is a block mean)"
+            )
         i = torch.arange(n)
-        mats = [((i.view(-1, 1) // 2 ** t) == (i.view(1, -1) // 2 ** t)).double() / 2 ** t for t in range(self.T + 1)]
+        mats = [
+            ((i.view(-1, 1) // 2**t) == (i.view(1, -1) // 2**t)).double() / 2**t
+            for t in range(self.T + 1)
+        ]
         return torch.stack(mats).to(device=device, dtype=dtype)
 
     @property
@@ -80,7 +94,7 @@ class SuperResolution(Degradation, name="superres"):
 
     def low_resolution(self, x: torch.Tensor) -> torch.Tensor:
         """The N / 2^T image that x_T [B, C, H, W] is made of: [B, C, H / 2^T, W / 2^T]."""
-        f = 2 ** self.T
+        f = 2**self.T
         return x[..., ::f, ::f]
 
     def latent(self, x_T: torch.Tensor) -> torch.Tensor:
@@ -88,14 +102,20 @@ class SuperResolution(Degradation, name="superres"):
 
     def from_latent(self, z: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         C, H, W = shape
-        f = 2 ** self.T
-        return F.interpolate(z.view(-1, C, H // f, W // f), scale_factor=f, mode="nearest")
+        f = 2**self.T
+        return F.interpolate(
+            z.view(-1, C, H // f, W // f), scale_factor=f, mode="nearest"
+        )
 
-    def prior(self, n: int, shape: Sequence[int], generator=None, device="cpu") -> torch.Tensor:
+    def prior(
+        self, n: int, shape: Sequence[int], generator=None, device="cpu"
+    ) -> torch.Tensor:
         """A random (N / 2^T)-pixel image, uniform in [-1, 1], upsampled: [n, C, H, W]."""
         C, H, W = shape
-        f = 2 ** self.T
+        f = 2**self.T
         if H % f or W % f:
-            raise ValueError(f"shape must be divisible by 2^T = {f} pixels, got {H} x {W}")
+            raise ValueError(
+                f"shape must be divisible by 2^T = {f} pixels, got {H} x {W}"
+            )
         z = draw("rand", (n, C * (H // f) * (W // f)), generator, device) * 2 - 1
         return self.from_latent(z, shape)

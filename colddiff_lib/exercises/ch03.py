@@ -24,11 +24,15 @@ class _LevelRestorer(torch.nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
         with torch.no_grad():
-            self.conv.weight.copy_(0.3 * torch.randn(self.conv.weight.shape, generator=g))
+            self.conv.weight.copy_(
+                0.3 * torch.randn(self.conv.weight.shape, generator=g)
+            )
             self.conv.bias.copy_(0.1 * torch.randn(self.conv.bias.shape, generator=g))
         levels = torch.arange(T + 1, dtype=torch.float32).view(-1, 1)
         sign = 1 - 2 * (torch.arange(T + 1) % 2).view(-1, 1).float()
-        self.offset = torch.nn.Parameter(0.7 * sign + 0.04 * levels + 0.15 * torch.arange(channels).float())
+        self.offset = torch.nn.Parameter(
+            0.7 * sign + 0.04 * levels + 0.15 * torch.arange(channels).float()
+        )
 
     def forward(self, x: torch.Tensor, t) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device).long().reshape(-1).expand(x.shape[0])
@@ -45,11 +49,16 @@ def _test_cases() -> List[Tuple[torch.nn.Module, object, torch.Tensor, torch.Ten
     cases = []
     for batch, channels, levels in ((4, 1, (20, 1, 7, 2)), (3, 3, (20, 1, 3))):
         coarse = torch.rand(batch, channels, 4, 4, generator=g) * 2 - 1
-        fine = torch.rand(batch, channels, 16, 16, generator=g) * 2 - 1  # detail that one more blur changes
-        smooth = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+        # detail that one more blur changes
+        fine = torch.rand(batch, channels, 16, 16, generator=g) * 2 - 1
+        smooth = torch.nn.functional.interpolate(
+            coarse, size=(16, 16), mode="bilinear", align_corners=False
+        )
         x0 = (0.5 * smooth + 0.5 * fine).clamp(-1, 1)
-        t = torch.tensor(levels, dtype=torch.long)  # different levels, the most degraded one first
-        with torch.random.fork_rng(devices=[]):  # the layers' default initialisation draws from the global RNG
+        # different levels, the most degraded one first
+        t = torch.tensor(levels, dtype=torch.long)
+        # the layers' default initialisation draws from the global RNG
+        with torch.random.fork_rng(devices=[]):
             R = _LevelRestorer(D.T, channels, seed=10 + channels)
         cases.append((R, D, x0, t))
     return cases
@@ -58,11 +67,17 @@ def _test_cases() -> List[Tuple[torch.nn.Module, object, torch.Tensor, torch.Ten
 def _as_loss(value) -> torch.Tensor:
     """The student's loss as a 0-d tensor, or a string saying why it is not one."""
     if not isinstance(value, torch.Tensor):
-        return ("your function returned a " + type(value).__name__ + "; return a torch.Tensor holding one number "
-                "(a Python float cannot be back-propagated: keep the tensor, do not call .item()).")
+        return (
+            "your function returned a "
+            + type(value).__name__
+            + "; return a torch.Tensor holding one number "
+            "(a Python float cannot be back-propagated: keep the tensor, do not call .item())."
+        )
     if value.numel() != 1:
-        return (f"your function returned a tensor of shape {tuple(value.shape)}; the objective is one number, "
-                "the mean over the batch and over every pixel.")
+        return (
+            f"your function returned a tensor of shape {tuple(value.shape)}; the objective is one number, "
+            "the mean over the batch and over every pixel."
+        )
     return value.reshape(())
 
 
@@ -86,7 +101,9 @@ def check_l1_objective(fn: Callable) -> bool:
         ValueError: if ``fn`` is not callable.
     """
     if not callable(fn):
-        raise ValueError(f"fn must be a function fn(R, D, x0, t) -> loss, got {type(fn).__name__}")
+        raise ValueError(
+            f"fn must be a function fn(R, D, x0, t) -> loss, got {type(fn).__name__}"
+        )
     from ..training import degradation_loss
 
     for model, D, x0, t in _test_cases():
@@ -95,9 +112,13 @@ def check_l1_objective(fn: Callable) -> bool:
         value = _as_loss(fn(model, D, x0_in, t_in))
         if not torch.equal(x0_in, x0) or not torch.equal(t_in, t):
             which = "x0" if not torch.equal(x0_in, x0) else "t"
-            return report(False, "", f"your function changed {which} in place (an in-place operation such as "
-                                     f"{which}.sub_(...), {which} -= ... or {which}.clamp_(...)): the caller's batch "
-                                     "must stay as it was; compute new tensors instead.")
+            return report(
+                False,
+                "",
+                f"your function changed {which} in place (an in-place operation such as "
+                f"{which}.sub_(...), {which} -= ... or {which}.clamp_(...)): the caller's batch "
+                "must stay as it was; compute new tensors instead.",
+            )
         if isinstance(value, str):
             return report(False, "", value)
         with torch.no_grad():
@@ -106,51 +127,109 @@ def check_l1_objective(fn: Callable) -> bool:
             pred = model(x_t, t)
             diff = pred - x0
             slips = [
-                (diff.pow(2).mean(), "that is the mean squared error (l2). The paper's objective is the l1 norm: "
-                                     "the mean of |R(D(x0, t), t) - x0|, with no square."),
-                (diff.abs().sum(), "you summed the absolute errors; take their mean over the batch and the pixels, "
-                                   "so that the loss does not grow with the batch or image size."),
-                (diff.abs().flatten(1).sum(1).mean(), "you summed over the pixels of each image; average over the "
-                                                      "pixels too (torch's .mean() over the whole tensor)."),
-                (diff.mean().abs(), "you took the absolute value of the mean error, so positive and negative errors "
-                                    "cancel; take the mean of the absolute errors instead."),
-                ((pred - x_t).abs().mean(), "the target is the clean image x0, not the degraded x_t: R learns to undo "
-                                            "the degradation."),
-                ((model(x0, t) - x0).abs().mean(), "you fed R the clean image. Degrade it first: R sees "
-                                                   "x_t = D(x0, t) and must return x0."),
-                ((x_t - x0).abs().mean(), "that is the error of the degraded image itself; the objective measures "
-                                          "R's output R(D(x0, t), t) against x0."),
-                ((model(x_t, t - 1) - x0).abs().mean(), "you told R the level t - 1: R(x_t, t) gets the level of "
-                                                        "its input, the same t that degraded it (off by one)."),
-                ((model(D(x0, t - 1), t) - x0).abs().mean(), "you degraded to t - 1: the input is x_t = D(x0, t), "
-                                                             "at the image's own level (off by one)."),
-                ((model(D(x0, t - 1), t - 1) - x0).abs().mean(), "you used t - 1 for both D and R: the levels run "
-                                                                 "over 1..T as given, use t itself (off by one)."),
-                ((model(D(x0, int(t[0])), int(t[0])) - x0).abs().mean(),
-                 "you used the first image's level t[0] for the whole batch: each image has its own level, "
-                 "pass the LongTensor t to D and R as it is."),
-                ((model(D(x0, int(t.max())), int(t.max())) - x0).abs().mean(),
-                 "you used the largest level t.max() for the whole batch: each image has its own level, "
-                 "pass the LongTensor t to D and R as it is."),
-                ((pred.clamp(-1, 1) - x0).abs().mean(), "you clamped R's output: the objective takes the raw output "
-                                                        "(a clamp has no gradient where it bites, so R would not learn "
-                                                        "to stay in range); clamping belongs to sampling."),
-                (diff.abs().mean(dim=(0, 2, 3)).sum(), "you summed over the channels: take the mean over every "
-                                                       "pixel of every channel (one .mean() over the whole tensor)."),
+                (
+                    diff.pow(2).mean(),
+                    "that is the mean squared error (l2). The paper's objective is the l1 norm: "
+                    "the mean of |R(D(x0, t), t) - x0|, with no square.",
+                ),
+                (
+                    diff.abs().sum(),
+                    "you summed the absolute errors; take their mean over the batch and the pixels, "
+                    "so that the loss does not grow with the batch or image size.",
+                ),
+                (
+                    diff.abs().flatten(1).sum(1).mean(),
+                    "you summed over the pixels of each image; average over the "
+                    "pixels too (torch's .mean() over the whole tensor).",
+                ),
+                (
+                    diff.mean().abs(),
+                    "you took the absolute value of the mean error, so positive and negative errors "
+                    "cancel; take the mean of the absolute errors instead.",
+                ),
+                (
+                    (pred - x_t).abs().mean(),
+                    "the target is the clean image x0, not the degraded x_t: R learns to undo "
+                    "the degradation.",
+                ),
+                (
+                    (model(x0, t) - x0).abs().mean(),
+                    "you fed R the clean image. Degrade it first: R sees "
+                    "x_t = D(x0, t) and must return x0.",
+                ),
+                (
+                    (x_t - x0).abs().mean(),
+                    "that is the error of the degraded image itself; the objective measures "
+                    "R's output R(D(x0, t), t) against x0.",
+                ),
+                (
+                    (model(x_t, t - 1) - x0).abs().mean(),
+                    "you told R the level t - 1: R(x_t, t) gets the level of "
+                    "its input, the same t that degraded it (off by one).",
+                ),
+                (
+                    (model(D(x0, t - 1), t) - x0).abs().mean(),
+                    "you degraded to t - 1: the input is x_t = D(x0, t), "
+                    "at the image's own level (off by one).",
+                ),
+                (
+                    (model(D(x0, t - 1), t - 1) - x0).abs().mean(),
+                    "you used t - 1 for both D and R: the levels run "
+                    "over 1..T as given, use t itself (off by one).",
+                ),
+                (
+                    (model(D(x0, int(t[0])), int(t[0])) - x0).abs().mean(),
+                    "you used the first image's level t[0] for the whole batch: each image has its own level, "
+                    "pass the LongTensor t to D and R as it is.",
+                ),
+                (
+                    (model(D(x0, int(t.max())), int(t.max())) - x0).abs().mean(),
+                    "you used the largest level t.max() for the whole batch: each image has its own level, "
+                    "pass the LongTensor t to D and R as it is.",
+                ),
+                (
+                    (pred.clamp(-1, 1) - x0).abs().mean(),
+                    "you clamped R's output: the objective takes the raw output "
+                    "(a clamp has no gradient where it bites, so R would not learn "
+                    "to stay in range); clamping belongs to sampling.",
+                ),
+                (
+                    diff.abs().mean(dim=(0, 2, 3)).sum(),
+                    "you summed over the channels: take the mean over every "
+                    "pixel of every channel (one .mean() over the whole tensor).",
+                ),
             ]
         got = float(value.detach())
         if abs(got - expected) > 1e-5 * max(1.0, abs(expected)):
             for wrong, message in slips:
                 if abs(got - float(wrong)) <= 1e-5 * max(1.0, abs(float(wrong))):
                     return report(False, "", message)
-            return report(False, "", f"on a test batch of {len(x0)} images of {x0.shape[-1]} x {x0.shape[-1]} pixels "
-                                     f"your loss is {got:.6f}, the objective is {expected:.6f}. Compute "
-                                     "x_t = D(x0, t), then the mean of |R(x_t, t) - x0|.")
+            return report(
+                False,
+                "",
+                f"on a test batch of {len(x0)} images of {x0.shape[-1]} x {x0.shape[-1]} pixels "
+                f"your loss is {got:.6f}, the objective is {expected:.6f}. Compute "
+                "x_t = D(x0, t), then the mean of |R(x_t, t) - x0|.",
+            )
         if not value.requires_grad:
-            return report(False, "", "the value is right but has no gradient: do not compute it under "
-                                     "torch.no_grad() or .detach() it, or training cannot back-propagate.")
+            return report(
+                False,
+                "",
+                "the value is right but has no gradient: do not compute it under "
+                "torch.no_grad() or .detach() it, or training cannot back-propagate.",
+            )
         value.backward()
-        if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()):
-            return report(False, "", "the value is right but back-propagating it gives R no gradient.")
-    return report(True, "your objective equals colddiff_lib.training.degradation_loss(..., loss='l1') and "
-                        "back-propagates into R.", "")
+        if not any(
+            p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()
+        ):
+            return report(
+                False,
+                "",
+                "the value is right but back-propagating it gives R no gradient.",
+            )
+    return report(
+        True,
+        "your objective equals colddiff_lib.training.degradation_loss(..., loss='l1') and "
+        "back-propagates into R.",
+        "",
+    )

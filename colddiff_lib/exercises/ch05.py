@@ -21,11 +21,16 @@ def _test_pairs():
     g = torch.Generator().manual_seed(5)
     x = torch.rand(4, 3, 16, 16, generator=g) * 2 - 1
     y = x.clone()
-    y[0, 0] = -y[0, 0]                                                           # one channel wrong, two right
-    y[0, 1] = (y[0, 1] + 0.05 * torch.randn(16, 16, generator=g)).clamp(-1, 1)  # and a small error
-    y[1] = -y[1]                                                                 # a large error
-    y[2, 1:] = (y[2, 1:] + 0.3 * torch.randn(2, 16, 16, generator=g)).clamp(-1, 1)  # two channels off
-    y[3] = torch.rand(3, 16, 16, generator=g) * 2 - 1                           # an unrelated image
+    # one channel wrong, two right
+    y[0, 0] = -y[0, 0]
+    # and a small error
+    y[0, 1] = (y[0, 1] + 0.05 * torch.randn(16, 16, generator=g)).clamp(-1, 1)
+    # a large error
+    y[1] = -y[1]
+    # two channels off
+    y[2, 1:] = (y[2, 1:] + 0.3 * torch.randn(2, 16, 16, generator=g)).clamp(-1, 1)
+    # an unrelated image
+    y[3] = torch.rand(3, 16, 16, generator=g) * 2 - 1
     x2 = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
     y2 = 1.4 * x2 + 0.2 * torch.randn(3, 3, 16, 16, generator=g)  # reaches beyond +-1.4
     y2[0, 2] = x2[0, 2]
@@ -35,43 +40,77 @@ def _test_pairs():
 def _as_float(value, name: str) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must return one number (a float or a 0-d tensor), "
-                             f"got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must return one number (a float or a 0-d tensor), "
+                f"got a tensor of shape {tuple(value.shape)}"
+            )
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must return one number (a float or a 0-d tensor), got {type(value).__name__}")
+        raise ValueError(
+            f"{name} must return one number (a float or a 0-d tensor), got {type(value).__name__}"
+        )
     return float(value)
 
 
 def _diagnoses(x: torch.Tensor, y: torch.Tensor):
     """(value, what it is) of the usual wrong RMSEs on the batch pair (x, y)."""
-    a, b = ((x + 1) / 2).clamp(0, 1), ((y + 1) / 2).clamp(0, 1)  # what metrics.rmse compares
-    ua, ub = (x + 1) / 2, (y + 1) / 2                                # the same, without the clamp
+    # what metrics.rmse compares
+    a, b = ((x + 1) / 2).clamp(0, 1), ((y + 1) / 2).clamp(0, 1)
+    # the same, without the clamp
+    ua, ub = (x + 1) / 2, (y + 1) / 2
     per_image = (a - b).pow(2).flatten(1).mean(1)
     return [
-        ((ua - ub).pow(2).flatten(1).mean(1).sqrt().mean(), "you did not clamp: after mapping to [0, 1], clamp to "
-                                                            "[0, 1] (a restoration can overshoot [-1, 1]; "
-                                                            "metrics.rmse clamps, as the table's images are)."),
-        ((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean(),
-         "you measured on [-1, 1]: map the images to [0, 1] first, (x + 1) / 2, which halves every error."),
-        ((x - y).pow(2).flatten(1).mean(1).sqrt().mean(), "you measured on [-1, 1]: map the images to [0, 1] "
-                                                          "first, (x + 1) / 2 (then clamp), which halves every "
-                                                          "error."),
-        ((a - b).pow(2).mean().sqrt(), "you took one square root over the whole batch: that is "
-                                       "metrics.rmse_as_paper, the convention of the paper's code; this exercise "
-                                       "asks for metrics.rmse, one RMSE per image, then the mean over the images "
-                                       "(the square root does not commute with the mean)."),
-        ((a - b).pow(2).mean(dim=(2, 3)).sqrt().mean(), "you took an RMSE per channel: an image's RMSE averages the "
-                                                        "squared errors over all its channels and pixels before the "
-                                                        "square root (flatten(1), not mean over H and W)."),
-        ((a - b).pow(2).mean(0).sqrt().mean(), "you averaged over the batch first, pixel by pixel: average over "
-                                               "each image's pixels, take the root, then average the images."),
-        (per_image.mean(), "you returned the mean squared error: take the square root of each image's MSE."),
-        ((a - b).abs().flatten(1).mean(1).mean(), "you returned the mean absolute error: square, average, "
-                                                  "then take the square root."),
-        (per_image.sqrt().sum(), "you summed over the batch: average the per-image RMSEs instead."),
-        ((ua.clamp(0, 1) - y).pow(2).flatten(1).mean(1).sqrt().mean(), "you mapped x to [0, 1] but not y: "
-                                                                        "rescale both images."),
+        (
+            (ua - ub).pow(2).flatten(1).mean(1).sqrt().mean(),
+            "you did not clamp: after mapping to [0, 1], clamp to "
+            "[0, 1] (a restoration can overshoot [-1, 1]; "
+            "metrics.rmse clamps, as the table's images are).",
+        ),
+        (
+            (x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1).sqrt().mean(),
+            "you measured on [-1, 1]: map the images to [0, 1] first, (x + 1) / 2, which halves every error.",
+        ),
+        (
+            (x - y).pow(2).flatten(1).mean(1).sqrt().mean(),
+            "you measured on [-1, 1]: map the images to [0, 1] "
+            "first, (x + 1) / 2 (then clamp), which halves every "
+            "error.",
+        ),
+        (
+            (a - b).pow(2).mean().sqrt(),
+            "you took one square root over the whole batch: that is "
+            "metrics.rmse_as_paper, the convention of the paper's code; this exercise "
+            "asks for metrics.rmse, one RMSE per image, then the mean over the images "
+            "(the square root does not commute with the mean).",
+        ),
+        (
+            (a - b).pow(2).mean(dim=(2, 3)).sqrt().mean(),
+            "you took an RMSE per channel: an image's RMSE averages the "
+            "squared errors over all its channels and pixels before the "
+            "square root (flatten(1), not mean over H and W).",
+        ),
+        (
+            (a - b).pow(2).mean(0).sqrt().mean(),
+            "you averaged over the batch first, pixel by pixel: average over "
+            "each image's pixels, take the root, then average the images.",
+        ),
+        (
+            per_image.mean(),
+            "you returned the mean squared error: take the square root of each image's MSE.",
+        ),
+        (
+            (a - b).abs().flatten(1).mean(1).mean(),
+            "you returned the mean absolute error: square, average, "
+            "then take the square root.",
+        ),
+        (
+            per_image.sqrt().sum(),
+            "you summed over the batch: average the per-image RMSEs instead.",
+        ),
+        (
+            (ua.clamp(0, 1) - y).pow(2).flatten(1).mean(1).sqrt().mean(),
+            "you mapped x to [0, 1] but not y: rescale both images.",
+        ),
     ]
 
 
@@ -95,7 +134,9 @@ def check_rmse(my_rmse: Callable) -> bool:
     from ..metrics import rmse
 
     if not callable(my_rmse):
-        raise ValueError(f"my_rmse must be a function my_rmse(x, y) -> float, got {type(my_rmse).__name__}")
+        raise ValueError(
+            f"my_rmse must be a function my_rmse(x, y) -> float, got {type(my_rmse).__name__}"
+        )
     pairs = _test_pairs()
     results = []
     for x, y in pairs:
@@ -103,9 +144,13 @@ def check_rmse(my_rmse: Callable) -> bool:
         got = _as_float(my_rmse(x_in, y_in), "my_rmse")
         if not (torch.equal(x_in, x) and torch.equal(y_in, y)):
             which = "x" if not torch.equal(x_in, x) else "y"
-            return report(False, "", f"your function changed {which} in place (for example {which}.add_(1) or "
-                                     f"{which} += 1): the caller's images must stay as they were; compute "
-                                     f"(x + 1) / 2 into a new tensor.")
+            return report(
+                False,
+                "",
+                f"your function changed {which} in place (for example {which}.add_(1) or "
+                f"{which} += 1): the caller's images must stay as they were; compute "
+                f"(x + 1) / 2 into a new tensor.",
+            )
         results.append((got, rmse(x, y)))
 
     def close(a, b):
@@ -113,15 +158,24 @@ def check_rmse(my_rmse: Callable) -> bool:
 
     wrong = [i for i, (got, want) in enumerate(results) if not close(got, want)]
     if not wrong:
-        return report(True, f"your RMSE is {results[0][0]:.5f} and {results[1][0]:.5f} on the two test batches, "
-                            "as metrics.rmse says (per image, then the mean).", "")
+        return report(
+            True,
+            f"your RMSE is {results[0][0]:.5f} and {results[1][0]:.5f} on the two test batches, "
+            "as metrics.rmse says (per image, then the mean).",
+            "",
+        )
     if len(wrong) < len(results) and len({round(got, 9) for got, _ in results}) == 1:
-        return report(False, "", f"right on one batch but {results[wrong[0]][0]:.5f} instead of "
-                                 f"{results[wrong[0]][1]:.5f} on another: compute it from x and y.")
+        return report(
+            False,
+            "",
+            f"right on one batch but {results[wrong[0]][0]:.5f} instead of "
+            f"{results[wrong[0]][1]:.5f} on another: compute it from x and y.",
+        )
     table = [_diagnoses(x, y) for x, y in pairs]
     first = wrong[0]
     got, want = results[first]
-    # A slip that explains both batches first, then one that explains the first wrong batch.
+    # A slip that explains both batches first, then one that explains the first wrong
+    # batch.
     for k, (_, message) in enumerate(table[first]):
         if all(close(results[i][0], table[i][k][0]) for i in range(len(pairs))):
             return report(False, "", f"{got:.5f} instead of {want:.5f}: {message}")
@@ -129,7 +183,15 @@ def check_rmse(my_rmse: Callable) -> bool:
         if close(got, value):
             return report(False, "", f"{got:.5f} instead of {want:.5f}: {message}")
     if len(wrong) < len(results):
-        return report(False, "", f"right on one batch but {got:.5f} instead of {want:.5f} on another.")
-    return report(False, "", f"{got:.5f} instead of {want:.5f}. Map to [0, 1] and clamp, square the differences, "
-                             "average each image's channels and pixels, take the square root, then average over "
-                             "the batch.")
+        return report(
+            False,
+            "",
+            f"right on one batch but {got:.5f} instead of {want:.5f} on another.",
+        )
+    return report(
+        False,
+        "",
+        f"{got:.5f} instead of {want:.5f}. Map to [0, 1] and clamp, square the differences, "
+        "average each image's channels and pixels, take the square root, then average over "
+        "the batch.",
+    )

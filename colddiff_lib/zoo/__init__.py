@@ -34,8 +34,9 @@ from .. import files
 from ..checks import is_int
 
 HERE = Path(__file__).parent
-#: An environment variable naming another zoo folder (weights/ and cards/) to read and write instead of
-#: the package's: what a trial build (``python -m colddiff_lib.zoo.build --out DIR``) uses.
+# : An environment variable naming another zoo folder (weights/ and cards/) to read and
+# write instead of : the package's: what a trial build (``python -m
+# colddiff_lib.zoo.build --out DIR``) uses.
 ZOO_ENV = "COLDDIFF_ZOO"
 ROOT = Path(os.environ[ZOO_ENV]) if os.environ.get(ZOO_ENV) else HERE
 WEIGHTS = ROOT / "weights"
@@ -45,11 +46,13 @@ CLASSIFIER = "mnist-classifier"
 
 
 TASKS = ("reconstruction", "generation", "classifier")
-#: Card fields the digest leaves out: itself, and the metrics the build's evaluation writes onto the card
-#: after the export (measurements, also in results/; they change nothing a loader reads).
+# : Card fields the digest leaves out: itself, and the metrics the build's evaluation
+# writes onto the card : after the export (measurements, also in results/; they change
+# nothing a loader reads).
 UNDIGESTED = ("digest", "metrics")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_checked: Dict[str, bool] = {}  # SHA-256 of a card file's text -> it passed check_card (the check is pure)
+# SHA-256 of a card file's text -> it passed check_card (the check is pure)
+_checked: Dict[str, bool] = {}
 
 
 def use_folder(folder) -> None:
@@ -60,12 +63,19 @@ def use_folder(folder) -> None:
     global ROOT, WEIGHTS, CARDS
     ROOT = Path(folder).resolve()
     if ROOT == HERE.resolve():
-        raise ValueError(f"--out {folder}: this is the package's own zoo; omit --out to build into it")
+        raise ValueError(
+            f"--out {folder}: this is the package's own zoo; omit --out to build into it"
+        )
     WEIGHTS, CARDS = ROOT / "weights", ROOT / "cards"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     CARDS.mkdir(parents=True, exist_ok=True)
-    for source, target in ((HERE / "weights" / f"{CLASSIFIER}.safetensors", WEIGHTS / f"{CLASSIFIER}.safetensors"),
-                           (HERE / "cards" / f"{CLASSIFIER}.json", CARDS / f"{CLASSIFIER}.json")):
+    for source, target in (
+        (
+            HERE / "weights" / f"{CLASSIFIER}.safetensors",
+            WEIGHTS / f"{CLASSIFIER}.safetensors",
+        ),
+        (HERE / "cards" / f"{CLASSIFIER}.json", CARDS / f"{CLASSIFIER}.json"),
+    ):
         if not target.exists():
             shutil.copyfile(source, target)
     os.environ[ZOO_ENV] = str(ROOT)
@@ -77,7 +87,9 @@ def config_of(name: str):
 
     path = CONFIGS_DIR / f"{name}.toml"
     if not isinstance(name, str) or not path.is_file():
-        raise ValueError(f"no zoo config {path}; names: {sorted(p.stem for p in CONFIGS_DIR.glob('*.toml'))}")
+        raise ValueError(
+            f"no zoo config {path}; names: {sorted(p.stem for p in CONFIGS_DIR.glob('*.toml'))}"
+        )
     return RunConfig.from_toml(path)
 
 
@@ -85,38 +97,59 @@ def task_of(name: str) -> str:
     """The task a zoo config declares in its ``[zoo]`` table: ``reconstruction`` or ``generation``."""
     config = config_of(name)
     if config.task is None:
-        raise ValueError(f"{config.where}: [zoo] task is missing; expected task = \"reconstruction\" or "
-                         f"\"generation\"")
+        raise ValueError(
+            f'{config.where}: [zoo] task is missing; expected task = "reconstruction" or '
+            f'"generation"'
+        )
     return config.task
 
 
 def card_digest(info: dict) -> str:
     """The SHA-256 of a card's content: canonical JSON (sorted keys, no spaces) of every field but
     :data:`UNDIGESTED`. The card's ``sha256`` field (of the weights) is inside, so it covers both."""
-    return files.sha256_bytes(files.canonical_json({k: v for k, v in info.items() if k not in UNDIGESTED}))
+    return files.sha256_bytes(
+        files.canonical_json({k: v for k, v in info.items() if k not in UNDIGESTED})
+    )
 
 
 def check_card(info, path) -> dict:
     """``info`` (the card read from ``path``), after checking it against the schema: required keys, types,
     the model and degradation configs (with the parameter budget), the sampling table, and its digest.
     ValueError naming the file and the key otherwise."""
-    from ..checkpoint import build_degradation, check_history, check_model_config, check_sampling_config
+    from ..checkpoint import (
+        build_degradation,
+        check_history,
+        check_model_config,
+        check_sampling_config,
+    )
 
     where = f"zoo card {path}"
     if not isinstance(info, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(info).__name__}")
     stem = Path(path).stem
     if info.get("name") != stem:
-        raise ValueError(f"{where}: name: expected {stem!r} (the file's name), got {info.get('name')!r}")
+        raise ValueError(
+            f"{where}: name: expected {stem!r} (the file's name), got {info.get('name')!r}"
+        )
     if info.get("task") not in TASKS:
-        raise ValueError(f"{where}: task: expected one of {list(TASKS)}, got {info.get('task')!r}")
+        raise ValueError(
+            f"{where}: task: expected one of {list(TASKS)}, got {info.get('task')!r}"
+        )
     for key in ("sha256", "digest"):
         if not isinstance(info.get(key), str) or not _HEX64.fullmatch(info[key]):
-            raise ValueError(f"{where}: {key}: expected a SHA-256 (64 hex digits), got {info.get(key)!r}"
-                             + ("; re-export the model (python -m colddiff_lib.zoo.build)" if key == "digest" else ""))
+            raise ValueError(
+                f"{where}: {key}: expected a SHA-256 (64 hex digits), got {info.get(key)!r}"
+                + (
+                    "; re-export the model (python -m colddiff_lib.zoo.build)"
+                    if key == "digest"
+                    else ""
+                )
+            )
     if card_digest(info) != info["digest"]:
-        raise ValueError(f"{where}: its content does not match its digest (edited or damaged); reinstall "
-                         f"colddiff-lib or rebuild the model with python -m colddiff_lib.zoo.build")
+        raise ValueError(
+            f"{where}: its content does not match its digest (edited or damaged); reinstall "
+            f"colddiff-lib or rebuild the model with python -m colddiff_lib.zoo.build"
+        )
     if info["task"] != "classifier":
         for key in ("model_config", "degradation", "step"):
             if key not in info:
@@ -124,18 +157,34 @@ def check_card(info, path) -> dict:
         check_model_config(info["model_config"], f"{where}: model_config")
         build_degradation(info["degradation"], f"{where}: degradation", info)
         if not is_int(info["step"]) or info["step"] < 0:
-            raise ValueError(f"{where}: step: expected an int >= 0, got {info['step']!r}")
+            raise ValueError(
+                f"{where}: step: expected an int >= 0, got {info['step']!r}"
+            )
     if "history" in info:
         check_history(info["history"], f"{where}: history")
     if info.get("sampling") is not None:
         check_sampling_config(info["sampling"], f"{where}: sampling")
-    types = {"train_config": dict, "metrics": dict, "parameters": int, "train_seconds": (int, float, type(None)),
-             "machine": str, "command": str, "config": str, "checkpoint": str, "stopped_by_time_limit": bool,
-             "device": (str, type(None)), "test_accuracy": (int, float)}
+    types = {
+        "train_config": dict,
+        "metrics": dict,
+        "parameters": int,
+        "train_seconds": (int, float, type(None)),
+        "machine": str,
+        "command": str,
+        "config": str,
+        "checkpoint": str,
+        "stopped_by_time_limit": bool,
+        "device": (str, type(None)),
+        "test_accuracy": (int, float),
+    }
     for key, kind in types.items():
-        if key in info and not (is_int(info[key]) if kind is int else isinstance(info[key], kind)):
-            raise ValueError(f"{where}: {key}: expected {getattr(kind, '__name__', 'a number or null')}, got "
-                             f"{type(info[key]).__name__}")
+        if key in info and not (
+            is_int(info[key]) if kind is int else isinstance(info[key], kind)
+        ):
+            raise ValueError(
+                f"{where}: {key}: expected {getattr(kind, '__name__', 'a number or null')}, got "
+                f"{type(info[key]).__name__}"
+            )
     return info
 
 
@@ -149,7 +198,9 @@ def _read_card(path: Path) -> dict:
     except json.JSONDecodeError as err:
         raise ValueError(f"zoo card {path}: not valid JSON ({err})") from None
     except RecursionError:
-        raise ValueError(f"zoo card {path}: not valid JSON (nested too deeply)") from None
+        raise ValueError(
+            f"zoo card {path}: not valid JSON (nested too deeply)"
+        ) from None
     key = files.sha256_bytes(text.encode("utf-8"))
     if key not in _checked:
         check_card(info, path)
@@ -158,7 +209,9 @@ def _read_card(path: Path) -> dict:
 
 
 def _has_weights(name: str, sha256: Optional[str]) -> bool:
-    return (WEIGHTS / f"{name}.safetensors").is_file() or (WEIGHTS / f".{name}.{sha256}.safetensors").is_file()
+    return (WEIGHTS / f"{name}.safetensors").is_file() or (
+        WEIGHTS / f".{name}.{sha256}.safetensors"
+    ).is_file()
 
 
 def available() -> Dict[str, dict]:
@@ -181,20 +234,33 @@ def available() -> Dict[str, dict]:
 def card(name: str) -> dict:
     """The card of one shipped model (ValueError naming the available ones, or naming the card's file when
     it fails its checks)."""
-    safe = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None
+    safe = (
+        isinstance(name, str)
+        and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) is not None
+    )
     path = CARDS / f"{name}.json" if safe else None
     if path is not None and path.is_file():
         info = _read_card(path)  # raises naming the file
         if _has_weights(name, info["sha256"]):
             return info
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the one asked for is the news here, not the others' problems
+        # the one asked for is the news here, not the others' problems
+        warnings.simplefilter("ignore")
         cards = available()
     raise ValueError(f"name must be one of {sorted(cards)}, got {name!r}")
 
 
-TRAINING_COLUMNS = ["model", "degradation", "T", "weights of step", "steps trained", "steps asked", "seconds",
-                    "machine", "stopped by time limit"]
+TRAINING_COLUMNS = [
+    "model",
+    "degradation",
+    "T",
+    "weights of step",
+    "steps trained",
+    "steps asked",
+    "seconds",
+    "machine",
+    "stopped by time limit",
+]
 
 
 def training_summary(names) -> List[list]:
@@ -205,13 +271,27 @@ def training_summary(names) -> List[list]:
     rows = []
     for name in names:
         c = card(name)
-        trained = c["history"]["step"][-1] if c.get("history", {}).get("step") else c["step"]
-        rows.append([name, c["degradation"]["name"], c["degradation"]["T"], c["step"], trained, c["train_config"]["steps"],
-                     f"{c['train_seconds']:.0f}", c["machine"], "yes" if c.get("stopped_by_time_limit") else "no"])
+        trained = (
+            c["history"]["step"][-1] if c.get("history", {}).get("step") else c["step"]
+        )
+        rows.append(
+            [
+                name,
+                c["degradation"]["name"],
+                c["degradation"]["T"],
+                c["step"],
+                trained,
+                c["train_config"]["steps"],
+                f"{c['train_seconds']:.0f}",
+                c["machine"],
+                "yes" if c.get("stopped_by_time_limit") else "no",
+            ]
+        )
     return rows
 
 
-#: The SHA-256 hex digest of a file (:func:`colddiff_lib.files.sha256_file`), under its older name.
+# : The SHA-256 hex digest of a file (:func:`colddiff_lib.files.sha256_file`), under its
+# older name.
 sha256_of = files.sha256_file
 
 
@@ -239,12 +319,16 @@ def _state_dict(name: str) -> Dict[str, torch.Tensor]:
             break
         time.sleep(0.05 * (attempt + 1))
     else:
-        raise ValueError(f"zoo model {name!r}: {path} does not match the SHA-256 on its card (corrupted or "
-                         f"replaced); reinstall colddiff-lib or rebuild it with python -m colddiff_lib.zoo.build")
+        raise ValueError(
+            f"zoo model {name!r}: {path} does not match the SHA-256 on its card (corrupted or "
+            f"replaced); reinstall colddiff-lib or rebuild it with python -m colddiff_lib.zoo.build"
+        )
     try:
         tensors = load(data)
     except Exception as err:
-        raise ValueError(f"zoo model {name!r}: {path} is not a readable safetensors file ({err})") from None
+        raise ValueError(
+            f"zoo model {name!r}: {path} is not a readable safetensors file ({err})"
+        ) from None
     return {k: v.float() for k, v in tensors.items()}
 
 
@@ -255,9 +339,17 @@ def load_pretrained(name: str, device="cpu"):
 
     info = card(name)
     if name == CLASSIFIER:
-        raise ValueError(f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()")
-    return rebuild(info["model_config"], info["degradation"], _state_dict(name), device, stored=info,
-                   where=f"zoo model {name!r} ({CARDS / (name + '.json')})")
+        raise ValueError(
+            f"{name!r} is the FID classifier: use colddiff_lib.zoo.load_classifier()"
+        )
+    return rebuild(
+        info["model_config"],
+        info["degradation"],
+        _state_dict(name),
+        device,
+        stored=info,
+        where=f"zoo model {name!r} ({CARDS / (name + '.json')})",
+    )
 
 
 def sampling(name: str) -> dict:
@@ -276,12 +368,18 @@ def sampling(name: str) -> dict:
     noise = given.get("noise_std")
     if noise is None:
         noise = dg.build(**info["degradation"]).symmetry_noise
-    return {"algorithm": given.get("algorithm", "improved"), "noise_std": float(noise),
-            "components": int(given.get("components", 1)), "level": given.get("level"),
-            "dims": int(given.get("dims", 64)), "iterations": int(given.get("iterations", 100))}
+    return {
+        "algorithm": given.get("algorithm", "improved"),
+        "noise_std": float(noise),
+        "components": int(given.get("components", 1)),
+        "level": given.get("level"),
+        "dims": int(given.get("dims", 64)),
+        "iterations": int(given.get("iterations", 100)),
+    }
 
 
-_PRIORS: Dict[tuple, object] = {}  # fitted GaussianPriors, by model, weights and setting
+# fitted GaussianPriors, by model, weights and setting
+_PRIORS: Dict[tuple, object] = {}
 
 
 def _chosen(name: str, settings: dict) -> dict:
@@ -307,11 +405,24 @@ def _prior(name: str, D, chosen: dict):
 
     if chosen["level"] is None and not D.has_latent:
         return None
-    key = (name, card(name)["sha256"], chosen["components"], chosen["level"], chosen["dims"], chosen["iterations"])
+    key = (
+        name,
+        card(name)["sha256"],
+        chosen["components"],
+        chosen["level"],
+        chosen["dims"],
+        chosen["iterations"],
+    )
     if key not in _PRIORS:
         train = load_dataset("mnist5k", split="train").images
-        _PRIORS[key] = GaussianPrior(D, train, components=chosen["components"], level=chosen["level"],
-                                     dims=chosen["dims"], iterations=chosen["iterations"])
+        _PRIORS[key] = GaussianPrior(
+            D,
+            train,
+            components=chosen["components"],
+            level=chosen["level"],
+            dims=chosen["dims"],
+            iterations=chosen["iterations"],
+        )
     return _PRIORS[key]
 
 
@@ -328,8 +439,17 @@ def generate(name: str, n: int, seed: int = 0, device="cpu", **settings):
     R, D = load_pretrained(name, device=device)
     shape = tuple(load_dataset("mnist5k", split="train").images.shape[1:])
     g = torch.Generator().manual_seed(seed)
-    x, x_T = run(R, D, n, shape, prior=_prior(name, D, chosen), noise_std=chosen["noise_std"],
-                 algorithm=chosen["algorithm"], generator=g, device=device)
+    x, x_T = run(
+        R,
+        D,
+        n,
+        shape,
+        prior=_prior(name, D, chosen),
+        noise_std=chosen["noise_std"],
+        algorithm=chosen["algorithm"],
+        generator=g,
+        device=device,
+    )
     return Generated(x.clamp(-1, 1), x_T)
 
 
@@ -347,7 +467,12 @@ def load_classifier(device="cpu"):
 def _fp16_bytes(state: Dict[str, torch.Tensor]) -> bytes:
     from safetensors.torch import save
 
-    return save({k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()})
+    return save(
+        {
+            k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
+            for k, v in state.items()
+        }
+    )
 
 
 def _ship(name: str, weights: bytes, info: dict) -> Path:
@@ -366,11 +491,13 @@ def _ship(name: str, weights: bytes, info: dict) -> Path:
     card_info = {**info, "name": name, "sha256": sha}
     card_info.pop("digest", None)
     card_info["digest"] = card_digest(card_info)
-    check_card(card_info, CARDS / f"{name}.json")  # what is written is what readers accept
+    # what is written is what readers accept
+    check_card(card_info, CARDS / f"{name}.json")
     files.write_json(card_info, CARDS / f"{name}.json")
     path = WEIGHTS / f"{name}.safetensors"
     files.rename(pending, path)
-    for stale in WEIGHTS.glob(f".{name}.*.safetensors"):  # weights of exports killed before their card
+    # weights of exports killed before their card
+    for stale in WEIGHTS.glob(f".{name}.*.safetensors"):
         stale.unlink(missing_ok=True)
     return path
 
@@ -389,14 +516,25 @@ def export(checkpoint, name: str, info: dict) -> Path:
     from ..checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    card_info = {"name": name, "model_config": ckpt["model_config"], "degradation": ckpt["degradation"],
-                 "step": ckpt["step"], "train_config": ckpt["config"], "history": ckpt["history"], **info}
+    card_info = {
+        "name": name,
+        "model_config": ckpt["model_config"],
+        "degradation": ckpt["degradation"],
+        "step": ckpt["step"],
+        "train_config": ckpt["config"],
+        "history": ckpt["history"],
+        **info,
+    }
     return _ship(name, _fp16_bytes(ckpt["ema"]), card_info)
 
 
 def export_classifier(model, info: dict) -> Path:
     """Ship the FID classifier's weights (fp16) and its card (``info``: accuracy, how it was trained)."""
-    return _ship(CLASSIFIER, _fp16_bytes(model.state_dict()), {"name": CLASSIFIER, "task": "classifier", **info})
+    return _ship(
+        CLASSIFIER,
+        _fp16_bytes(model.state_dict()),
+        {"name": CLASSIFIER, "task": "classifier", **info},
+    )
 
 
 def _migrate_digests(cards: Path = None) -> List[str]:

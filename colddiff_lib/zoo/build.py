@@ -35,11 +35,22 @@ from .. import files
 from ..checkpoint import load_checkpoint
 from ..runtime import machine
 from .. import zoo
-from . import CONFIGS_DIR, card, config_of, export, export_classifier, task_of  # noqa: F401 (config_of, task_of)
+
+# config_of and task_of are re-exported
+from . import (  # noqa: F401
+    CONFIGS_DIR,
+    card,
+    config_of,
+    export,
+    export_classifier,
+    task_of,
+)
 
 
-_STOPPING = threading.Event()  # set when the build is stopped: children are killed, none starts
-_CHILDREN: set = set()  # the running children (each the leader of a process group of its own)
+# set when the build is stopped: children are killed, none starts
+_STOPPING = threading.Event()
+# the running children (each the leader of a process group of its own)
+_CHILDREN: set = set()
 _CHILDREN_LOCK = threading.Lock()
 
 
@@ -52,14 +63,16 @@ def _die_with_parent():
         import ctypes
 
         try:
-            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+            # looked up here: the child only calls it
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
         except (OSError, AttributeError):
             prctl = None
 
     def setup():
         if prctl is not None:
             prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-            if os.getppid() != parent:  # the build died before the call: nobody would kill this child
+            # the build died before the call: nobody would kill this child
+            if os.getppid() != parent:
                 os._exit(1)
 
     return setup
@@ -93,14 +106,24 @@ def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
     start = last_tick = time.perf_counter()
     timed_out = False
     with open(log, "a") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, process_group=0,
-                                preexec_fn=_die_with_parent())
+        proc = subprocess.Popen(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            process_group=0,
+            preexec_fn=_die_with_parent(),
+        )
         with _CHILDREN_LOCK:
             _CHILDREN.add(proc)
         try:
             while True:
                 now = time.perf_counter()
-                wait = 1.0 if time_limit is None else max(0.1, min(1.0, start + time_limit - now))
+                wait = (
+                    1.0
+                    if time_limit is None
+                    else max(0.1, min(1.0, start + time_limit - now))
+                )
                 try:
                     proc.wait(timeout=wait)
                     break
@@ -110,7 +133,10 @@ def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
                     if tick is not None and time.perf_counter() - last_tick >= 30.0:
                         tick()
                         last_tick = time.perf_counter()
-                    if time_limit is not None and time.perf_counter() - start > time_limit:
+                    if (
+                        time_limit is not None
+                        and time.perf_counter() - start > time_limit
+                    ):
                         _kill(proc)
                         timed_out = True
                         break
@@ -119,13 +145,18 @@ def _run(cmd, log: Path, time_limit=None, env=None, tick=None) -> dict:
                 _kill(proc)
             with _CHILDREN_LOCK:
                 _CHILDREN.discard(proc)
-    if _STOPPING.is_set():  # killed because the build stops: not a failure of the command to report
+    # killed because the build stops: not a failure of the command to report
+    if _STOPPING.is_set():
         raise KeyboardInterrupt("the zoo build is stopping")
-    return {"returncode": None if timed_out else proc.returncode, "timed_out": timed_out,
-            "seconds": time.perf_counter() - start}
+    return {
+        "returncode": None if timed_out else proc.returncode,
+        "timed_out": timed_out,
+        "seconds": time.perf_counter() - start,
+    }
 
 
-_HELD: dict = {}  # what _take_runs holds until the build ends: the lock, the signal handlers it replaced
+# what _take_runs holds until the build ends: the lock, the signal handlers it replaced
+_HELD: dict = {}
 
 
 def _take_runs(runs: Path, argv) -> None:
@@ -134,7 +165,11 @@ def _take_runs(runs: Path, argv) -> None:
     from ..checkpoint import run_lock
 
     _STOPPING.clear()
-    lock = run_lock(runs, "python -m colddiff_lib.zoo.build " + shlex.join(list(argv)), what="--runs")
+    lock = run_lock(
+        runs,
+        "python -m colddiff_lib.zoo.build " + shlex.join(list(argv)),
+        what="--runs",
+    )
     lock.__enter__()
     _HELD["lock"] = lock
 
@@ -144,11 +179,14 @@ def _take_runs(runs: Path, argv) -> None:
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():
-        _HELD["handlers"] = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        _HELD["handlers"] = {
+            sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
 
 
 def _release_runs() -> None:
-    _kill_children()  # none is left after a build's pool has ended; this is for the unforeseen
+    # none is left after a build's pool has ended; this is for the unforeseen
+    _kill_children()
     _STOPPING.clear()
     for sig, handler in _HELD.pop("handlers", {}).items():
         signal.signal(sig, handler)
@@ -163,8 +201,11 @@ class BuildState:
     def __init__(self, runs: Path):
         self.path = runs / "build.json"
         self.data = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        # Wall time of each build command, saved every 30 s and at every mark: a killed build keeps its part.
-        self.sessions = self.data.setdefault("_wall_seconds", {"sessions": []})["sessions"]
+        # Wall time of each build command, saved every 30 s and at every mark: a killed
+        # build keeps its part.
+        self.sessions = self.data.setdefault("_wall_seconds", {"sessions": []})[
+            "sessions"
+        ]
         self.sessions.append(0.0)
         self.started = time.perf_counter()
         self.save()
@@ -188,38 +229,80 @@ class BuildState:
         return sum(self.sessions)
 
 
-def train_model(name: str, runs: Path, time_limit, train_args, device: str, state: BuildState,
-                names=None, threads=None) -> None:
+def train_model(
+    name: str,
+    runs: Path,
+    time_limit,
+    train_args,
+    device: str,
+    state: BuildState,
+    names=None,
+    threads=None,
+) -> None:
     """Train one model from its config, resuming from its own ``last.pt``; skipped once trained.
 
     ``names``: the models of this build (for the ETA); ``threads``: torch's threads for the command."""
     if state.done(name, "trained"):
-        print(f"{name}: trained already ({state.get(name, 'trained').get('step')} steps), skipped", flush=True)
+        print(
+            f"{name}: trained already ({state.get(name, 'trained').get('step')} steps), skipped",
+            flush=True,
+        )
         return
     runs.mkdir(parents=True, exist_ok=True)
-    config = Path(os.path.relpath(CONFIGS_DIR / f"{name}.toml"))  # recorded as typed from the repo root
-    cmd = [sys.executable, "-m", "colddiff_lib", "train", "--config", str(config), "--out", str(runs / name),
-           "--no-progress", "--resume", *(["--device", device] if device != "auto" else []), *train_args]
+    # recorded as typed from the repo root
+    config = Path(os.path.relpath(CONFIGS_DIR / f"{name}.toml"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "colddiff_lib",
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(runs / name),
+        "--no-progress",
+        "--resume",
+        *(["--device", device] if device != "auto" else []),
+        *train_args,
+    ]
     print(f"{name}: training, log {runs / (name + '.log')}", flush=True)
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     info = _run(cmd, runs / f"{name}.log", time_limit, env=env, tick=state.save)
-    info["command"] = "python -m colddiff_lib " + " ".join(shlex.quote(a) for a in cmd[3:])
+    info["command"] = "python -m colddiff_lib " + " ".join(
+        shlex.quote(a) for a in cmd[3:]
+    )
     last = runs / name / "last.pt"
-    history = load_checkpoint(last)["history"] if last.exists() else {"step": [], "elapsed": []}
+    history = (
+        load_checkpoint(last)["history"]
+        if last.exists()
+        else {"step": [], "elapsed": []}
+    )
     info["step"] = history["step"][-1] if history["step"] else 0
-    info["train_seconds"] = history["elapsed"][-1] if history["elapsed"] else None  # over every resume
+    # over every resume
+    info["train_seconds"] = history["elapsed"][-1] if history["elapsed"] else None
     info["train_cpu_seconds"] = history["cpu"][-1] if history.get("cpu") else None
     if info["returncode"] != 0 and not info["timed_out"]:
-        print(f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}", flush=True)
+        print(
+            f"{name}: training failed (exit {info['returncode']}), see {runs / (name + '.log')}",
+            flush=True,
+        )
         return
     state.mark(name, "trained", info)
-    left = sum(int(config_of(n).train.get("steps", 1000)) for n in (names or [name])
-               if not state.done(n, "trained"))
+    left = sum(
+        int(config_of(n).train.get("steps", 1000))
+        for n in (names or [name])
+        if not state.done(n, "trained")
+    )
     eta = ""
     if left and info["train_seconds"] and info["step"]:  # at this model's rate
-        eta = (f"; this build's untrained models' {left} steps take about "
-               f"{left * info['train_seconds'] / info['step'] / 60:.0f} min more at its rate")
-    print(f"{name}: trained to step {info['step']} in {info['train_seconds'] or 0:.0f} s{eta}", flush=True)
+        eta = (
+            f"; this build's untrained models' {left} steps take about "
+            f"{left * info['train_seconds'] / info['step'] / 60:.0f} min more at its rate"
+        )
+    print(
+        f"{name}: trained to step {info['step']} in {info['train_seconds'] or 0:.0f} s{eta}",
+        flush=True,
+    )
 
 
 def train_and_export_classifier(steps: int, device: str) -> dict:
@@ -234,11 +317,16 @@ def train_and_export_classifier(steps: int, device: str) -> dict:
     model = train_classifier(train.images, train.labels, steps=steps, device=device)
     seconds = time.perf_counter() - start
     acc = accuracy(model, test.images, test.labels)
-    info = {"test_accuracy": acc, "train_steps": steps, "seconds": seconds, "machine": machine(),
-            "data": "mnist5k: trained on the 4,000 training digits, accuracy on the 1,000 held-out digits",
-            "command": f"python -m colddiff_lib.zoo.build --skip-train --skip-export --skip-evaluate "
-                       f"--classifier-steps {steps}",
-            "note": "FID features (128-d penultimate layer); values are not comparable with Inception FID"}
+    info = {
+        "test_accuracy": acc,
+        "train_steps": steps,
+        "seconds": seconds,
+        "machine": machine(),
+        "data": "mnist5k: trained on the 4,000 training digits, accuracy on the 1,000 held-out digits",
+        "command": f"python -m colddiff_lib.zoo.build --skip-train --skip-export --skip-evaluate "
+        f"--classifier-steps {steps}",
+        "note": "FID features (128-d penultimate layer); values are not comparable with Inception FID",
+    }
     export_classifier(model.cpu(), info)
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return info
@@ -261,38 +349,79 @@ def export_runs(names, runs: Path, state: BuildState) -> None:
         if state.done(name, "exported") or not state.done(name, "trained"):
             continue
         run_dir = runs / name
-        ckpt = run_dir / "best.pt" if (run_dir / "best.pt").exists() else run_dir / "last.pt"
+        ckpt = (
+            run_dir / "best.pt"
+            if (run_dir / "best.pt").exists()
+            else run_dir / "last.pt"
+        )
         run = json.loads((run_dir / "run.json").read_text())
         history = longest_history([run_dir / "best.pt", run_dir / "last.pt"])
         t = state.get(name, "trained")
-        info = {"task": task_of(name), "config": f"colddiff_lib/zoo/configs/{name}.toml",
-                "sampling": config_of(name).sampling,
-                "command": t.get("command", run.get("command")), "machine": machine(),
-                "device": run.get("device_name"), "parameters": run.get("parameters"),
-                "train_seconds": t.get("train_seconds"), "stopped_by_time_limit": t.get("timed_out", False),
-                "checkpoint": ckpt.name, "history": history}
+        info = {
+            "task": task_of(name),
+            "config": f"colddiff_lib/zoo/configs/{name}.toml",
+            "sampling": config_of(name).sampling,
+            "command": t.get("command", run.get("command")),
+            "machine": machine(),
+            "device": run.get("device_name"),
+            "parameters": run.get("parameters"),
+            "train_seconds": t.get("train_seconds"),
+            "stopped_by_time_limit": t.get("timed_out", False),
+            "checkpoint": ckpt.name,
+            "history": history,
+        }
         export(ckpt, name, info)
-        state.mark(name, "exported", {"checkpoint": str(ckpt), "step": card(name)["step"]})
+        state.mark(
+            name, "exported", {"checkpoint": str(ckpt), "step": card(name)["step"]}
+        )
         print(f"{name}: exported {ckpt} (step {card(name)['step']})", flush=True)
 
 
-def evaluate_model(name: str, results: Path, n: int, time_limit=None, state: BuildState = None,
-                   device: str = "auto") -> None:
+def evaluate_model(
+    name: str,
+    results: Path,
+    n: int,
+    time_limit=None,
+    state: BuildState = None,
+    device: str = "auto",
+) -> None:
     """``evaluate --zoo NAME`` into ``results/parts/NAME``, then merge the tables; with ``state``, only an
     exported model not evaluated yet."""
-    if state is not None and (not state.done(name, "exported") or state.done(name, "evaluated")):
+    if state is not None and (
+        not state.done(name, "exported") or state.done(name, "evaluated")
+    ):
         return
     parts = results / "parts"
-    cmd = [sys.executable, "-m", "colddiff_lib", "evaluate", "--zoo", name, "--n", str(n),
-           "--out", str(parts / name), *(["--device", device] if device != "auto" else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "colddiff_lib",
+        "evaluate",
+        "--zoo",
+        name,
+        "--n",
+        str(n),
+        "--out",
+        str(parts / name),
+        *(["--device", device] if device != "auto" else []),
+    ]
     (parts / name).mkdir(parents=True, exist_ok=True)
-    # The model's own folder describes its previous weights: its tables go, so that evaluate's merge cannot
-    # keep a row of the old model beside the new ones (merge_tables still keeps results/ until this succeeds).
+    # The model's own folder describes its previous weights: its tables go, so that
+    # evaluate's merge cannot keep a row of the old model beside the new ones
+    # (merge_tables still keeps results/ until this succeeds).
     for old in [*(parts / name).glob("*.csv"), *(parts / name).glob("*.md")]:
         old.unlink()
     (parts / f"{name}.log").unlink(missing_ok=True)
-    print(f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}", flush=True)
-    info = _run(cmd, parts / f"{name}.log", time_limit, tick=None if state is None else state.save)
+    print(
+        f"{name}: evaluating on {n} held-out digits, log {parts / (name + '.log')}",
+        flush=True,
+    )
+    info = _run(
+        cmd,
+        parts / f"{name}.log",
+        time_limit,
+        tick=None if state is None else state.save,
+    )
     if info["returncode"] != 0:
         why = "ran out of time" if info["timed_out"] else "failed"
         print(f"{name}: evaluation {why}, see {parts / (name + '.log')}", flush=True)
@@ -309,17 +438,24 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
     from ..tables import read_csv, to_csv, to_markdown
 
-    references = sorted((results / "parts").glob("*/generation_reference.csv"), key=lambda p: p.stat().st_mtime)
-    if references:  # the real digits' rows: the same whichever model's evaluation wrote them last
+    references = sorted(
+        (results / "parts").glob("*/generation_reference.csv"),
+        key=lambda p: p.stat().st_mtime,
+    )
+    # the real digits' rows: the same whichever model's evaluation wrote them last
+    if references:
         rows = read_csv(references[-1])
         files.write_text(to_csv(rows), results / "generation_reference.csv")
         files.write_text(to_markdown(rows), results / "generation_reference.md")
     for table in ("reconstruction", "generation"):
         # keep the other models' rows: only the re-evaluated ones are replaced
-        rows = [r for r in read_csv(results / f"{table}.csv") if r["model"] not in names]
+        rows = [
+            r for r in read_csv(results / f"{table}.csv") if r["model"] not in names
+        ]
         for path in sorted((results / "parts").glob(f"*/{table}.csv")):
             rows += [r for r in read_csv(path) if r["model"] in names]
-        rows.sort(key=lambda r: r["model"])  # stable: each model's rows keep their order
+        # stable: each model's rows keep their order
+        rows.sort(key=lambda r: r["model"])
         if rows:
             files.write_text(to_csv(rows), results / f"{table}.csv")
             files.write_text(to_markdown(rows), results / f"{table}.md")
@@ -327,15 +463,26 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
         for row in rows:
             if row["model"] in names:
                 by_model.setdefault(row["model"], []).append(row)
-        for model, model_rows in by_model.items():  # the metrics go on the model's card too: one write per card
+        # the metrics go on the model's card too: one write per card
+        for model, model_rows in by_model.items():
             path = Path(cards or zoo.CARDS) / f"{model}.json"
             info = json.loads(path.read_text())
-            metrics = info["metrics"] = {}  # every row of the model is here: none of the old ones may stay
+            # every row of the model is here: none of the old ones may stay
+            metrics = info["metrics"] = {}
             for row in model_rows:
-                # a row's name on the card: its method, noise and start (two starts, two entries)
-                key = row["method"] + (f" (noise {row['noise_std']})" if row.get("noise_std") not in (None, "") else "")
+                # a row's name on the card: its method, noise and start (two starts, two
+                # entries)
+                key = row["method"] + (
+                    f" (noise {row['noise_std']})"
+                    if row.get("noise_std") not in (None, "")
+                    else ""
+                )
                 key += f" from {row['start']}" if row.get("start") else ""
-                metrics[key] = {k: _number(v) for k, v in row.items() if k not in ("model", "method", "command")}
+                metrics[key] = {
+                    k: _number(v)
+                    for k, v in row.items()
+                    if k not in ("model", "method", "command")
+                }
             files.write_json(info, path)
 
 
@@ -358,33 +505,68 @@ def main(argv=None) -> int:
             raise
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the children are killed; the same command resumes
+    # Ctrl-C or SIGTERM: the children are killed; the same command resumes
+    except KeyboardInterrupt:
         if debug:
             raise
-        print("zoo build: interrupted (its children stopped); run the same command to resume", file=sys.stderr)
+        print(
+            "zoo build: interrupted (its children stopped); run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         _release_runs()
 
 
 def _main(argv) -> int:
-    p = argparse.ArgumentParser(prog="python -m colddiff_lib.zoo.build", description=__doc__.split("\n")[0])
-    p.add_argument("--runs", default="runs/zoo", help="folder for the training runs and build.json")
+    p = argparse.ArgumentParser(
+        prog="python -m colddiff_lib.zoo.build", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--runs", default="runs/zoo", help="folder for the training runs and build.json"
+    )
     p.add_argument("--results", default="results", help="folder for the tables")
     p.add_argument("--names", nargs="*", help="models to build (default: every config)")
-    p.add_argument("--parallel", type=int, default=1, help="training / evaluation commands at once")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per training command")
+    p.add_argument(
+        "--parallel", type=int, default=1, help="training / evaluation commands at once"
+    )
+    p.add_argument(
+        "--time-limit", type=float, default=None, help="seconds per training command"
+    )
     p.add_argument("--classifier-steps", type=int, default=3000)
-    p.add_argument("--classifier", action="store_true", help="retrain the FID classifier too (kept by default)")
-    p.add_argument("--skip-train", action="store_true", help="use the runs already in --runs")
-    p.add_argument("--skip-export", action="store_true", help="keep the shipped weights and cards")
+    p.add_argument(
+        "--classifier",
+        action="store_true",
+        help="retrain the FID classifier too (kept by default)",
+    )
+    p.add_argument(
+        "--skip-train", action="store_true", help="use the runs already in --runs"
+    )
+    p.add_argument(
+        "--skip-export", action="store_true", help="keep the shipped weights and cards"
+    )
     p.add_argument("--skip-evaluate", action="store_true", help="write no tables")
-    p.add_argument("--eval-time-limit", type=float, default=None, help="seconds per evaluation command")
-    p.add_argument("--n", type=int, default=1000, help="held-out digits / samples per table row")
+    p.add_argument(
+        "--eval-time-limit",
+        type=float,
+        default=None,
+        help="seconds per evaluation command",
+    )
+    p.add_argument(
+        "--n", type=int, default=1000, help="held-out digits / samples per table row"
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="a zoo folder (weights/, cards/) to build into instead of the "
-                   "package's: a trial build; --results then defaults to OUT/results")
-    p.add_argument("--train-args", default="", help="extra arguments for every train command, quoted")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="a zoo folder (weights/, cards/) to build into instead of the "
+        "package's: a trial build; --results then defaults to OUT/results",
+    )
+    p.add_argument(
+        "--train-args",
+        default="",
+        help="extra arguments for every train command, quoted",
+    )
     args = p.parse_args(argv)
     available = sorted(path.stem for path in CONFIGS_DIR.glob("*.toml"))
     names = args.names or available
@@ -393,7 +575,8 @@ def _main(argv) -> int:
         p.error(f"--names must be among {available}, got {unknown}")
     if args.parallel < 1:
         p.error(f"--parallel must be a positive int, got {args.parallel}")
-    if args.out is not None:  # a trial build: nothing in the package or in results/ is written
+    # a trial build: nothing in the package or in results/ is written
+    if args.out is not None:
         zoo.use_folder(args.out)
         if args.results == p.get_default("results"):
             args.results = str(Path(args.out) / "results")
@@ -407,27 +590,49 @@ def _main(argv) -> int:
         classifier = train_and_export_classifier(args.classifier_steps, args.device)
         print(f"classifier: {classifier}", flush=True)
 
-    def build(name):  # each model: train, export, evaluate (every stage skipped when done)
+    # each model: train, export, evaluate (every stage skipped when done)
+    def build(name):
         if not args.skip_train:
-            train_model(name, runs, args.time_limit, shlex.split(args.train_args), args.device, state, names, threads)
+            train_model(
+                name,
+                runs,
+                args.time_limit,
+                shlex.split(args.train_args),
+                args.device,
+                state,
+                names,
+                threads,
+            )
         if not args.skip_export:
             export_runs([name], runs, state)
         if not args.skip_evaluate and (zoo.CARDS / f"{name}.json").exists():
-            evaluate_model(name, results, args.n, args.eval_time_limit, None if args.skip_export else state,
-                           args.device)
+            evaluate_model(
+                name,
+                results,
+                args.n,
+                args.eval_time_limit,
+                None if args.skip_export else state,
+                args.device,
+            )
 
-    # On a CPU, N commands at once share the cores: one thread each where there are as many cores
-    # (two one-thread trainings train 1.4x the images of one two-thread training, benchmarks/README.md).
-    threads = max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None
+    # On a CPU, N commands at once share the cores: one thread each where there are as
+    # many cores (two one-thread trainings train 1.4x the images of one two-thread
+    # training, benchmarks/README.md).
+    threads = (
+        max(1, (os.cpu_count() or 1) // args.parallel) if args.parallel > 1 else None
+    )
     with ThreadPoolExecutor(args.parallel) as pool:
         list(pool.map(build, names))
     state.save()
     trained = [state.get(n, "trained") for n in names if state.done(n, "trained")]
     cpu = sum(t.get("train_cpu_seconds") or 0 for t in trained)
-    print(f"zoo build: {state.sessions[-1]:.0f} s this command, {state.wall_seconds() / 60:.0f} min over "
-          f"{len(state.sessions)} command(s) on {machine()}; training took {cpu / 60:.0f} CPU minutes "
-          f"(the training processes' CPU time, {len(trained)} models); "
-          f"{sum(state.done(n, 'evaluated') for n in names)} of {len(names)} models evaluated", flush=True)
+    print(
+        f"zoo build: {state.sessions[-1]:.0f} s this command, {state.wall_seconds() / 60:.0f} min over "
+        f"{len(state.sessions)} command(s) on {machine()}; training took {cpu / 60:.0f} CPU minutes "
+        f"(the training processes' CPU time, {len(trained)} models); "
+        f"{sum(state.done(n, 'evaluated') for n in names)} of {len(names)} models evaluated",
+        flush=True,
+    )
     return 0
 
 
