@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import torch
 
 
 def machine() -> str:
+    from colddiff_lib.runtime import cpu_model
+
     cap = torch.backends.cpu.get_cpu_capability()
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+        f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
         f"torch threads, ISA {cap}, torch {torch.__version__}"
     )
 

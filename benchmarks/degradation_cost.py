@@ -50,6 +50,7 @@ import torch
 # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from colddiff_lib.runtime import cpu_model  # noqa: E402
 from colddiff_lib.degradations import (
     Blend,
     GaussianBlur,
@@ -61,17 +62,6 @@ from colddiff_lib.degradations import (
 
 SIZES = {32: dict(batch=32, channels=1), 128: dict(batch=8, channels=3)}
 SLOW_S = 0.5  # a call slower than this is repeated only a few times
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def machine_lines(device: torch.device) -> list:

@@ -3,6 +3,8 @@ generators and the shift augmentation. They import nothing else from the library
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -94,14 +96,37 @@ def random_shift(
     return out.gather(3, cols)
 
 
-def machine() -> str:
-    """The machine in words: the GPU (CUDA version) or the CPU (ISA, cores), and torch's version."""
-    import os
+def cpu_model(cpuinfo: Optional[str] = None) -> str:
+    """The CPU's model name and the bf16 instructions it reports, from ``/proc/cpuinfo`` (or
+    ``cpuinfo``, its text): ``"AMD EPYC 7B13 (avx512_bf16)"``; the platform's word where
+    there is no cpuinfo. Two machines with one ISA level can differ by 2x in bf16 speed."""
     import platform
+
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = " ".join(fields.get("model name", "").split())
+    flags = set(fields.get("flags", "").split())
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{name} ({', '.join(bf16)})" if bf16 else name
+
+
+def machine() -> str:
+    """The machine in words: the GPU (CUDA version) or the CPU (model, the ISA torch
+    dispatches to, cores), and torch's version."""
+    import os
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), torch {torch.__version__}"
     return (
-        f"CPU {platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()}), "
+        f"CPU {cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}"
     )

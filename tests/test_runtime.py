@@ -5,6 +5,7 @@ import torch
 
 from colddiff_lib.runtime import (
     bf16_supported,
+    cpu_model,
     machine,
     random_shift,
     resolve_device,
@@ -94,3 +95,19 @@ def test_random_shift_moves_content_within_max_shift():
     assert any(dr != 0 for dr, _ in offsets) and any(dc != 0 for _, dc in offsets)
     # Deterministic under the generator.
     assert torch.equal(y, random_shift(x, m, torch.Generator().manual_seed(0)))
+
+
+def test_machine_names_the_cpu_model_and_its_bf16_instructions():
+    """Two machines that torch dispatches to the same ISA level differ in bf16 speed: the
+    model name and the bf16 flags say which one a figure came from."""
+    xeon = (
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu\n"
+    )
+    assert cpu_model(xeon) == "Intel(R) Xeon(R) Processor (avx512_bf16, amx_bf16)"
+    epyc = "model name\t: AMD EPYC 7B12\nflags\t\t: fpu avx2 fma\n"
+    assert cpu_model(epyc) == "AMD EPYC 7B12"
+    assert cpu_model("") and "(" not in cpu_model("")  # no cpuinfo: the platform's word
+    if not torch.cuda.is_available():
+        assert cpu_model() in machine()
