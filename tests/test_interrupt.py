@@ -174,6 +174,14 @@ def test_lost_work_is_at_most_one_interval(tmp_path):
     assert logged - EVERY <= step <= logged
 
 
+def _default_sigint():
+    """In the child, before Python starts: SIGINT back to its default. A test suite started
+    in the background of a shell (``cmd &``, as CI scripts and nohup do) inherits SIGINT
+    ignored, and a Python started with it ignored never raises KeyboardInterrupt: the run
+    would finish and exit 0 whatever the test sent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     # The child's stdout unbuffered, so that "step 4/" reaches this test when it is
     # printed and not at exit, and a one-second pause at each checkpoint: a fast machine
@@ -186,6 +194,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_default_sigint,
     )
     deadline = time.time() + 300
     for line in proc.stdout:
