@@ -46,6 +46,19 @@ METHOD_NAMES = {
 RESULTS_URL = "https://raw.githubusercontent.com/colddiff/colddiff-book/main/results/"
 
 
+def measure_columns(m: dict) -> dict:
+    """A generation row's measure columns, from :func:`evaluation.generation_measures`'s
+    result ``m``: the same for a generator's rows and for the real digits' rows."""
+    return {
+        "confident": m["confident"],
+        "fid": m["fid"],
+        "class_share_min": m["class_share_min"],
+        "class_share_max": m["class_share_max"],
+        "nearest_rmse": m["nearest_rmse"],
+        "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+    }
+
+
 def results_file(name: str, download: bool = True) -> Path:
     """Path of a committed results file, ``results/<name>`` (e.g. ``"reconstruction.csv"``).
 
@@ -245,12 +258,7 @@ def generation_rows(
                 "start": prior,
                 "n": n,
                 "default": "yes" if same else "no",
-                "confident": m["confident"],
-                "fid": m["fid"],
-                "class_share_min": m["class_share_min"],
-                "class_share_max": m["class_share_max"],
-                "nearest_rmse": m["nearest_rmse"],
-                "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+                **measure_columns(m),
                 "evaluated_on": machine(),
                 "command": command,
             }
@@ -281,12 +289,7 @@ def reference_rows(command: str = "") -> List[dict]:
             {
                 "images": label,
                 "n": len(images),
-                "confident": m["confident"],
-                "fid": m["fid"],
-                "class_share_min": m["class_share_min"],
-                "class_share_max": m["class_share_max"],
-                "nearest_rmse": m["nearest_rmse"],
-                "class_histogram": " ".join(str(c) for c in m["class_histogram"]),
+                **measure_columns(m),
                 "evaluated_on": machine(),
                 "command": command,
             }
