@@ -15,6 +15,7 @@ __all__ = [
     "step_generator",
     "random_shift",
     "machine",
+    "cpu_model",
 ]
 
 
@@ -99,7 +100,8 @@ def random_shift(
 def cpu_model(cpuinfo: Optional[str] = None) -> str:
     """The CPU's model name and the bf16 instructions it reports, from ``/proc/cpuinfo`` (or
     ``cpuinfo``, its text): ``"AMD EPYC 7B13 (avx512_bf16)"``; the platform's word where
-    there is no cpuinfo. Two machines with one ISA level can differ by 2x in bf16 speed."""
+    there is no cpuinfo. Two machines that torch dispatches to one ISA level can differ in
+    bf16 speed (AMX or not)."""
     import platform
 
     if cpuinfo is None:
