@@ -491,13 +491,20 @@
     const timing = el("p", "colddiff-live-timing");
     root.append(top, row, el("div", "colddiff-live-label", "the last ones:"), gallery, timing);
 
-    const normal = () => Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+    // mulberry32: uniforms in [0, 1) from a 32-bit seed, so that a test can replay the same draws
+    const seeded = (seed) => () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
     // A start, in the one form model.json gives for every degradation (colddiff_lib.export.page_prior):
     // z = means[k] + scale_trils[k] eps with k drawn by the mixture's weights, the image
     // clamp(offset + z basis) to [-1, 1], plus the symmetry noise when asked for.
-    function prior(mm, withNoise) {
+    function prior(mm, withNoise, random = Math.random) {
+      const normal = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
       const p = mm.meta.prior, n = p.offset.length;
-      const u = Math.random();
+      const u = random();
       let k = 0, acc = p.weights[0];
       while (k < p.weights.length - 1 && u >= acc) acc += p.weights[++k];
       const mean = p.means[k], L = p.scale_trils[k], d = mean.length, eps = Array.from({ length: d }, normal);
@@ -533,10 +540,11 @@
         go.disabled = false;
       }
     };
-    // For the browser test: n starts of the current model as base64 float32 [n, C, H, W].
-    state.drawStarts = (n, withNoise) => {
-      const size = m.size, all = new Float32Array(n * size);
-      for (let i = 0; i < n; i++) all.set(prior(m, withNoise), i * size);
+    // For the browser test: n starts of the current model as base64 float32 [n, C, H, W], the same
+    // ones for the same seed (the button draws with Math.random).
+    state.drawStarts = (n, withNoise, seed) => {
+      const size = m.size, all = new Float32Array(n * size), random = seeded(seed);
+      for (let i = 0; i < n; i++) all.set(prior(m, withNoise, random), i * size);
       const bytes = new Uint8Array(all.buffer);
       let s = "";
       for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
