@@ -1,4 +1,7 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and helpers."""
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,3 +33,15 @@ def library_degradations() -> dict:
 def quick_instance(cls):
     """A degradation of class ``cls`` built from its defaults with at most 20 levels (quick to test)."""
     return cls(T=min(20, cls().T))
+
+
+def notebook_cells(path) -> list:
+    """The cells of the notebook at ``path`` (a str or Path), as nbformat dicts."""
+    return json.loads(Path(path).read_text())["cells"]
+
+
+def cell_source(cell) -> str:
+    """A notebook cell's source as one string: nbformat stores a list of lines or a string, and the
+    committed notebooks use the list (ruff format writes it)."""
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cell_source, notebook_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = ROOT / "_build" / "papermill"
@@ -25,10 +26,6 @@ def toc_files():
 
 def notebooks():
     return sorted((ROOT / "book").glob("*.ipynb"))
-
-
-def cells(path):
-    return json.loads(path.read_text())["cells"]
 
 
 def execute(path, out, **parameters):
@@ -61,7 +58,7 @@ def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_is_committed_without_outputs(path):
-    for cell in cells(path):
+    for cell in notebook_cells(path):
         if cell["cell_type"] == "code":
             assert cell.get("outputs") == [] and cell.get("execution_count") is None, (
                 path.name
@@ -71,15 +68,17 @@ def test_notebook_is_committed_without_outputs(path):
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_notebook_has_a_parameters_cell_and_exercises(path):
     tagged = [
-        c for c in cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])
+        c
+        for c in notebook_cells(path)
+        if "parameters" in c.get("metadata", {}).get("tags", [])
     ]
     assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
-    source = "".join(tagged[0]["source"])
+    source = cell_source(tagged[0])
     for name in ("FULL_TRAINING", "DEVICE", "QUICK"):
         assert name in source, f"{path.name}: the parameters cell should set {name}"
-    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    code = [c for c in notebook_cells(path) if c["cell_type"] == "code"]
     # right after the parameters: the library, on Colab only
-    install = "".join(code[1]["source"])
+    install = cell_source(code[1])
     assert (
         'if "google.colab" in sys.modules' in install and "%pip install" in install
     ), path.name
@@ -91,7 +90,7 @@ def test_notebook_has_a_parameters_cell_and_exercises(path):
         f"{path.name}: the install cell is not for the HTML"
     )
     text = "\n".join(
-        "".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown"
+        cell_source(c) for c in notebook_cells(path) if c["cell_type"] == "markdown"
     )
     if not path.name.startswith("00_"):
         assert text.count("{exercise}") >= 2, (
@@ -113,12 +112,12 @@ def test_notebook_runs_with_small_parameters(path):
 
     EXECUTED.mkdir(parents=True, exist_ok=True)
     execute(path, EXECUTED / path.name, QUICK=True, FULL_TRAINING=False, DEVICE="cpu")
-    executed = json.loads((EXECUTED / path.name).read_text())["cells"]
+    executed = notebook_cells((EXECUTED / path.name))
     wanted = {
         name
         for c in executed
         if c["cell_type"] == "markdown"
-        for name in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", "".join(c["source"]))
+        for name in re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", cell_source(c))
     }
     glued = {
         o.get("metadata", {}).get("scrapbook", {}).get("name")
@@ -135,7 +134,7 @@ def full_training_notebooks():
     return [
         p
         for p in notebooks()
-        if any("if FULL_TRAINING" in "".join(c["source"]) for c in cells(p))
+        if any("if FULL_TRAINING" in cell_source(c) for c in notebook_cells(p))
     ]
 
 
@@ -146,9 +145,9 @@ def test_full_training_path_runs_with_small_parameters(path, tmp_path):
     out = tmp_path / path.name
     execute(path, out, QUICK=True, FULL_TRAINING=True, DEVICE="cpu")
     executed = json.loads(out.read_text())
-    assert any(
-        "FULL_TRAINING = True" in "".join(c["source"]) for c in executed["cells"]
-    ), "parameters injected"
+    assert any("FULL_TRAINING = True" in cell_source(c) for c in executed["cells"]), (
+        "parameters injected"
+    )
 
 
 def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
@@ -163,7 +162,7 @@ def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
     execute(path, out, QUICK=True, DEVICE="cpu", DATASET="mnist")
     printed = "".join(
         "".join(o.get("text", ""))
-        for c in json.loads(out.read_text())["cells"]
+        for c in notebook_cells(out)
         for o in c.get("outputs", [])
     )
     assert "name='mnist-train', images=(160, 1, 32, 32)" in printed, printed[:2000]
@@ -171,9 +170,9 @@ def test_chapter_3_trains_on_a_torchvision_dataset(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
 def test_the_first_code_cell_checks_the_parameters(path):
-    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    code = [c for c in notebook_cells(path) if c["cell_type"] == "code"]
     # after the parameters and the Colab install cell
-    first = "".join(code[2]["source"])
+    first = cell_source(code[2])
     assert (
         "check_parameters(FULL_TRAINING=FULL_TRAINING, DEVICE=DEVICE, QUICK=QUICK)"
         in first
@@ -207,7 +206,7 @@ def assert_stops_at_the_parameter_check(parameters, message, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as info:
         execute(path, tmp_path / path.name, **parameters)
     assert message in str(info.value)
-    executed = json.loads((tmp_path / path.name).read_text())["cells"]
+    executed = notebook_cells((tmp_path / path.name))
     failed = [
         i
         for i, c in enumerate(executed)
@@ -215,7 +214,7 @@ def assert_stops_at_the_parameter_check(parameters, message, tmp_path):
         and any(o.get("output_type") == "error" for o in c.get("outputs", []))
     ]
     first_library_cell = [
-        i for i, c in enumerate(executed) if "check_parameters(" in "".join(c["source"])
+        i for i, c in enumerate(executed) if "check_parameters(" in cell_source(c)
     ][0]
     assert failed == [first_library_cell]
 
@@ -271,11 +270,7 @@ def test_chapters_3_and_5_agree_on_what_the_l1_optimum_paints():
     """Chapter 3's exercise: the l1-optimal R paints the per-pixel median, ink or background, never grey;
     chapter 5 must not call the median an average that blurs to grey."""
     text = {
-        p.name: "".join(
-            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            for c in cells(p)
-        )
-        for p in notebooks()
+        p.name: "".join(cell_source(c) for c in notebook_cells(p)) for p in notebooks()
     }
     assert (
         "the median, which is ink or background, never grey"
@@ -297,9 +292,7 @@ def test_chapters_3_and_5_agree_on_what_the_l1_optimum_paints():
 )
 def test_every_chapter_ends_with_key_takeaways_before_its_exercises(path):
     text = "".join(
-        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-        for c in cells(path)
-        if c["cell_type"] == "markdown"
+        cell_source(c) for c in notebook_cells(path) if c["cell_type"] == "markdown"
     )
     assert "## Key takeaways" in text and "```{admonition} What to remember" in text, (
         path.name
@@ -313,10 +306,10 @@ def test_plumbing_cells_hide_their_input(path):
     behind a toggle in the HTML (or out of it), so that each chapter reads as ideas and figures."""
     import re
 
-    for i, c in enumerate(cells(path)):
+    for i, c in enumerate(notebook_cells(path)):
         if c["cell_type"] != "code":
             continue
-        source = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+        source = cell_source(c)
         defs = re.findall(r"^def (\w+)", source, re.M)
         plumbing = [d for d in defs if d.startswith(("plot_", "show_"))] or (
             defs if len(defs) >= 3 else []
@@ -336,9 +329,9 @@ def test_code_lines_fit_the_column(path):
     the browser test measures the rendered cells, this catches a long line before a build)."""
     long = [
         (i, line)
-        for i, c in enumerate(cells(path))
+        for i, c in enumerate(notebook_cells(path))
         if c["cell_type"] == "code"
-        for line in "".join(c["source"]).splitlines()
+        for line in cell_source(c).splitlines()
         if len(line) > 88
     ]
     assert not long, f"{path.name}: {long[:3]}"

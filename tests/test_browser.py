@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cell_source, notebook_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build" / "browser"
@@ -150,9 +151,7 @@ def source_text(entry):
     path = ROOT / f"{entry}.ipynb"
     if path.exists():
         return "\n".join(
-            "".join(c["source"])
-            for c in json.loads(path.read_text())["cells"]
-            if c["cell_type"] == "markdown"
+            cell_source(c) for c in notebook_cells(path) if c["cell_type"] == "markdown"
         )
     return (ROOT / f"{entry}.md").read_text()
 
@@ -379,7 +378,7 @@ def test_a_folded_helper_is_introduced_where_visible_code_first_calls_it():
     import tokenize
 
     def source(cell):
-        src = "".join(cell["source"])
+        src = cell_source(cell)
         return "\n".join(
             line[: len(line) - len(line.lstrip())] + "pass"
             if line.lstrip().startswith(("%", "!"))
@@ -393,9 +392,7 @@ def test_a_folded_helper_is_introduced_where_visible_code_first_calls_it():
 
     problems = []
     for path in sorted((ROOT / "book").glob("*.ipynb")):
-        cells = [
-            c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
-        ]
+        cells = [c for c in notebook_cells(path) if c["cell_type"] == "code"]
         hidden, visible = {}, set()
         for i, cell in enumerate(cells):
             names = {

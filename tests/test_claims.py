@@ -9,13 +9,13 @@
 """
 
 import csv
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from colddiff_lib import claims, paper, prose, reproduce
+from conftest import cell_source, notebook_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -39,10 +39,9 @@ def flat(text: str) -> str:
 
 
 def sources(chapter: str, kind: str) -> list:
-    """The chapter's cells of ``kind``, each as one string (nbformat stores a list of lines or
-    a string)."""
-    cells = json.loads((ROOT / "book" / f"{chapter}.ipynb").read_text())["cells"]
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == kind]
+    """The chapter's cells of ``kind``, each as one string."""
+    cells = notebook_cells(ROOT / "book" / f"{chapter}.ipynb")
+    return [cell_source(c) for c in cells if c["cell_type"] == kind]
 
 
 def markdown(chapter: str) -> str:

@@ -8,7 +8,7 @@ from colddiff_lib import degradations as dg, zoo
 from colddiff_lib.data import load_dataset
 from colddiff_lib.degradations.base import FlatEnd
 from colddiff_lib.exercises.ch07 import check_degradation, check_training_time
-from conftest import library_degradations, quick_instance
+from conftest import cell_source, library_degradations, notebook_cells, quick_instance
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -458,7 +458,6 @@ def test_chapter_7_blend_step_identity_matches_the_sampler():
     """Chapter 7 (and its exercise) state one step of Algorithm 2 from the true path as
     x_{s-1} = D(x0, s-1) + w_s (x0_hat - x0), w_s = sqrt(abar_{s-1}) - sqrt(abar_s): check it against
     the sampler, and that the chapter writes that sign."""
-    import json
     from pathlib import Path
 
     from colddiff_lib.sampling import sample
@@ -476,15 +475,10 @@ def test_chapter_7_blend_step_identity_matches_the_sampler():
         torch.testing.assert_close(
             steps[0]["x_next"], Df(x0, s - 1) + w * e, atol=1e-5, rtol=0
         )
-    cells = json.loads(
-        (
-            Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb"
-        ).read_text()
-    )["cells"]
-    text = "".join(
-        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-        for c in cells
+    cells = notebook_cells(
+        Path(__file__).parents[1] / "book" / "07_your_own_degradation.ipynb"
     )
+    text = "".join(cell_source(c) for c in cells)
     # Displays may be split over lines (aligned): compare without alignment marks, line
     # breaks and spaces.
     flat = "".join(

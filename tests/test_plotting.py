@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from colddiff_lib.plotting import grid, html_table, save_grid, show_rows, to_numpy_image
+from conftest import cell_source, notebook_cells
 
 
 def test_images_in_minus_one_one_map_to_unit_range():
@@ -74,17 +75,10 @@ def test_level_axis_has_integer_ticks_only():
 
 
 def test_chapter_4_level_axes_use_integer_ticks():
-    import json
     from pathlib import Path
 
-    cells = json.loads(
-        (Path(__file__).parents[1] / "book" / "04_sampling.ipynb").read_text()
-    )["cells"]
-    code = "".join(
-        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-        for c in cells
-        if c["cell_type"] == "code"
-    )
+    cells = notebook_cells(Path(__file__).parents[1] / "book" / "04_sampling.ipynb")
+    code = "".join(cell_source(c) for c in cells if c["cell_type"] == "code")
     assert 'set_xlabel("level' not in code and code.count("level_axis(ax,") >= 3
 
 
@@ -107,14 +101,13 @@ def test_sampling_step_diagram_shows_algorithm_2_landing_nearer_the_path():
 
 def test_chapters_draw_the_samplers_in_the_same_colours():
     """Chapters 4 and 7 colour Algorithms 1 and 2 from plotting.ALGORITHM_COLOURS, never by hand."""
-    import json
     from pathlib import Path
 
     book = Path(__file__).parents[1] / "book"
     for name in ("04_sampling.ipynb", "07_your_own_degradation.ipynb"):
         code = "".join(
-            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            for c in json.loads((book / name).read_text())["cells"]
+            cell_source(c)
+            for c in notebook_cells(book / name)
             if c["cell_type"] == "code"
         )
         assert (
@@ -127,7 +120,6 @@ def test_chapters_draw_the_samplers_in_the_same_colours():
 def test_players_load_nothing_from_a_cdn_and_chapters_use_them():
     """level_player / animation_html: matplotlib's JavaScript player without its CDN stylesheet; no chapter
     calls to_jshtml directly."""
-    import json
     from pathlib import Path
 
     import matplotlib
@@ -149,8 +141,6 @@ def test_players_load_nothing_from_a_cdn_and_chapters_use_them():
         level_player([[torch.zeros(1, 8, 8)]], ["a", "b"])
     for path in sorted((Path(__file__).parents[1] / "book").glob("*.ipynb")):
         code = "".join(
-            c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            for c in json.loads(path.read_text())["cells"]
-            if c["cell_type"] == "code"
+            cell_source(c) for c in notebook_cells(path) if c["cell_type"] == "code"
         )
         assert ".to_jshtml(" not in code, path.name

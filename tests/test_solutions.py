@@ -16,13 +16,13 @@ import ast
 import builtins
 import contextlib
 import io
-import json
 import re
 from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
+from conftest import cell_source, notebook_cells
 
 matplotlib.use("Agg")
 
@@ -38,28 +38,18 @@ DELIBERATE = {"ch7-darken": {"DarkenClaimingLinear"}}
 SLIPS = {"PixelateFadeSlip", "DarkenClaimingLinear"}
 
 
-def source(cell) -> str:
-    return (
-        cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-    )
-
-
 def python(cell) -> str:
     """A code cell as plain Python (IPython's magics, such as the Colab cell's %pip, translated)."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager().transform_cell(source(cell))
-
-
-def notebook_cells(path):
-    return json.loads(path.read_text())["cells"]
+    return TransformerManager().transform_cell(cell_source(cell))
 
 
 def solutions(path):
     """[(label, [indices of the solution's code cells])] of every gated solution of the notebook."""
     found, label, code = [], None, []
     for i, cell in enumerate(notebook_cells(path)):
-        text = source(cell)
+        text = cell_source(cell)
         if cell["cell_type"] == "markdown" and "{solution-start}" in text:
             label, code = re.search(r"\{solution-start\}\s+(\S+)", text).group(1), []
         elif label is not None and cell["cell_type"] == "code":
@@ -79,7 +69,7 @@ def exercises(path):
     """{label: set of the checkers its text names} for every exercise of the notebook."""
     out = {}
     for cell in notebook_cells(path):
-        text = source(cell)
+        text = cell_source(cell)
         for block in re.findall(
             r"`{3,4}\{exercise\}(.*?)`{3,4}\n?(?:\Z|\n)", text + "\n", flags=re.S
         ):
@@ -94,7 +84,7 @@ def checker_solutions():
         cells = notebook_cells(path)
         for label, code in solutions(path):
             checking = [
-                i for i in code if re.search(r"\bcheck_\w+\(", source(cells[i]))
+                i for i in code if re.search(r"\bcheck_\w+\(", cell_source(cells[i]))
             ]
             if checking:
                 cases.append(
@@ -239,7 +229,7 @@ def test_every_exercise_with_a_checker_has_a_solution_that_calls_it():
     for path in CHAPTERS:
         cells = notebook_cells(path)
         solved = {
-            label: "".join(source(cells[i]) for i in code)
+            label: "".join(cell_source(cells[i]) for i in code)
             for label, code in solutions(path)
         }
         for label, checkers in exercises(path).items():
