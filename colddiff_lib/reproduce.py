@@ -297,6 +297,26 @@ def reference_rows(command: str = "") -> List[dict]:
     return rows
 
 
+def new_defaults_first(merged: Sequence[dict], new: Sequence[dict]) -> List[dict]:
+    """Generation rows ``merged`` with one default per model: where ``new`` holds a model's default row
+    (the card's settings changed, so its start differs from the old default's), the model's older rows
+    are kept as measurements of other settings with ``default`` "no", after the new ones (in their order),
+    which take the place of the model's first row."""
+    renewed = {r["model"] for r in new if r.get("default") == "yes"}
+    fresh = {id(r) for r in new}
+    by_model: Dict[str, List[dict]] = {}
+    for row in merged:
+        by_model.setdefault(row["model"], []).append(row)
+    rows = []
+    for model, group in by_model.items():
+        if model in renewed:
+            group = [r for r in new if r["model"] == model] + [
+                {**r, "default": "no"} for r in group if id(r) not in fresh
+            ]
+        rows += group
+    return rows
+
+
 def reproduce(
     names: Sequence[str],
     out_dir,
@@ -310,8 +330,9 @@ def reproduce(
     ``generation_reference`` rows and sample grids into ``out_dir``.
 
     A table that is already there is merged into, never overwritten: a row with the same model, method and
-    noise replaces the old one, every other row is kept (:func:`colddiff_lib.tables.merge_rows`).
-    ``settings`` replaces the generation models' default sampler settings (:func:`generation_settings`). Returns
+    noise replaces the old one, every other row is kept (:func:`colddiff_lib.tables.merge_rows`); a
+    generation model's new default row comes first and its older rows stop being defaults
+    (:func:`new_defaults_first`). ``settings`` replaces the generation models' default sampler settings (:func:`generation_settings`). Returns
     ``{table: rows written}`` and, under ``"replaced"``, the keys of the rows that replaced older ones.
     """
     from .tables import merge_rows, read_csv
@@ -343,6 +364,8 @@ def reproduce(
             "generation": ("model", "method", "noise_std", "start"),
         }.get(table, ("model", "method", "noise_std"))
         merged, dropped = merge_rows(read_csv(out / f"{table}.csv"), rows, key)
+        if table == "generation":
+            merged = new_defaults_first(merged, rows)
         replaced += [(table, *k) for k in dropped]
         files.write_text(to_csv(merged), out / f"{table}.csv")
         files.write_text(to_markdown(merged), out / f"{table}.md")

@@ -9,7 +9,13 @@ import pytest
 from colddiff_lib import zoo
 from colddiff_lib.data import load_dataset
 from colddiff_lib.evaluation import METHODS, reconstruct
-from colddiff_lib.reproduce import METHOD_NAMES, read_table, reproduce, results_file
+from colddiff_lib.reproduce import (
+    METHOD_NAMES,
+    new_defaults_first,
+    read_table,
+    reproduce,
+    results_file,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,3 +100,40 @@ def test_reproduce_writes_its_rows_and_merges_them_into_the_tables(tmp_path):
         ValueError, match="neither a reconstruction nor a generation model"
     ):
         reproduce([zoo.CLASSIFIER], tmp_path, n=8)
+
+
+def test_a_new_default_start_demotes_the_old_default_rows():
+    """A card whose start changed (32 to 64 components): the old rows stay as measurements of another
+    setting, but only the new row is the default, and it comes first; other models are untouched."""
+    from colddiff_lib.tables import merge_rows
+
+    def row(model, method, start, default):
+        return {
+            "model": model,
+            "method": method,
+            "noise_std": "0.0000",
+            "start": start,
+            "default": default,
+        }
+
+    old = [
+        row("gen-a", "Algorithm 2", "level 3: 32 components", "yes"),
+        row("gen-a", "Algorithm 2", "level T", "no"),
+        row("gen-b", "Algorithm 2", "level 4", "yes"),
+    ]
+    new = [
+        row("gen-a", "Algorithm 1", "level 3: 64 components", "yes"),
+        row("gen-a", "Algorithm 2", "level T", "no"),
+    ]
+    merged, _ = merge_rows(old, new, ("model", "method", "noise_std", "start"))
+    rows = new_defaults_first(merged, new)
+    assert [(r["model"], r["start"], r["default"]) for r in rows] == [
+        ("gen-a", "level 3: 64 components", "yes"),
+        ("gen-a", "level T", "no"),
+        ("gen-a", "level 3: 32 components", "no"),
+        ("gen-b", "level 4", "yes"),
+    ]
+    # a run that adds only a non-default row changes no default
+    extra = [row("gen-b", "Algorithm 1", "level 4", "no")]
+    merged, _ = merge_rows(rows, extra, ("model", "method", "noise_std", "start"))
+    assert new_defaults_first(merged, extra) == merged

@@ -101,13 +101,13 @@ def committed(table):
 
 def test_committed_generation_table_regenerates_in_small_form():
     name = "mnist-superres-gen"
-    expected = [
-        (r["method"], float(r["noise_std"]), r["start"])
-        for r in committed("generation")
-        if r["model"] == name
-    ]
+    table = [r for r in committed("generation") if r["model"] == name]
     rows = generation_rows(name, n=20)
-    assert [(r["method"], r["noise_std"], r["start"]) for r in rows] == expected
+    # the card's settings first; after them only rows of an earlier default, no longer defaults
+    assert [(r["method"], r["noise_std"], r["start"]) for r in rows] == [
+        (r["method"], float(r["noise_std"]), r["start"]) for r in table[: len(rows)]
+    ]
+    assert [r["default"] for r in table[1:]] == ["no"] * (len(table) - 1)
     for row in rows:
         assert sum(int(c) for c in row["class_histogram"].split()) == 20
         assert math.isfinite(row["fid"])
