@@ -282,7 +282,7 @@ def check_data_config(config, where: str = "data") -> dict:
 
 def check_sampling_config(config, where: str = "sampling") -> dict:
     """A ``[sampling]`` table (a card's ``sampling``): ``algorithm`` one of the samplers, ``noise_std`` a number
-    in [0, 10], ``components`` an int in 1..32, ``level`` (the prior's level, below T) an int in
+    in [0, 10], ``components`` an int in 1..256, ``level`` (the prior's level, below T) an int in
     0..:data:`~colddiff_lib.degradations.base.MAX_T`, ``dims`` (its principal components) an int in 1..65536;
     each optional, no other key."""
     from .degradations.base import MAX_T
@@ -300,7 +300,7 @@ def check_sampling_config(config, where: str = "sampling") -> dict:
             expected = "a number in [0, 10]"
         elif key in ("components", "level", "dims", "iterations"):
             low, high = {
-                "components": (1, 32),
+                "components": (1, 256),
                 "level": (0, MAX_T),
                 "dims": (1, 65536),
                 "iterations": (1, 1000),
