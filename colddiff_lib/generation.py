@@ -28,6 +28,15 @@ class Generated(NamedTuple):
     x_T: torch.Tensor
 
 
+def adds_second_signal(D, level: int) -> bool:
+    """Whether a start of D at ``level`` below T is the digit's part plus a second signal drawn as D draws it:
+    D is random and ``D(x0, t) = clean(x0, t) + sigma_t z`` with z independent of x0 (a blend target, noise),
+    so that an image at that level cannot show which z it holds (:class:`GaussianPrior`)."""
+    return bool(
+        level < D.T and getattr(D, "random", False) and D.noise_schedule() is not None
+    )
+
+
 class GaussianPrior:
     """A Gaussian mixture with full covariances fitted to what training images become at a level of D.
 
@@ -36,7 +45,11 @@ class GaussianPrior:
     still carries the digit's identity, and one colour says nothing about it: the mixture is fitted to the
     first ``dims`` principal components of the images D(x, t0), and generation starts there (chapter 6: where
     the identity is decided). That needs a D whose random state, if any, a start image shows
-    (``D.freeze_at``: a deterministic blur or super-resolution, an inpainting fill colour).
+    (``D.freeze_at``: a deterministic blur or super-resolution, an inpainting fill colour), or one that adds a
+    second signal independent of the digit, ``D(x0, t) = clean(x0, t) + sigma_t z`` (a face to blend toward,
+    noise: ``D.noise_schedule()``). For those the mixture is fitted to the digit's part ``D.clean(x, t0)``
+    alone, and each start adds a z drawn as D draws it, with D frozen on it (:meth:`start`): a face alone
+    names no digit, and a deterministic sampler from M faces can make at most M images.
 
     Args:
         D: the degradation (for ``level = T``: one with ``latent`` and ``from_latent``).
@@ -53,7 +66,7 @@ class GaussianPrior:
 
     Attributes: ``level`` (where :func:`generate` starts), ``weights`` [K], ``means`` [K, d], ``scale_trils``
     [K, d, d]; below T also ``offset`` [C * H * W] and ``basis`` [d, C * H * W], with a start
-    ``offset + z @ basis``.
+    ``offset + z @ basis`` (plus D's second signal where ``second_signal`` is True).
     """
 
     def __init__(
@@ -83,11 +96,13 @@ class GaussianPrior:
         self.D = D
         self.shape = tuple(images.shape[1:])
         random = getattr(D, "random", False)
+        #: starts below T add D's own second signal (a face, noise) to a draw of the digit's part
+        self.second_signal = adds_second_signal(D, self.level)
         if self.level == D.T:
             if not getattr(D, "has_latent", False):
                 raise ValueError(
                     f"{type(D).__name__} has no latent(): it has no flat or low-resolution end state to "
-                    f"fit; fit a level below T instead (level=...) if it is deterministic"
+                    f"fit; fit a level below T instead (level=...)"
                 )
             self.offset = self.basis = None
             z = torch.cat(
@@ -98,15 +113,21 @@ class GaussianPrior:
             )
         else:
             try:  # a sampler will need D frozen from the start image alone
-                D.freeze_at(images[:1], self.level) if random else None
+                if random and not self.second_signal:
+                    D.freeze_at(images[:1], self.level)
             except NotImplementedError as err:
                 raise ValueError(f"level {self.level} < T: {err}") from None
             g = torch.Generator().manual_seed(seed)
+
+            def at_level(chunk):
+                frozen = D.freeze(chunk, g) if random else D
+                if self.second_signal:  # the digit's part; z is drawn at each start
+                    return frozen.clean(chunk, self.level)
+                return frozen(chunk, self.level)
+
             flat = torch.cat(
                 [
-                    (D.freeze(chunk, g) if random else D)(chunk, self.level)
-                    .double()
-                    .flatten(1)
+                    at_level(chunk).double().flatten(1)
                     for chunk in images.split(batch_size)
                 ]
             )
@@ -162,6 +183,11 @@ class GaussianPrior:
         ``D.from_latent``: ``offset = from_latent(0)`` and row i of the basis ``from_latent(e_i) - offset``;
         ``from_latent`` must then be affine, which is checked on the mixture's own draws (largest gap at most
         ``tolerance``), and a ValueError names the degradation otherwise."""
+        if self.second_signal:
+            raise ValueError(
+                f"the starts of {type(self.D).__name__} at level {self.level} add its second signal "
+                f"(drawn per start), so they have no linear form"
+            )
         if self.basis is not None:
             return self.offset.clone(), self.basis.clone()
         d = self.means.shape[1]
@@ -197,16 +223,30 @@ class GaussianPrior:
         )
         return self.means[k] + torch.einsum("nij,nj->ni", self.scale_trils[k], eps)
 
-    def __call__(
+    def start(
         self, n: int, generator: Optional[torch.Generator] = None, device="cpu"
-    ) -> torch.Tensor:
-        """``n`` starting images x_level [n, C, H, W], clamped to [-1, 1]."""
+    ) -> Tuple[torch.Tensor, Optional[object]]:
+        """``(x_level [n, C, H, W], frozen)``: ``n`` starts and, where they carry D's second signal, D frozen
+        on the signal drawn for them (what a sampler must use); else ``frozen`` is None and
+        ``D.freeze_at(x_level, level)`` recovers D's state from the images."""
         z = self.draw_latents(n, generator)
         if self.basis is None:
             x = self.D.from_latent(z.float(), self.shape)
         else:
             x = (self.offset + z @ self.basis).float().view(n, *self.shape)
-        return x.clamp(-1, 1).to(resolve_device(device))
+        x, frozen = x.clamp(-1, 1), None
+        if self.second_signal:
+            frozen = self.D.freeze(x, generator)
+            empty = torch.zeros_like(x)
+            x = x + frozen(empty, self.level) - frozen.clean(empty, self.level)
+        return x.to(resolve_device(device)), frozen
+
+    def __call__(
+        self, n: int, generator: Optional[torch.Generator] = None, device="cpu"
+    ) -> torch.Tensor:
+        """``n`` starting images x_level [n, C, H, W]: the mixture's draws clamped to [-1, 1] (plus D's second
+        signal, see :meth:`start`)."""
+        return self.start(n, generator, device)[0]
 
 
 @torch.no_grad()
@@ -230,7 +270,8 @@ def generate(
         n: number of images.
         shape: (C, H, W) of an image.
         prior: ``prior(n, generator=..., device=...) -> x_T``; by default ``D.prior``. A prior with a
-            ``level`` attribute (a :class:`GaussianPrior` fitted below T) starts the sampler at that level.
+            ``level`` attribute (a :class:`GaussianPrior` fitted below T) starts the sampler at that level;
+            one with a ``start`` method (:meth:`GaussianPrior.start`) may hand D frozen for its starts.
         noise_std: standard deviation of Gaussian noise added to x_T to break the symmetry of a flat
             start; default ``D.symmetry_noise`` (the paper's 0.002 for a blur that collapses to a flat
             colour, a noisy degradation's sigma_T, else 0; 0 is "perfect symmetry").
@@ -250,8 +291,11 @@ def generate(
         noise_std = D.symmetry_noise
     if not is_number(noise_std) or not noise_std >= 0:
         raise ValueError(f"noise_std must be a number >= 0, got {noise_std!r}")
+    frozen = None
     if prior is None:
         x_T = D.prior(n, shape, generator=generator, device=device)
+    elif hasattr(prior, "start"):
+        x_T, frozen = prior.start(n, generator=generator, device=device)
     else:
         x_T = prior(n, generator=generator, device=device)
     if noise_std:
@@ -263,7 +307,8 @@ def generate(
         x_T = x_T + noise_std * noise.to(x_T.device)
     x_T = x_T.to(device)
     level = getattr(prior, "level", D.T)  # a GaussianPrior fitted below T starts there
-    frozen = D.freeze_at(x_T, level)
+    if frozen is None:
+        frozen = D.freeze_at(x_T, level)
     return Generated(
         sample(
             R,

@@ -23,6 +23,7 @@ from . import zoo
 from . import files
 from .data import load_dataset
 from .evaluation import generation_measures, reconstruct
+from .generation import adds_second_signal
 from .metrics import fid, image_metrics
 from .paper import mnist_reconstruction
 from .runtime import machine, resolve_device
@@ -164,7 +165,9 @@ def generation_settings(name: str) -> List[dict]:
         {"algorithm": "improved", "noise_std": noise, "level": level},
         {"algorithm": "naive", "noise_std": noise, "level": level},
     ]
-    if level is not None and D.has_latent:
+    if (
+        level is not None
+    ):  # the paper's start at T: its latent's Gaussian, or D.prior (a face)
         settings.append(
             {"algorithm": "improved", "noise_std": D.symmetry_noise, **paper}
         )
@@ -245,6 +248,8 @@ def generation_rows(
         k = chosen["components"]
         if chosen["level"] is not None:
             prior = f"level {chosen['level']}: gaussian fit ({k} component{'s' if k > 1 else ''}, {chosen['dims']} PCs)"
+            if adds_second_signal(D, chosen["level"]):
+                prior += " + D.prior"  # the face (or noise) D blends toward
         elif D.has_latent:
             prior = f"level T: gaussian fit ({k} component{'s' if k > 1 else ''})"
         else:

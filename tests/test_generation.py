@@ -6,7 +6,12 @@ import torch
 from colddiff_lib import degradations as dg
 from colddiff_lib.degradations import Degradation
 from colddiff_lib.degradations.base import FlatEnd
-from colddiff_lib.generation import GaussianPrior, Generated, generate
+from colddiff_lib.generation import (
+    GaussianPrior,
+    Generated,
+    adds_second_signal,
+    generate,
+)
 from conftest import library_degradations, quick_instance
 
 WITH_PRIOR = sorted(
@@ -116,7 +121,45 @@ def test_gaussian_prior_below_T_models_the_degraded_images_and_generation_starts
         with pytest.raises(ValueError, match=message):
             GaussianPrior(D, images, **bad)
     with pytest.raises(ValueError, match="cannot recover its random state"):
-        GaussianPrior(dg.GaussianNoise(T=10, channels=1), images, level=3)
+        GaussianPrior(dg.Snow(T=10, channels=1), images, level=3)
+
+
+def test_a_blend_starts_below_T_from_the_digits_part_plus_a_target_it_is_frozen_on():
+    """Blend's image at level t0 < T cannot show which target it holds, so the prior models the digit's part
+    D.clean(x, t0) alone and adds a target drawn as D draws it, with D frozen on it: a sampler then removes
+    exactly that target. With R = 0, Algorithm 2 from x_t0 ends at x_t0 - D(0, t0) + D(0, 0), the start's
+    digit part; what it took away is sigma_t0 times one of the targets."""
+    g = torch.Generator().manual_seed(0)
+    targets = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
+    D = dg.Blend(targets=targets, T=10, channels=1)
+    images = (torch.rand(400, 1, 16, 16, generator=g) * 2 - 1) * 0.5
+    prior = GaussianPrior(D, images, level=6, dims=8)
+    assert prior.second_signal and not adds_second_signal(D, 10)
+    starts, frozen = prior.start(500, generator=torch.Generator().manual_seed(1))
+    assert frozen.frozen and starts.shape == (500, 1, 16, 16)
+    digit = starts - frozen(torch.zeros_like(starts), 6)
+    torch.testing.assert_close(
+        digit.flatten(1).mean(0),
+        D.clean(images, 6).flatten(1).mean(0),
+        atol=0.02,
+        rtol=0,
+    )
+    out, start = generate(
+        lambda x, t: torch.zeros_like(x),
+        D,
+        50,
+        (1, 16, 16),
+        prior=prior,
+        generator=torch.Generator().manual_seed(2),
+    )
+    sigma = D.noise_schedule()[1][6].item()
+    removed = ((start - out) / sigma).flatten(1)
+    gap = torch.cdist(removed.double(), targets.flatten(1).double()).min(1).values
+    assert float(gap.max()) < 1e-4, (
+        "the sampler removed a target other than the start's"
+    )
+    with pytest.raises(ValueError, match="no linear form"):
+        prior.linear_form()
 
 
 def test_inpainting_fill_starts_below_T_from_the_colour_its_hole_shows():
