@@ -113,7 +113,7 @@ def run(args) -> None:
     points_path = folder / "points.json"
     cfg = config_of(args.config)
     args.task = task_of(args.config)
-    deg = {**cfg["degradation"], **_settings(args.deg)}
+    deg = {**cfg.degradation, **_settings(args.deg)}
     # --deg noisy=STD[,POWER]: the config's degradation with noise on top (dg.Noisy)
     if "noisy" in deg:
         std, _, power = str(deg.pop("noisy")).partition(",")
@@ -125,14 +125,14 @@ def run(args) -> None:
         }
     D = dg.build(channels=1, **deg)
     model_cfg = {
-        **cfg.get("model", {}),
+        **cfg.model,
         **({"preset": args.preset} if args.preset else {}),
     }
     preset = model_cfg.pop("preset")
     # The zoo recipe of the config (batch, lr, warm-up, cosine decay, EMA, shifts), with
     # the study's changes.
     recipe = {
-        **cfg.get("train", {}),
+        **cfg.train,
         **({"batch_size": args.batch} if args.batch else {}),
         **({"lr": args.lr} if args.lr else {}),
         **_settings(args.train),
