@@ -214,6 +214,28 @@ def chapters():
     return [e for e in toc_entries() if (ROOT / f"{e}.ipynb").exists()]
 
 
+def test_the_built_pages_state_none_of_issue_17s_contradictions(site):
+    """Issue 17's done-when: a search of the built HTML (glued numbers and the Markdown that cells write
+    included) for each contradiction the reader found finds none, on any page. The phrases are
+    test_claims.CONTRADICTIONS, matched without their Markdown and TeX delimiters."""
+    from bs4 import BeautifulSoup
+    from test_claims import CONTRADICTIONS, flat
+
+    def plain(text):
+        for mark in ("`", "$", "\\(", "\\)"):
+            text = text.replace(mark, "")
+        return flat(text)
+
+    phrases = {plain(p) for ps in CONTRADICTIONS.values() for p in ps}
+    pages = sorted((BUILD / "_build" / "html" / "book").glob("*.html"))
+    assert len(pages) >= len(chapters()), pages
+    found = []
+    for page in pages:
+        text = plain(BeautifulSoup(page.read_text(), "html.parser").get_text(" "))
+        found += [f"{page.name}: {p!r}" for p in sorted(phrases) if p in text]
+    assert not found, found
+
+
 @pytest.mark.parametrize("entry", chapters())
 def test_no_figure_or_table_overflows_the_column_at_1280_px(entry, site, browser):
     browser.set_window_size(1280, 1600)
@@ -746,7 +768,8 @@ def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(
 ):
     """Chapter 4: after a digit is picked, drawing on the pad removes the thumbnail's highlight and the
     figure shows the drawing; 'clear' empties the pad and returns every output to the neutral state
-    (nothing painted, not black) with 'restore' disabled, until the reader picks or draws again."""
+    (nothing painted, not black) with 'restore' disabled, until the reader picks or draws again; a
+    'clear' while a restore replays its steps stops the replay, so nothing paints over it."""
     i = open_live(browser, site, "book/04_sampling")
     state = in_page(
         browser,
@@ -777,7 +800,14 @@ def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(
         + """
         await st.shown;
         const again = {disabled: st.button.disabled, startBlank: isBlank(st.start)};
-        return {picked, drawn, cleared, again};""",
+        // 'clear' while a restore is replaying its steps: nothing paints over the neutral state
+        const runsBefore = st.runs, restoring = st.restore();
+        await until(() => !st.views.improved.x.canvas.classList.contains('colddiff-live-blank'), 'a replay');
+        Array.from(f.root.querySelectorAll('button')).find(b => b.textContent === 'clear').click();
+        await st.shown;
+        await restoring;
+        const midway = {blank: outputs().map(isBlank), runs: st.runs - runsBefore};
+        return {picked, drawn, cleared, again, midway};""",
         i,
     )
     assert "error" not in state, state
@@ -797,6 +827,7 @@ def test_live_drawing_clears_the_picked_highlight_and_clear_resets_the_outputs(
         "chosen": 0,
     }, state
     assert state["again"] == {"disabled": False, "startBlank": False}, state
+    assert state["midway"] == {"blank": [True] * 5, "runs": 0}, state
     assert_offline_and_quiet(browser, site, "book/04_sampling")
 
 

@@ -428,9 +428,12 @@
         const mm = m, name = state.name, t = state.xtLevel, xt = state.xt, x0 = state.x0;
         const a1 = await run(mm, xt, t, false);
         const a2 = await run(mm, xt, t, true);
+        const stale = () => state.x0 !== x0; // the reader cleared, picked or drew meanwhile
+        if (stale()) return;
         state.last = { name, t, x0, naive: a1.x0, improved: a2.x0, ms: a2.ms, msNaive: a1.ms };
         timing.textContent = `In this page: Algorithm 2 took ${a2.ms.toFixed(0)} ms for ${t} steps (Algorithm 1: ${a1.ms.toFixed(0)} ms).`;
         for (let k = 0; k < a2.frames.length; k++) { // replay the steps, one every 120 ms
+          if (stale()) return;
           for (const [key, r] of [["naive", a1], ["improved", a2]]) {
             const f = r.frames[k];
             paint(views[key].x, f.x, `x<sub>${f.s}</sub>`);
