@@ -195,6 +195,36 @@ def test_the_papers_numbers_come_from_paper_toml():
     )
 
 
+def test_a1s_cifar_solution_asks_for_the_papers_recipe_and_blur():
+    """A1's CIFAR-10 solution is a config a reader copies, so its numbers are typed; this ties them to
+    paper.toml: the training recipe, and the blur's T, kernel and padding, with the constant width that
+    reaches the paper's x_T (blur variances add: the root mean square of the growing widths)."""
+    import re
+    import tomllib
+
+    from colddiff_lib.config import RunConfig
+
+    text = "\n".join(sources("A1_reproducing_on_a_gpu", "markdown"))
+    block = re.search(r"\{solution\} a1-cifar-config.*?~~~toml\n(.*?)~~~", text, re.S)
+    assert block, "A1's CIFAR-10 solution has no TOML block"
+    config = RunConfig.from_dict(tomllib.loads(block.group(1)), "A1's solution")
+    recipe, train = paper.PAPER["training"], config.train
+    for key in ("steps", "batch_size", "grad_accum", "lr", "ema_decay", "ema_every"):
+        assert train[key] == recipe[key], key
+    assert train["ema_start"] == recipe["ema_start"] and train["loss"] == recipe["loss"]
+    assert train["hflip"] == recipe["hflip"] and config.data["dataset"] == "cifar10"
+    blur = paper.PAPER["degradations"]["blur"]["cifar10"]
+    deg = config.degradation
+    assert (deg["T"], deg["kernel_size"], deg["padding"]) == (
+        blur["T"],
+        blur["kernel_size"],
+        blur["padding"],
+    )
+    widths = [blur["sigma_first"] + i * blur["sigma_step"] for i in range(blur["T"])]
+    rms = (sum(w * w for w in widths) / len(widths)) ** 0.5
+    assert deg["schedule"] == "constant" and deg["std"] == pytest.approx(rms, abs=0.005)
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_the_papers_numbers_are_not_typed_in_the_prose(chapter):
     text = markdown(chapter)
