@@ -100,17 +100,14 @@ def measure(args, R, D, data) -> dict:
     return out
 
 
-def run(args) -> None:
+def study_spec(args):
+    """``(spec, D, model_cfg, recipe)`` of a run: the zoo config ``args.config`` with the study's changes
+    (``--preset``, ``--batch``, ``--lr``, ``--deg``, ``--train``); ``spec`` is what ``points.json`` records
+    and what a resumed run must match. Sets ``args.task``."""
     from colddiff_lib import degradations as dg
-    from colddiff_lib import zoo
-    from colddiff_lib.checkpoint import load_checkpoint, write_json_atomic
-    from colddiff_lib.data import load_dataset
     from colddiff_lib.models import UNet, count_parameters
-    from colddiff_lib.training import TrainConfig, train
     from colddiff_lib.zoo.build import config_of, task_of
 
-    folder = STUDY / args.name
-    points_path = folder / "points.json"
     cfg = config_of(args.config)
     args.task = task_of(args.config)
     deg = {**cfg.degradation, **_settings(args.deg)}
@@ -156,6 +153,20 @@ def run(args) -> None:
         "machine": machine(),
         "command": "python benchmarks/compute_study.py " + " ".join(sys.argv[1:]),
     }
+    return spec, D, model_cfg, recipe
+
+
+def run(args) -> None:
+    from colddiff_lib import zoo
+    from colddiff_lib.checkpoint import load_checkpoint, write_json_atomic
+    from colddiff_lib.data import load_dataset
+    from colddiff_lib.models import UNet
+    from colddiff_lib.training import TrainConfig, train
+
+    folder = STUDY / args.name
+    points_path = folder / "points.json"
+    spec, D, model_cfg, recipe = study_spec(args)
+    preset = spec["preset"]
     state = (
         json.loads(points_path.read_text())
         if points_path.is_file()

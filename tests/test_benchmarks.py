@@ -1,0 +1,77 @@
+"""The benchmark scripts are not run by CI (they print figures and take minutes to hours), but they read
+the library: what they build from it is checked here, so that a change of the library cannot leave a
+script that fails at start (compute_study.py had indexed the zoo's RunConfig as a dict)."""
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from colddiff_lib import degradations as dg
+from colddiff_lib import zoo
+from colddiff_lib.degradations.noisy import Noisy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str):
+    """benchmarks/NAME.py as a module (its ``main`` is not run)."""
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def study_args(**changes):
+    args = dict(
+        name="run",
+        config="mnist-blur",
+        preset=None,
+        batch=None,
+        lr=None,
+        deg=[],
+        train=[],
+        sample=["improved:0.002"],
+    )
+    return argparse.Namespace(**{**args, **changes})
+
+
+@pytest.mark.parametrize(
+    "config", sorted(p.stem for p in zoo.CONFIGS_DIR.glob("*.toml"))
+)
+def test_the_compute_study_runs_each_zoo_config_as_it_stands(config):
+    study = script("compute_study")
+    spec, D, model_cfg, recipe = study.study_spec(study_args(config=config))
+    cfg = zoo.config_of(config)
+    assert spec["task"] == cfg.task and spec["preset"] == cfg.model["preset"]
+    assert D.config() == dg.build(channels=1, **cfg.degradation).config()
+    assert (
+        recipe["batch_size"] == cfg.train["batch_size"]
+        and recipe["lr"] == cfg.train["lr"]
+    )
+    assert "steps" not in recipe  # sized from the budget
+
+
+def test_the_compute_study_applies_its_changes_to_the_config():
+    study = script("compute_study")
+    spec, D, _, recipe = study.study_spec(
+        study_args(
+            config="mnist-blur-gen",
+            preset="web",
+            batch=32,
+            lr=5e-4,
+            deg=["T=50", "schedule=exponential", "std=0.04"],
+            train=["input_noise=0.01"],
+        )
+    )
+    assert spec["preset"] == "web" and (recipe["batch_size"], recipe["lr"]) == (
+        32,
+        5e-4,
+    )
+    assert (D.T, D.schedule, D.std, D.collapse_at_T) == (50, "exponential", 0.04, True)
+    assert recipe["input_noise"] == 0.01
+    _, noisy, _, _ = study.study_spec(study_args(deg=["noisy=0.3"]))
+    assert isinstance(noisy, Noisy) and noisy.std == 0.3
