@@ -374,6 +374,33 @@ def read_record(path) -> list:
     ]
 
 
+def write_record(rows, path) -> None:
+    """Write study rows (:data:`COLUMNS`) to the record CSV ``path`` atomically, one row per run, budget,
+    setting and machine (a run measured again replaces its row)."""
+    import csv
+    import io
+
+    from colddiff_lib import files
+
+    unique = {
+        (r["run"], r["cpu_minutes"], r["setting"] or "", r["machine"]): r for r in rows
+    }
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+
+    def cell(value):
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return int(value) if value.is_integer() else round(value, 4)
+        return value
+
+    for r in unique.values():
+        writer.writerow({k: cell(r.get(k)) for k in COLUMNS})
+    files.write_text(out.getvalue(), path)
+
+
 def _f(value, spec) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -397,6 +424,9 @@ def report(args) -> None:
         [r for r in runs if r["points"]]
     )
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    if args.keep:  # the runs' rows join the record, which outlives the runs' folders
+        write_record(rows, args.record)
+        print(f"record: {len(rows)} rows in {args.record}")
     for machine_ in sorted({r["machine"] for r in rows}):
         print(f"machine: {machine_}")
     _print_table(
@@ -409,6 +439,7 @@ def report(args) -> None:
             "steps",
             "direct RMSE / SSIM",
             "Alg. 2 RMSE / SSIM",
+            "machine",
         ],
         [
             [
@@ -420,6 +451,7 @@ def report(args) -> None:
                 _f(r["steps"], ".0f"),
                 f"{_f(r['direct_rmse'], '.3f')} / {_f(r['direct_ssim'], '.3f')}",
                 f"{_f(r['alg2_rmse'], '.3f')} / {_f(r['alg2_ssim'], '.3f')}",
+                machine_name(r["machine"]),
             ]
             for r in rows
             if r["task"] == "reconstruction"
@@ -435,6 +467,7 @@ def report(args) -> None:
             "confident",
             "FID",
             "rarest / commonest class",
+            "machine",
         ],
         [
             [
@@ -446,6 +479,7 @@ def report(args) -> None:
                 _f(r["confident"], ".2f"),
                 _f(r["fid"], ".1f"),
                 f"{_f(r['class_share_min'], '.2f')} / {_f(r['class_share_max'], '.2f')}",
+                machine_name(r["machine"]),
             ]
             for r in rows
             if r["task"] == "generation"
@@ -457,23 +491,30 @@ def report(args) -> None:
 
 
 def _other(spec) -> str:
+    """What a run changed of its config's recipe (batch, learning rate, any training setting), e.g.
+    ``"batch_size 32"``; empty for the zoo's own recipe."""
+    from colddiff_lib.zoo import config_of
+
+    own = config_of(spec["config"]).train
+    plumbing = {"device", "progress", "log_every", "checkpoint_every", "seed"}
     keys = sorted(
-        set(spec["train"])
-        - {
-            "batch_size",
-            "lr",
-            "device",
-            "progress",
-            "log_every",
-            "checkpoint_every",
-            "seed",
-            "warmup_steps",
-            "lr_schedule",
-            "ema_decay",
-            "augment_shift",
-        }
+        k
+        for k in set(spec["train"]) - plumbing
+        if k not in own or spec["train"][k] != own[k]
     )
-    return ", ".join(f"{k} {spec['train'][k]}" for k in keys)
+    return ", ".join(
+        f"{k} {spec['train'][k]:g}"
+        if isinstance(spec["train"][k], float)
+        else f"{k} {spec['train'][k]}"
+        for k in keys
+    )
+
+
+def machine_name(text: str) -> str:
+    """A row's machine in two or three words: ``"Xeon, AVX512"``, ``"EPYC, AVX2"``."""
+    cpu = next((n for n in ("Xeon", "EPYC") if n in text), text.split(",")[0])
+    isa = "AVX2" if "AVX2" in text else "AVX512" if "AVX512" in text else ""
+    return f"{cpu}, {isa}" if isa else cpu
 
 
 def _degradation(spec) -> str:
@@ -492,21 +533,31 @@ def draw(rows, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, grid = plt.subplots(2, 2, figsize=(11, 8))
+    # direct, Algorithm 2, generation; the fourth cell holds the curves' legend
+    axes = [grid[0, 0], grid[0, 1], grid[1, 0]]
+    grid[1, 1].axis("off")
     rec = [r for r in rows if r["task"] == "reconstruction"]
+    # one curve per run; the machine by line style (a CPU minute buys other steps on each)
+    styles = {}
     for run in dict.fromkeys(r["run"] for r in rec):
         pts = sorted(
             (r for r in rec if r["run"] == run), key=lambda r: r["cpu_minutes"]
         )
         first = pts[0]
+        where = machine_name(first["machine"])
+        style = styles.setdefault(where, ("o-", "s--", "^:")[len(styles) % 3])
         label = f"{first['preset']} ({first['parameters'] / 1e6:.2f}M)" + (
             f", {first['setting']}" if first["setting"] else ""
         )
+        label += f"; {where}"
         x = [p["cpu_minutes"] for p in pts]
-        (line,) = axes[0].plot(x, [p["direct_rmse"] for p in pts], "o-", label=label)
+        (line,) = axes[0].plot(x, [p["direct_rmse"] for p in pts], style, label=label)
         axes[1].plot(
-            x, [p["alg2_rmse"] for p in pts], "o-", color=line.get_color(), label=label
+            x, [p["alg2_rmse"] for p in pts], style, color=line.get_color(), label=label
         )
+    budgets = [5, 10, 20, 30, 60]
+    shown = [b for b in budgets if any(abs(r["cpu_minutes"] - b) < b / 4 for r in rec)]
     for ax, title in zip(
         axes[:2], ("deblurring, direct estimate", "deblurring, Algorithm 2")
     ):
@@ -516,12 +567,15 @@ def draw(rows, path) -> None:
             ylabel="per-image RMSE (held-out)",
             xscale="log",
         )
-        ax.set_xticks(
-            sorted({r["cpu_minutes"] for r in rec}),
-            [f"{m:g}" for m in sorted({r["cpu_minutes"] for r in rec})],
-        )
+        ax.set_xticks(shown, [f"{m:g}" for m in shown])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    grid[1, 1].legend(
+        *axes[1].get_legend_handles_labels(),
+        fontsize=8,
+        loc="upper left",
+        frameon=False,
+    )
     for r in rows:
         if (
             r["task"] == "generation"
@@ -542,7 +596,7 @@ def draw(rows, path) -> None:
     )
     axes[2].grid(alpha=0.3)
     axes[2].legend(
-        fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0
+        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.24), borderaxespad=0
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -608,6 +662,11 @@ def main() -> None:
         "--record",
         default="benchmarks/compute_study_record.csv",
         help="a recorded study's rows to include, '' for none (default: %(default)s)",
+    )
+    q.add_argument(
+        "--keep",
+        action="store_true",
+        help="write the runs' rows into the record too, so that they outlive runs/study",
     )
     q.add_argument(
         "--out",
