@@ -337,7 +337,7 @@ def rows_of(runs) -> list:
                 rows += [
                     {
                         **at,
-                        "setting": setting,
+                        "setting": _sampler(setting),
                         **{
                             k: m[k]
                             for k in (
@@ -518,10 +518,31 @@ def machine_name(text: str) -> str:
 
 
 def _degradation(spec) -> str:
+    """The run's degradation, with what it changed of its config's: ``"blur (T 50, schedule exponential)"``."""
+    from colddiff_lib.zoo import config_of
+
     d = spec["degradation"]
     if d["name"] == "noisy":
         return f"{d['base']['name']} + noise {d['std']:g}"
-    return d["name"]
+    own = config_of(spec["config"]).degradation
+    changed = [
+        k for k in d if k not in ("name", "channels") and k in own and d[k] != own[k]
+    ]
+    return d["name"] + (
+        f" ({', '.join(f'{k} {d[k]}' for k in changed)})" if changed else ""
+    )
+
+
+def _sampler(text: str) -> str:
+    """``"improved:0:30"`` -> ``"Algorithm 2 from level 30"`` (a run's ``--sample`` setting in words)."""
+    from colddiff_lib.reproduce import METHOD_NAMES
+
+    setting = parse_setting(text)
+    level = setting.get("level")
+    words = f"{METHOD_NAMES[setting['algorithm']]} from " + (
+        "T" if level is None else f"level {level}"
+    )
+    return words + (f", noise {setting['noise_std']:g}" if setting["noise_std"] else "")
 
 
 def draw(rows, path) -> None:
@@ -582,11 +603,14 @@ def draw(rows, path) -> None:
             and r["confident"] is not None
             and r["fid"] is not None
         ):
+            where = machine_name(r["machine"])
+            # the machine's marker, as its curves' above
+            marker = styles.setdefault(where, ("o-", "s--", "^:")[len(styles) % 3])[0]
             axes[2].plot(
                 r["fid"],
                 r["confident"],
-                "o",
-                label=f"{r['degradation']}: {r['setting']}",
+                marker,
+                label=f"{r['degradation']}: {r['setting']}; {where}",
             )
     axes[2].set(
         title="generation (500 samples)",
