@@ -3,7 +3,9 @@
 A compact DDPM-style U-Net: sinusoidal time embedding, residual blocks with GroupNorm whose
 features are scaled and shifted by the time embedding, optional self-attention at low resolution,
 strided-convolution downsampling and nearest-neighbour upsampling with skip connections.
-Sizes come from presets: ``tiny`` trains on a CPU; ``paper`` is about the size the paper used.
+Sizes come from presets (:data:`PRESETS`): ``tiny`` and ``web`` train on a CPU, ``cpu`` is the zoo's, and
+``paper`` is near the paper's CIFAR-10 network in size and smaller than its MNIST one (``paper.toml`` gives
+both; :func:`count_parameters` counts a preset).
 """
 
 from __future__ import annotations

@@ -263,7 +263,6 @@ CONTRADICTIONS = {
     ],
     "04_sampling": [
         "On both degradations, Algorithm 1 has the worst FID",
-        "0.28M parameters instead of 1.13M",
     ],
     "05_reconstruction": [
         "why iterative sampling can lose on RMSE yet win on FID",
@@ -281,14 +280,11 @@ CONTRADICTIONS = {
     ],
     "07_your_own_degradation": [
         "this one draws no 0 at all",
-        "runs for 700,000 steps",
         "measures the error on $[0, 1]$ images, as the paper does",
     ],
     "06_generation": [
         "Cold against hot on equal terms means comparing the cold generators with this DDIM row",
-        "Six models ship for generation",
         "for the 1,000 to 3,000 steps their configurations ask for",
-        "digits and of 1,000 held-out ones",
     ],
     "A1_reproducing_on_a_gpu": [
         "roughly 9,000 steps",
@@ -296,9 +292,21 @@ CONTRADICTIONS = {
         "at about 0.35 s a step",
         "about 12 minutes on a 2-core CPU at 0.35 s a step",
         "Round 1, training, export",
-        "about 34 times the parameters",
         "more than thirty times smaller",
     ],
+}
+
+
+# Phrases that typed a number, true or not, where the chapters now glue it: the words may come back in
+# the built page with the glued value, so only the chapters' source is searched for them.
+TYPED = {
+    "04_sampling": ["0.28M parameters instead of 1.13M"],
+    "06_generation": [
+        "Six models ship for generation",
+        "digits and of 1,000 held-out ones",
+    ],
+    "07_your_own_degradation": ["runs for 700,000 steps"],
+    "A1_reproducing_on_a_gpu": ["about 34 times the parameters"],
 }
 
 
@@ -306,6 +314,7 @@ CONTRADICTIONS = {
 def test_the_issues_contradictions_are_gone(chapter):
     text = markdown(chapter)
     assert not [p for p in CONTRADICTIONS[chapter] if flat(p) in text]
+    assert not [p for p in TYPED.get(chapter, []) if flat(p) in text]
 
 
 def test_chapter_5_and_exercise_12_give_the_same_rmse_conventions():
