@@ -374,17 +374,22 @@ def read_record(path) -> list:
     ]
 
 
+def unique_rows(rows) -> list:
+    """One row per run, budget, setting and machine, the later replacing the earlier (a run's own row
+    replaces the record's copy of it)."""
+    unique = {
+        (r["run"], r["cpu_minutes"], r["setting"] or "", r["machine"]): r for r in rows
+    }
+    return list(unique.values())
+
+
 def write_record(rows, path) -> None:
-    """Write study rows (:data:`COLUMNS`) to the record CSV ``path`` atomically, one row per run, budget,
-    setting and machine (a run measured again replaces its row)."""
+    """Write study rows (:data:`COLUMNS`) to the record CSV ``path`` atomically (:func:`unique_rows`)."""
     import csv
     import io
 
     from colddiff_lib import files
 
-    unique = {
-        (r["run"], r["cpu_minutes"], r["setting"] or "", r["machine"]): r for r in rows
-    }
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -396,7 +401,7 @@ def write_record(rows, path) -> None:
             return int(value) if value.is_integer() else round(value, 4)
         return value
 
-    for r in unique.values():
+    for r in unique_rows(rows):
         writer.writerow({k: cell(r.get(k)) for k in COLUMNS})
     files.write_text(out.getvalue(), path)
 
@@ -420,8 +425,9 @@ def report(args) -> None:
     runs = [
         json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))
     ]
-    rows = (read_record(args.record) if args.record else []) + rows_of(
-        [r for r in runs if r["points"]]
+    rows = unique_rows(
+        (read_record(args.record) if args.record else [])
+        + rows_of([r for r in runs if r["points"]])
     )
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     if args.keep:  # the runs' rows join the record, which outlives the runs' folders
@@ -561,13 +567,17 @@ def draw(rows, path) -> None:
     rec = [r for r in rows if r["task"] == "reconstruction"]
     # one curve per run; the machine by line style (a CPU minute buys other steps on each)
     styles = {}
+
+    def style_of(where):
+        return styles.setdefault(where, ("o-", "s--", "^:")[len(styles) % 3])
+
     for run in dict.fromkeys(r["run"] for r in rec):
         pts = sorted(
             (r for r in rec if r["run"] == run), key=lambda r: r["cpu_minutes"]
         )
         first = pts[0]
         where = machine_name(first["machine"])
-        style = styles.setdefault(where, ("o-", "s--", "^:")[len(styles) % 3])
+        style = style_of(where)
         label = f"{first['preset']} ({first['parameters'] / 1e6:.2f}M)" + (
             f", {first['setting']}" if first["setting"] else ""
         )
@@ -604,8 +614,7 @@ def draw(rows, path) -> None:
             and r["fid"] is not None
         ):
             where = machine_name(r["machine"])
-            # the machine's marker, as its curves' above
-            marker = styles.setdefault(where, ("o-", "s--", "^:")[len(styles) % 3])[0]
+            marker = style_of(where)[0]  # the machine's marker, as its curves' above
             axes[2].plot(
                 r["fid"],
                 r["confident"],

@@ -75,3 +75,19 @@ def test_the_compute_study_applies_its_changes_to_the_config():
     assert recipe["input_noise"] == 0.01
     _, noisy, _, _ = study.study_spec(study_args(deg=["noisy=0.3"]))
     assert isinstance(noisy, Noisy) and noisy.std == 0.3
+
+
+def test_a_recorded_run_measured_again_counts_once(tmp_path):
+    """report reads the record and the runs of runs/study; a run kept in the record (report --keep) and
+    still in runs/study is one row, the run's own; the record written back keeps one row too."""
+    study = script("compute_study")
+    row = {c: None for c in study.COLUMNS}
+    row.update(
+        run="r", task="reconstruction", cpu_minutes=5.0, setting=None, machine="m"
+    )
+    again = {**row, "direct_rmse": 0.15}
+    other = {**row, "cpu_minutes": 20.0}
+    assert study.unique_rows([row, other, again]) == [again, other]
+    path = tmp_path / "record.csv"
+    study.write_record([row, again], path)
+    assert [r["direct_rmse"] for r in study.read_record(path)] == [0.15]
