@@ -165,9 +165,8 @@ def generation_settings(name: str) -> List[dict]:
         {"algorithm": "improved", "noise_std": noise, "level": level},
         {"algorithm": "naive", "noise_std": noise, "level": level},
     ]
-    if (
-        level is not None
-    ):  # the paper's start at T: its latent's Gaussian, or D.prior (a face)
+    # the paper's start at T: its latent's Gaussian, or D.prior (a face)
+    if level is not None:
         settings.append(
             {"algorithm": "improved", "noise_std": D.symmetry_noise, **paper}
         )
