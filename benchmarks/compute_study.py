@@ -422,6 +422,8 @@ def report(args) -> None:
     per model size (reconstruction: per-image RMSE of the direct estimate and of Algorithm 2; generation:
     the share of confident digits and FID of each sampler). The rows are the recorded study's (``--record``)
     and those of the runs under ``runs/study``; every row is saved as JSON (``--out``)."""
+    from colddiff_lib.runtime import machine_name
+
     runs = [
         json.loads(path.read_text()) for path in sorted(STUDY.glob("*/points.json"))
     ]
@@ -516,13 +518,6 @@ def _other(spec) -> str:
     )
 
 
-def machine_name(text: str) -> str:
-    """A row's machine in two or three words: ``"Xeon, AVX512"``, ``"EPYC, AVX2"``."""
-    cpu = next((n for n in ("Xeon", "EPYC") if n in text), text.split(",")[0])
-    isa = "AVX2" if "AVX2" in text else "AVX512" if "AVX512" in text else ""
-    return f"{cpu}, {isa}" if isa else cpu
-
-
 def _degradation(spec) -> str:
     """The run's degradation, with what it changed of its config's: ``"blur (T 50, schedule exponential)"``."""
     from colddiff_lib.zoo import config_of
@@ -556,6 +551,8 @@ def draw(rows, path) -> None:
     curve per run (model size); and, for generation, the share of confident digits against FID, one point
     per sampler setting."""
     import matplotlib
+
+    from colddiff_lib.runtime import machine_name
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

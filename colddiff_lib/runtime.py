@@ -16,6 +16,7 @@ __all__ = [
     "random_shift",
     "machine",
     "cpu_model",
+    "machine_name",
 ]
 
 
@@ -132,3 +133,11 @@ def machine() -> str:
         f"CPU {cpu_model()}, {torch.backends.cpu.get_cpu_capability()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}"
     )
+
+
+def machine_name(text: str) -> str:
+    """A machine description (``machine()``'s, or a study record's) in two or three words:
+    ``"Xeon, AVX512"``, ``"EPYC, AVX2"``; the ISA is what tells two machines' speeds apart."""
+    cpu = next((n for n in ("Xeon", "EPYC") if n in text), text.split(",")[0])
+    isa = "AVX2" if "AVX2" in text else "AVX512" if "AVX512" in text else ""
+    return f"{cpu}, {isa}" if isa else cpu

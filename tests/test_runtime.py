@@ -111,3 +111,17 @@ def test_machine_names_the_cpu_model_and_its_bf16_instructions():
     assert cpu_model("") and "(" not in cpu_model("")  # no cpuinfo: the platform's word
     if not torch.cuda.is_available():
         assert cpu_model() in machine()
+
+
+def test_machine_name_keeps_the_cpu_family_and_the_isa_that_set_its_speed():
+    """The study's tables and A1 group rows by this name: both records' spellings map to it."""
+    from colddiff_lib.runtime import machine_name
+
+    assert (
+        machine_name("CPU AMD EPYC, AVX2, 2 cores, torch 2.14.1+cu130") == "EPYC, AVX2"
+    )
+    xeon = "Intel Xeon (2 cores; AVX512 + AVX512_BF16 + AMX); torch 2.14.1"
+    assert machine_name(xeon) == "Xeon, AVX512"
+    assert machine_name("CPU Apple M2, DEFAULT, 8 cores") == "CPU Apple M2"
+    if not torch.cuda.is_available():
+        assert machine_name(machine()).split(",")[0] in machine()
