@@ -161,7 +161,7 @@ def run(args) -> None:
     from colddiff_lib.checkpoint import load_checkpoint, write_json_atomic
     from colddiff_lib.data import load_dataset
     from colddiff_lib.models import UNet
-    from colddiff_lib.training import TrainConfig, train
+    from colddiff_lib.training import TrainConfig, cpu_seconds_per_step, train
 
     folder = STUDY / args.name
     points_path = folder / "points.json"
@@ -193,20 +193,9 @@ def run(args) -> None:
     if "seconds_per_step" not in state:
         torch.manual_seed(0)
         probe = UNet.from_preset(preset, channels=1, **model_cfg)
-        train(
-            probe,
-            D,
-            data["train"],
-            TrainConfig(**{**recipe, "steps": 10, "checkpoint_every": 10**6}),
+        state["seconds_per_step"] = cpu_seconds_per_step(
+            probe, D, data["train"], TrainConfig(**recipe), steps=40, warmup=10
         )
-        t0 = time.process_time()
-        train(
-            probe,
-            D,
-            data["train"],
-            TrainConfig(**{**recipe, "steps": 40, "checkpoint_every": 10**6}),
-        )
-        state["seconds_per_step"] = (time.process_time() - t0) / 40
         write_json_atomic(state, points_path)
     print(
         f"{args.name}: {preset} ({spec['parameters'] / 1e6:.2f}M), batch {recipe['batch_size']}, lr "

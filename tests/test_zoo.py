@@ -380,3 +380,27 @@ def test_merged_metrics_keep_one_entry_per_start(tmp_path):
     metrics = json.loads((cards / "gen-a.json").read_text())["metrics"]
     assert sorted(m["fid"] for m in metrics.values()) == [8.0, 95.0]
     assert all("from level" in key for key in metrics)
+
+
+def test_the_build_plan_prices_each_config_by_its_own_steps(
+    capsys, tmp_path, monkeypatch
+):
+    """``zoo.build --plan``: one line per model with its config's preset and steps, CPU minutes that are the
+    steps times the probed CPU seconds of a step, a total that sums them; nothing written."""
+    monkeypatch.chdir(tmp_path)
+    names = ["mnist-superres", "mnist-blur-web"]
+    assert build.main(["--plan", "--names", *names]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "one thread a model" in lines[0]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {*names, "all"}
+    minutes = 0.0
+    for name in names:
+        _, preset, steps, _, _, seconds, _, _, _, total, _, _ = rows[name]
+        config = zoo.config_of(name)
+        assert preset == config.model["preset"] and int(steps) == config.train["steps"]
+        assert float(seconds) > 0
+        assert float(total) == pytest.approx(int(steps) * float(seconds) / 60, abs=1)
+        minutes += int(steps) * float(seconds) / 60
+    assert float(rows["all"][-3]) == pytest.approx(minutes, abs=1)
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
     python -m colddiff_lib.zoo.build --device cpu          # the whole zoo, one model at a time
     python -m colddiff_lib.zoo.build --names mnist-blur    # some models
+    python -m colddiff_lib.zoo.build --plan                # what each would cost this CPU, probed
 
 Each model is trained by one CLI command (recorded in its card)::
 
@@ -305,6 +306,42 @@ def train_model(
     )
 
 
+def plan(names, train_args=()) -> float:
+    """Print what training ``names`` from their configs asks of this machine's CPU, a line a model (preset,
+    steps, CPU seconds of one step, CPU minutes), then the total, and return the total in CPU minutes.
+    Each step's cost is probed: a few steps of the very model, degradation, data and recipe that the
+    model's train command builds (with ``train_args``), on one thread, as ``--parallel 2`` trains on two
+    cores. The held-out losses and checkpoints add a little. Trains and writes nothing."""
+    import tempfile
+
+    import torch
+
+    from ..cli import _train_parts, _train_settings, build_parser
+    from ..training import cpu_seconds_per_step
+
+    torch.set_num_threads(1)
+    total = 0.0
+    print(f"the configs' training on {machine()}, one thread a model:", flush=True)
+    with tempfile.TemporaryDirectory() as out:
+        for name in names:
+            config = CONFIGS_DIR / f"{name}.toml"
+            argv = ["train", "--config", str(config), "--out", out, *train_args]
+            args = build_parser().parse_args([*argv, "--device", "cpu"])
+            args.argv = argv
+            run = _train_settings(args)
+            model, D, train_set, _ = _train_parts(run)
+            seconds = cpu_seconds_per_step(model, D, train_set, run.config, steps=20)
+            minutes = run.config.steps * seconds / 60
+            total += minutes
+            print(
+                f"  {name:<20} {run.preset:<8} {run.config.steps:>6} steps x "
+                f"{seconds:.3f} CPU s = {minutes:5.0f} CPU min",
+                flush=True,
+            )
+    print(f"  {'all':<20} {'':<8} {'':>6}{'':>24}   {total:5.0f} CPU min", flush=True)
+    return total
+
+
 def train_and_export_classifier(steps: int, device: str) -> dict:
     import torch
 
@@ -567,6 +604,12 @@ def _main(argv) -> int:
         default="",
         help="extra arguments for every train command, quoted",
     )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the CPU minutes each model's training asks of this machine "
+        "(probed), and their total; train nothing",
+    )
     args = p.parse_args(argv)
     available = sorted(path.stem for path in CONFIGS_DIR.glob("*.toml"))
     names = args.names or available
@@ -575,6 +618,9 @@ def _main(argv) -> int:
         p.error(f"--names must be among {available}, got {unknown}")
     if args.parallel < 1:
         p.error(f"--parallel must be a positive int, got {args.parallel}")
+    if args.plan:
+        plan(names, shlex.split(args.train_args))
+        return 0
     # a trial build: nothing in the package or in results/ is written
     if args.out is not None:
         zoo.use_folder(args.out)
