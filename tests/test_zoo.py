@@ -389,7 +389,13 @@ def test_the_build_plan_prices_each_config_by_its_own_steps(
     steps times the probed CPU seconds of a step, a total that sums them; nothing written."""
     monkeypatch.chdir(tmp_path)
     names = ["mnist-superres", "mnist-blur-web"]
-    assert build.main(["--plan", "--names", *names]) == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert build.main(["--plan", "--names", *names]) == 0
+        assert torch.get_num_threads() == 2  # probed on one thread, then given back
+    finally:
+        torch.set_num_threads(before)
     lines = capsys.readouterr().out.splitlines()
     assert "one thread a model" in lines[0]
     rows = {line.split()[0]: line.split() for line in lines[1:]}

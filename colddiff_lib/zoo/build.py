@@ -312,6 +312,7 @@ def plan(names, train_args=()) -> float:
     Each step's cost is probed: a few steps of the very model, degradation, data and recipe that the
     model's train command builds (with ``train_args``), on one thread, as ``--parallel 2`` trains on two
     cores. The held-out losses and checkpoints add a little. Trains and writes nothing."""
+    import contextlib
     import tempfile
 
     import torch
@@ -319,10 +320,12 @@ def plan(names, train_args=()) -> float:
     from ..cli import _train_parts, _train_settings, build_parser
     from ..training import cpu_seconds_per_step
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: a caller's process keeps its threads
     total = 0.0
     print(f"the configs' training on {machine()}, one thread a model:", flush=True)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, contextlib.ExitStack() as undo:
+        undo.callback(torch.set_num_threads, threads)
         for name in names:
             config = CONFIGS_DIR / f"{name}.toml"
             argv = ["train", "--config", str(config), "--out", out, *train_args]
