@@ -47,7 +47,7 @@ __all__ = [
 BOOK_MODELS = (
     "mnist-blur-web",
     "mnist-superres",
-    "mnist-blur-gen-web",
+    "mnist-blur-gen",
     "mnist-superres-gen",
 )
 
@@ -145,9 +145,9 @@ def page_prior(name: str) -> dict:
         "level": prior.level,
         "algorithm": settings["algorithm"],
         "noise_std": settings["noise_std"],
-        "weights": prior.weights.tolist(),
-        "means": prior.means.tolist(),
-        "scale_trils": prior.scale_trils.tolist(),
+        "weights": _numbers(prior.weights),
+        "means": _numbers(prior.means),
+        "scale_trils": _numbers(prior.scale_trils),
         "offset": _numbers(offset),
         "basis": _numbers(basis),
     }
@@ -218,7 +218,8 @@ def export_model(name: str, out: Path, noise_std: Optional[float] = None) -> Pat
                 f: files.sha256_file(new / f) for f in ("step.onnx", "degrade.onnx")
             },
         }
-        files.write_json(meta, new / "model.json", indent=1, sort_keys=False)
+        # One line: a generator's prior holds up to a few hundred thousand numbers.
+        files.write_json(meta, new / "model.json", indent=None, sort_keys=False)
         files.replace_folder(new, folder)
     finally:
         # only when something failed before the swap
