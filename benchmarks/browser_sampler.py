@@ -28,7 +28,7 @@ STATIC = ROOT / "book" / "_static"
 PAGE = """<!doctype html><html><head><meta charset="utf-8">
 <link rel="stylesheet" href="_static/colddiff-live.css">
 <script src="_static/colddiff-live.js"></script></head><body>
-<div class="colddiff-live" data-mode="restore" data-models="mnist-blur-web"></div>
+<div class="colddiff-live" data-mode="restore" data-models="mnist-blur"></div>
 <div class="colddiff-live" data-mode="generate" data-models="mnist-blur-gen,mnist-superres-gen"></div>
 </body></html>"""
 

@@ -45,7 +45,7 @@ __all__ = [
 # calls of the ``cpu`` preset's : network take ~190 ms in WebAssembly on one thread, of
 # the ``web`` preset's ~80 ms.
 BOOK_MODELS = (
-    "mnist-blur-web",
+    "mnist-blur",
     "mnist-superres",
     "mnist-blur-gen",
     "mnist-superres-gen",

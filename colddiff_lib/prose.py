@@ -27,7 +27,6 @@ METHOD_PROSE = {
 #: How the prose names the task of a zoo model (its degradation, in words).
 TASK_PROSE = {
     "mnist-blur": "blur",
-    "mnist-blur-web": "blur (web model)",
     "mnist-inpaint": "inpainting",
     "mnist-superres": "super-resolution",
     "mnist-snow": "snow",

@@ -76,7 +76,7 @@ def _step(R, D, x, s, algorithm):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mnist-blur-web", "mnist-superres"])
+@pytest.mark.parametrize("name", ["mnist-blur", "mnist-superres"])
 def test_a_whole_run_agrees_as_closely_as_float32_pytorch_agrees_with_float64(
     name, exported
 ):
@@ -120,7 +120,7 @@ def test_the_graphs_stay_within_what_the_lowest_supported_onnxruntime_reads(expo
 
 @pytest.mark.slow
 def test_degrade_graph_is_the_degradation(exported):
-    for name in ("mnist-blur-web", "mnist-superres"):
+    for name in ("mnist-blur", "mnist-superres"):
         _, D = zoo.load_pretrained(name)
         graph = session(exported[name], "degrade.onnx")
         x0 = export.page_digits(1)

@@ -720,8 +720,8 @@ def test_a_malformed_card_names_its_file_and_breaks_no_other(cards):
     ):
         zoo.card("mnist-blur")
     with pytest.warns(UserWarning, match=r"mnist-blur\.json: not valid JSON"):
-        assert "mnist-blur-web" in zoo.available()
-    zoo.load_pretrained("mnist-blur-web")
+        assert "mnist-superres" in zoo.available()
+    zoo.load_pretrained("mnist-superres")
 
 
 def test_a_card_with_a_valid_digest_is_still_checked_against_the_schema(cards):

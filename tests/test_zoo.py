@@ -388,7 +388,7 @@ def test_the_build_plan_prices_each_config_by_its_own_steps(
     """``zoo.build --plan``: one line per model with its config's preset and steps, CPU minutes that are the
     steps times the probed CPU seconds of a step, a total that sums them; nothing written."""
     monkeypatch.chdir(tmp_path)
-    names = ["mnist-superres", "mnist-blur-web"]
+    names = ["mnist-superres", "mnist-blur"]
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
