@@ -95,7 +95,7 @@ def measure(args, R, D, data) -> dict:
             algorithm=setting["algorithm"],
             generator=g,
         )
-        m = generation_measures(x, data["classifier"], data["train"])
+        m = generation_measures(x, data["train"], data["classifier"])
         out[text] = m
     return out
 

@@ -103,9 +103,78 @@ def image_metrics(x: torch.Tensor, reference: torch.Tensor) -> dict:
     }
 
 
+class FIDReference:
+    """The reference side of FID, computed once: the feature statistics of real images, against which many
+    sets of images are then scored. ``FIDReference(reference, classifier)(x)`` is ``fid(x, reference,
+    classifier)``; the generation tables score every setting of a model, and the real digits' rows,
+    against the same 4,000 training digits, whose features cost more than the samples' (seconds each).
+
+    Args:
+        reference: the real images, [M, C, H, W] in [-1, 1].
+        classifier, backend, batch_size: as in :func:`fid`.
+    """
+
+    def __init__(
+        self,
+        reference: torch.Tensor,
+        classifier=None,
+        backend: str = "classifier",
+        batch_size: int = 500,
+    ):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        check_images(reference, "reference")
+        if backend == "classifier":
+            from .classifier import UnitFeatures
+
+            if classifier is None:
+                raise ValueError(
+                    "classifier: the 'classifier' backend needs the feature network, e.g. "
+                    "fid(x, reference, colddiff_lib.zoo.load_classifier())"
+                )
+            feature = UnitFeatures(classifier)
+            self.device = next(classifier.parameters()).device
+        elif backend == "inception":
+            feature = 2048
+            self.device = torch.device("cpu")
+        else:
+            raise ValueError(
+                f"backend must be 'classifier' or 'inception', got {backend!r}"
+            )
+        self.backend, self.batch_size = backend, batch_size
+        # reset() then forgets the scored images only
+        self.metric = FrechetInceptionDistance(
+            feature=feature, normalize=True, reset_real_features=False
+        ).to(self.device)
+        self._update(reference, real=True)
+
+    def _update(self, images: torch.Tensor, real: bool) -> None:
+        for chunk in images.split(self.batch_size):
+            chunk = to_unit(chunk.float()).to(self.device)
+            if self.backend == "inception" and chunk.shape[1] == 1:
+                chunk = chunk.repeat(1, 3, 1, 1)
+            self.metric.update(chunk, real=real)
+
+    def __call__(self, x: torch.Tensor) -> float:
+        """FID of the images ``x`` [N, C, H, W] in [-1, 1] against the reference."""
+        check_images(x, "x")
+        self.metric.reset()
+        self._update(x, real=False)
+        return float(self.metric.compute())
+
+
+def _versions(*tensors) -> tuple:
+    """Each tensor's in-place version counter: a cached result of them is stale once one has moved."""
+    return tuple(t._version for t in tensors)
+
+
+# fid's memo of the last reference it computed: (key, versions, FIDReference)
+_LAST_REFERENCE: list = [None, None, None]
+
+
 def fid(
     x: torch.Tensor,
-    reference: torch.Tensor,
+    reference,
     classifier=None,
     backend: str = "classifier",
     batch_size: int = 500,
@@ -115,7 +184,10 @@ def fid(
     Args:
         x: the images judged (generated or restored), [N, C, H, W] in [-1, 1] (N of a few hundred at least;
             1,000 in the tables).
-        reference: the real images they are compared with, [M, C, H, W] in [-1, 1].
+        reference: the real images they are compared with, [M, C, H, W] in [-1, 1], or their
+            :class:`FIDReference` (then ``classifier``, ``backend`` and ``batch_size`` are its own). The
+            features of the last reference images are kept: called again with the same tensor and feature
+            network, neither changed in place, it is not passed through the network again.
         backend: ``"classifier"`` (offline: the penultimate features of the project's digit
             classifier, for 1 x 32 x 32 digits; values are NOT comparable with Inception FID) or
             ``"inception"`` (torchmetrics' InceptionV3, 2048 features; needs ``torch-fidelity`` and a
@@ -125,34 +197,21 @@ def fid(
             ``colddiff_lib.zoo.load_classifier()``).
         batch_size: images passed through the feature network at a time.
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
+    if isinstance(reference, FIDReference):
+        return reference(x)
     check_images(x, "x")
     check_images(reference, "reference")
-    if backend == "classifier":
-        from .classifier import UnitFeatures
-
-        if classifier is None:
-            raise ValueError(
-                "classifier: the 'classifier' backend needs the feature network, e.g. "
-                "fid(x, reference, colddiff_lib.zoo.load_classifier())"
-            )
-        metric = FrechetInceptionDistance(
-            feature=UnitFeatures(classifier), normalize=True
-        )
-        device = next(classifier.parameters()).device
-    elif backend == "inception":
-        metric = FrechetInceptionDistance(feature=2048, normalize=True)
-        device = torch.device("cpu")
-    else:
-        raise ValueError(
-            f"backend must be 'classifier' or 'inception', got {backend!r}"
-        )
-    metric = metric.to(device)
-    for images, is_real in ((reference, True), (x, False)):
-        for chunk in images.split(batch_size):
-            chunk = to_unit(chunk.float()).to(device)
-            if backend == "inception" and chunk.shape[1] == 1:
-                chunk = chunk.repeat(1, 3, 1, 1)
-            metric.update(chunk, real=is_real)
-    return float(metric.compute())
+    state = (
+        [*classifier.parameters(), *classifier.buffers()]
+        if isinstance(classifier, torch.nn.Module)
+        else []
+    )
+    key = (id(reference), id(classifier), backend, batch_size)
+    versions = _versions(reference, *state)
+    cached_key, cached_versions, cached = _LAST_REFERENCE
+    if cached is None or cached_key != key or cached_versions != versions:
+        cached = FIDReference(reference, classifier, backend, batch_size)
+        # the tensor and network themselves are held, so that their ids stay theirs
+        _LAST_REFERENCE[:] = [key, versions, cached]
+        cached.held = (reference, classifier)
+    return cached(x)

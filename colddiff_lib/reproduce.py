@@ -216,6 +216,22 @@ def parse_settings(texts: Sequence[str]) -> List[dict]:
     return settings
 
 
+def _judge(device: str):
+    """The shipped classifier on ``device`` and the 4,000 training digits that every generation row is
+    judged against, the same two objects for the whole process (and the same classifier weights): FID then
+    passes the digits through the network once, not once per row (:func:`colddiff_lib.metrics.fid`)."""
+    key = (device, zoo.card(zoo.CLASSIFIER)["sha256"])
+    if key not in _JUDGES:
+        _JUDGES[key] = (
+            zoo.load_classifier(device=device),
+            load_dataset("mnist5k", split="train").images,
+        )
+    return _JUDGES[key]
+
+
+_JUDGES: Dict[tuple, tuple] = {}
+
+
 def generation_rows(
     name: str,
     n: int = 1000,
@@ -232,8 +248,7 @@ def generation_rows(
     the row of the card's own setting says ``default: yes``. Each setting starts from the same seed, so a
     row does not depend on which other settings are computed.
     """
-    classifier = zoo.load_classifier(device=device)
-    train = load_dataset("mnist5k", split="train").images
+    classifier, train = _judge(str(device))
     default = zoo.sampling(name)
     settings = generation_settings(name) if settings is None else list(settings)
     D = zoo.load_pretrained(name)[1]
@@ -279,8 +294,7 @@ def reference_rows(command: str = "") -> List[dict]:
     after a 3 x 3 box blur (a mild blur), so that a reader can tell what a sample's FID means."""
     import torch.nn.functional as F
 
-    classifier = zoo.load_classifier()
-    train = load_dataset("mnist5k", split="train").images
+    classifier, train = _judge("cpu")
     held_out = load_dataset("mnist5k", split="test").images
     blurred = F.avg_pool2d(F.pad(held_out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     rows = []

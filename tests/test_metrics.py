@@ -7,7 +7,7 @@ import torch
 
 from colddiff_lib import zoo
 from colddiff_lib.data import load_dataset
-from colddiff_lib.metrics import fid, image_metrics, psnr, rmse, ssim
+from colddiff_lib.metrics import FIDReference, fid, image_metrics, psnr, rmse, ssim
 
 
 def test_rmse_psnr_ssim_known_values():
@@ -45,6 +45,43 @@ def test_fid_is_near_zero_between_halves_and_large_for_other_images(digits):
     noise = fid(torch.rand(500, 1, 32, 32) * 2 - 1, digits[:500], classifier)
     assert 0 <= same < blurred < noise
     assert same < 0.1 * noise
+
+
+def test_fid_reference_is_computed_once_and_forgotten_when_stale(digits, monkeypatch):
+    """An FIDReference scores as fid does; fid keeps the last reference's features (the generation tables
+    score several settings against the same training digits) and computes them again when the images or
+    the network have changed in place, or other images are passed."""
+    from colddiff_lib import classifier as classifier_module
+
+    classifier = zoo.load_classifier()
+    reference, x = digits[:400].clone(), digits[400:600]
+    expected = FIDReference(reference, classifier)(x)
+    passed = []
+    forward = classifier_module.UnitFeatures.forward
+    monkeypatch.setattr(
+        classifier_module.UnitFeatures,
+        "forward",
+        lambda self, images: passed.append(len(images)) or forward(self, images),
+    )
+    assert fid(x, reference, classifier) == pytest.approx(expected, rel=1e-6)
+    assert fid(x, reference, classifier) == pytest.approx(expected, rel=1e-6)
+    assert sum(passed) == 400 + 2 * 200  # the reference once, the judged images twice
+    passed.clear()
+    reference[:10] = -1  # edited in place: its features are stale
+    changed = fid(x, reference, classifier)
+    assert sum(passed) == 400 + 200 and changed != pytest.approx(expected, rel=1e-6)
+    passed.clear()
+    with torch.no_grad():  # the network edited in place, as load_state_dict does
+        classifier.body[0][0].weight.mul_(0.5)
+    fid(x, reference, classifier)
+    assert sum(passed) == 400 + 200
+    passed.clear()
+    fid(
+        x, reference.clone(), classifier
+    )  # equal images in another tensor: not trusted as the same
+    assert sum(passed) == 400 + 200
+    with pytest.raises(ValueError, match=r"x must have rank 4 \(\[B, C, H, W\]\)"):
+        FIDReference(reference, classifier)(x[0])
 
 
 def test_fid_backend_is_checked(digits):
