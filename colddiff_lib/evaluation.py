@@ -34,10 +34,12 @@ def reconstruct(
     seed: int = 0,
     methods: Sequence[str] = METHODS,
     batch_size: int = 250,
+    levels: Optional[Sequence[int]] = None,
 ) -> Dict[str, torch.Tensor]:
     """Degrade ``x0`` [N, C, H, W] to level ``t`` (default ``D.T``) and restore it by each method.
 
-    Returns ``{method: images [N, C, H, W] on the CPU}``; ``"degraded"`` is x_t itself.
+    ``levels``: the samplers' grid of levels from t to 0 (:func:`colddiff_lib.sampling.sample`'s; default
+    every level). Returns ``{method: images [N, C, H, W] on the CPU}``; ``"degraded"`` is x_t itself.
     """
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -65,7 +67,7 @@ def reconstruct(
             elif m == "direct":
                 y = direct(R, D, x_t, t).clamp(-1, 1)
             else:
-                y = sample(R, Ds, x_t, t, algorithm=m)
+                y = sample(R, Ds, x_t, t, algorithm=m, levels=levels)
             out[m].append(y.float().cpu())
     return {m: torch.cat(v) for m, v in out.items()}
 

@@ -24,7 +24,7 @@ A full run costs T calls of R and O(T) calls of D (each O(1) in s for this libra
 
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Optional
+from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -76,11 +76,14 @@ def noise_step(
     s: int,
     eta: float = 0.0,
     generator: Optional[torch.Generator] = None,
+    s_next: Optional[int] = None,
 ) -> torch.Tensor:
-    """One step s -> s - 1 that re-estimates the noise: DDIM (``eta = 0``) or ancestral (``eta = 1``).
+    """One step s -> s_next (default s - 1) that re-estimates the noise: DDIM (``eta = 0``) or ancestral
+    (``eta = 1``).
 
     ``D`` has a :meth:`~colddiff_lib.degradations.Degradation.noise_schedule`; x, x0_hat are [B, C, H, W].
     """
+    s_prev = s - 1 if s_next is None else s_next
     schedule = D.noise_schedule()
     if schedule is None:
         raise ValueError(
@@ -88,16 +91,19 @@ def noise_step(
             f"cannot be re-estimated: use algorithm 'improved' or 'naive'"
         )
     signal, sigma = (v.to(dtype=torch.float64) for v in schedule)
-    a_s, a_prev, sig_s, sig_prev = signal[s], signal[s - 1], sigma[s], sigma[s - 1]
+    a_s, a_prev = signal[s], signal[s_prev]
+    sig_s, sig_prev = sigma[s], sigma[s_prev]
     z_hat = (x.double() - D.clean(x0_hat, s).double()) / sig_s
+    # DDPM's posterior variance for the step s -> s_prev (DDIM's sigma with eta)
     c2 = (
         (eta**2) * sig_prev**2 * (1 - (a_s * sig_prev / (a_prev * sig_s)) ** 2)
-        if s > 1
+        if s_prev > 0
         else sig_prev * 0
     )
     c2 = c2.clamp(min=0.0)
     x_next = (
-        D.clean(x0_hat, s - 1).double() + (sig_prev**2 - c2).clamp(min=0).sqrt() * z_hat
+        D.clean(x0_hat, s_prev).double()
+        + (sig_prev**2 - c2).clamp(min=0).sqrt() * z_hat
     )
     if eta:
         x_next = x_next + c2.sqrt() * D.fresh_noise(x, generator).double()
@@ -114,6 +120,7 @@ def sample(
     callback: Optional[Callable[[dict], None]] = None,
     clip_x0: bool = True,
     generator: Optional[torch.Generator] = None,
+    levels: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
     """Run Algorithm 1 or 2 from level ``t`` down to 0 and return the final x_0.
 
@@ -130,6 +137,10 @@ def sample(
             x_s [B, C, H, W], the estimate R(x_s, s), and x_{s-1}.
         clip_x0: clamp R's estimates to [-1, 1].
         generator: the fresh noise of ``"ancestral"`` (default: torch's global generator).
+        levels: the levels visited, from ``t`` down to 0, e.g. ``[20, 10, 0]`` or :func:`level_grid`'s:
+            each step s -> s' is the algorithm's step with s - 1 replaced by s' (Algorithm 2: x_{s'} =
+            x_s - D(x0_hat, s) + D(x0_hat, s')), one call of R per step. Default: every level, t, t - 1,
+            ..., 0. Needs one start level for the whole batch.
     Returns:
         [B, C, H, W], the restored images (the level-0 iterate).
     """
@@ -146,27 +157,68 @@ def sample(
             )
     else:
         _check_frozen(D)
-    levels = _time(t, x_t, D.T)
+    starts = _time(t, x_t, D.T)
     x = x_t
-    start = int(levels.max()) if levels.numel() else 0
-    for s in range(start, 0, -1):
-        active = (levels >= s).view(-1, 1, 1, 1)
-        s_vec = torch.full_like(levels, s)
+    start = int(starts.max()) if starts.numel() else 0
+    if levels is None:
+        levels = range(start, -1, -1)
+    else:
+        levels = _check_levels(levels, starts, D.T)
+    for s, s_next in zip(levels[:-1], levels[1:]):
+        active = (starts >= s).view(-1, 1, 1, 1)
+        s_vec = torch.full_like(starts, s)
         x0_hat = R(x, s_vec)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1, 1)
         if algorithm == "naive":
-            x_next = D(x0_hat, s - 1)
+            x_next = D(x0_hat, s_next)
         elif algorithm in NOISE_ALGORITHMS:
             eta = 1.0 if algorithm == "ancestral" else 0.0
-            x_next = noise_step(D, x, x0_hat, s, eta=eta, generator=generator)
+            x_next = noise_step(D, x, x0_hat, s, eta, generator, s_next)
         else:
-            x_next = x - D(x0_hat, s) + D(x0_hat, s - 1)
+            x_next = x - D(x0_hat, s) + D(x0_hat, s_next)
         x_next = torch.where(active, x_next, x)
         if callback is not None:
             callback({"s": s, "x": x, "x0_hat": x0_hat, "x_next": x_next})
         x = x_next
     return x
+
+
+def level_grid(t: int, steps: int) -> List[int]:
+    """``steps + 1`` levels from ``t`` down to 0, as evenly spaced as integers allow (``level_grid(20, 2)``
+    is ``[20, 10, 0]``): a coarser run of :func:`sample` (its ``levels``), ``steps`` calls of R."""
+    if not (isinstance(t, int) and t >= 1):
+        raise ValueError(f"t must be an int >= 1, got {t!r}")
+    if not (isinstance(steps, int) and 1 <= steps <= t):
+        raise ValueError(f"steps must be an int in 1..t={t}, got {steps!r}")
+    return [round(t * (1 - k / steps)) for k in range(steps + 1)]
+
+
+def _check_levels(levels, starts: torch.Tensor, T: int) -> List[int]:
+    """``levels`` as a list of ints, checked: strictly decreasing from the batch's one start level to 0."""
+    try:
+        out = [int(s) for s in levels]
+        exact = all(int(s) == s for s in levels)
+    except (TypeError, ValueError):
+        out, exact = [], False
+    first = int(starts[0]) if starts.numel() else 0
+    if (
+        not exact
+        or len(out) < 2
+        or out[-1] != 0
+        or any(a <= b for a, b in zip(out, out[1:]))
+        or out[0] > T
+    ):
+        raise ValueError(
+            f"levels must be ints decreasing strictly from the start level t to 0 (e.g. [{first}, "
+            f"{first // 2}, 0], or level_grid(t, steps)), got {levels!r}"
+        )
+    if bool((starts != out[0]).any()):
+        raise ValueError(
+            f"levels must start at the start level t, the same for the whole batch; got levels from "
+            f"{out[0]} and t = {starts.unique().tolist()}"
+        )
+    return out
 
 
 class Trajectory(NamedTuple):

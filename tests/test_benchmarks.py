@@ -91,3 +91,16 @@ def test_a_recorded_run_measured_again_counts_once(tmp_path):
     path = tmp_path / "record.csv"
     study.write_record([row, again], path)
     assert [r["direct_rmse"] for r in study.read_record(path)] == [0.15]
+
+
+def test_the_level_grid_script_prints_a_line_per_grid(capsys):
+    """level_grid.py on a few digits of the cheapest model (T = 3): the direct line, then Algorithm 2 with
+    1, 2 and 3 calls, the last the tables' row."""
+    level_grid = script("level_grid")
+    assert level_grid.steps_to_try(20) == [1, 2, 3, 4, 5, 10, 20]
+    assert level_grid.main(["--n", "10", "--names", "mnist-superres"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line.startswith("mnist-superres")]
+    assert [row[1] for row in rows] == ["direct", "Algorithm", "Algorithm", "Algorithm"]
+    assert [int(row[-4]) for row in rows] == [1, 1, 2, 3]
+    assert all(0 < float(row[-3]) < 0.5 and 0 < float(row[-2]) <= 1 for row in rows)

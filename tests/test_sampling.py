@@ -5,7 +5,7 @@ import torch
 
 from colddiff_lib import degradations as dg
 from colddiff_lib.models import UNet
-from colddiff_lib.sampling import direct, sample, trajectory
+from colddiff_lib.sampling import direct, level_grid, sample, trajectory
 
 
 class Shift:
@@ -267,3 +267,74 @@ def test_ancestral_steps_have_the_posterior_spread_and_repeat_with_their_generat
     assert float((runs[0] - runs[2]).abs().max()) > 1e-3
     ddim = sample(imperfect, Df, x_T, D.T, algorithm="ddim")
     assert float((runs[0] - ddim).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("name", list(arbitrary_restorers()))
+def test_a_coarser_grid_of_levels_keeps_algorithm_2_on_the_path(name, x0):
+    """levels: each step s -> s' of Algorithm 2 lands on D(x0, s') for any R where D(x, s) = x + s e, as the
+    unit steps do; the default grid is every level; DDIM with an exact R lands on the path at every level
+    of the grid too. One call of R per step."""
+    R = arbitrary_restorers()[name]
+    e = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.05
+    D = Shift(e, T=10)
+    for grid in ([10, 0], [10, 7, 3, 0], level_grid(10, 4)):
+        steps = []
+        sample(
+            R,
+            D,
+            D(x0, 10),
+            10,
+            clip_x0=False,
+            levels=grid,
+            callback=lambda info: steps.append((info["s"], info["x_next"])),
+        )
+        assert [s for s, _ in steps] == grid[:-1]
+        for (s, x_next), s_next in zip(steps, grid[1:]):
+            torch.testing.assert_close(x_next, D(x0, s_next), atol=1e-5, rtol=0)
+    net = UNet.from_preset("tiny", channels=1).eval()
+    blur = dg.GaussianBlur(T=6, kernel_size=5, std=1.0)
+    for algorithm in ("improved", "naive"):
+        torch.testing.assert_close(
+            sample(net, blur, blur(x0, 6), 6, algorithm, levels=range(6, -1, -1)),
+            sample(net, blur, blur(x0, 6), 6, algorithm),
+        )
+    noise = dg.GaussianNoise(T=20, channels=1)
+    frozen = noise.freeze(x0, torch.Generator().manual_seed(0))
+    seen = []
+    out = sample(
+        lambda x, t: x0,
+        frozen,
+        frozen(x0, 20),
+        20,
+        "ddim",
+        levels=[20, 12, 5, 0],
+        callback=seen.append,
+    )
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(seen[0]["x_next"], frozen(x0, 12), atol=1e-5, rtol=0)
+
+
+def test_level_grid_and_bad_levels(x0):
+    assert level_grid(20, 2) == [20, 10, 0] and level_grid(20, 20) == list(
+        range(20, -1, -1)
+    )
+    assert level_grid(10, 3) == [10, 7, 3, 0] and level_grid(5, 1) == [5, 0]
+    with pytest.raises(ValueError, match=r"steps must be an int in 1\.\.t=20, got 0"):
+        level_grid(20, 0)
+    with pytest.raises(ValueError, match=r"steps must be an int in 1\.\.t=20, got 40"):
+        level_grid(20, 40)
+    with pytest.raises(ValueError, match="t must be an int >= 1, got 2.5"):
+        level_grid(2.5, 1)
+    D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0)
+    x_t = D(x0, 6)
+    # the wrong grids people write: not ending at 0, increasing, from another level, fractions, one level
+    for bad in ([6, 3], [0, 3, 6], [6, 3, 3, 0], [6, 2.5, 0], [6], "6,0", [7, 0]):
+        with pytest.raises(ValueError, match="levels must be ints decreasing strictly"):
+            sample(lambda x, t: x, D, x_t, 6, levels=bad)
+    with pytest.raises(
+        ValueError,
+        match=r"levels must start at the start level t.*from 5 and t = \[6\]",
+    ):
+        sample(lambda x, t: x, D, x_t, 6, levels=[5, 0])
+    with pytest.raises(ValueError, match=r"t = \[3, 6\]"):
+        sample(lambda x, t: x, D, x_t[:2], torch.tensor([6, 3]), levels=[6, 0])
