@@ -24,7 +24,8 @@ book/_static/ort/ort.wasm.min.js: book/_js/package-lock.json
 	cd $(ORT_DIST) && cp $(ORT_FILES) $(CURDIR)/book/_static/ort/
 	touch $@
 
-book/_static/live/book.json: $(STAMP) colddiff_lib/export.py $(wildcard colddiff_lib/zoo/cards/*.json)
+# Made from the whole library (book.json records the digest of its sources, export.source_digest).
+book/_static/live/book.json: $(STAMP) $(shell find colddiff_lib -name '*.py') $(wildcard colddiff_lib/zoo/cards/*.json)
 	$(VPY) -m colddiff_lib export --out book/_static/live
 
 $(STAMP): pyproject.toml

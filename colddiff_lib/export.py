@@ -35,6 +35,8 @@ __all__ = [
     "export_model",
     "export_digits",
     "export_book",
+    "source_digest",
+    "is_current",
     "check_export",
     "page_prior",
     "BOOK_MODELS",
@@ -274,9 +276,42 @@ def export_book(out: Path, names=BOOK_MODELS) -> Path:
     doc = {
         "models": models,
         "colours": {k: to_hex(v) for k, v in ALGORITHM_COLOURS.items()},
+        "made_from": source_digest(names),
     }
     files.write_json(doc, out / "book.json", indent=1, sort_keys=False)
     return out
+
+
+def source_digest(names=BOOK_MODELS) -> str:
+    """What an export of ``names`` is made from, as one SHA-256: the library's Python sources, the models'
+    cards (their weights' digests and settings), and the versions of the packages that trace the graphs
+    and fit the priors. ``book.json`` records it (``made_from``): a folder with the current digest is what
+    :func:`export_book` would write now (:func:`is_current`)."""
+    import hashlib
+    from importlib import metadata
+
+    from . import zoo
+
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    for name in names:
+        digest.update(json.dumps(zoo.card(name), sort_keys=True).encode() + b"\0")
+    for dist in ("torch", "onnx", "onnxscript", "numpy", "scikit-learn", "mlxtend"):
+        digest.update(f"{dist}={metadata.version(dist)}\0".encode())
+    return digest.hexdigest()
+
+
+def is_current(folder: Path, names=BOOK_MODELS) -> bool:
+    """Whether ``folder`` holds an :func:`export_book` of ``names`` made from this library, these cards and
+    these packages (``book.json``'s ``made_from``), e.g. ``book/_static/live`` after ``make static``."""
+    try:
+        made_from = json.loads((Path(folder) / "book.json").read_text())["made_from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return made_from == source_digest(names)
 
 
 def check_export(folder: Path, x: torch.Tensor, improved: bool = True) -> float:

@@ -79,6 +79,13 @@ def site():
     assert not missing, (
         f"book/_static lacks {missing}: `make static` (run by make test and make book) writes them"
     )
+    from colddiff_lib import export
+
+    # the page must run what the library computes now, not an older export
+    assert export.is_current(ROOT / "book" / "_static" / "live"), (
+        "book/_static/live was exported from another version of the library or the zoo: "
+        "`make static` exports it again"
+    )
     shutil.copytree(ROOT / "book" / "_static", BUILD / "book" / "_static")
     for nb in notebooks():
         executed = EXECUTED / nb.name
