@@ -8,6 +8,7 @@ from colddiff_lib import degradations as dg
 from colddiff_lib import zoo
 from colddiff_lib.data import load_dataset
 from colddiff_lib.evaluation import (
+    confident_share,
     METHODS,
     evaluate_reconstruction,
     generation_measures,
@@ -110,6 +111,14 @@ def test_generation_measures_tell_digits_from_noise(digits):
         ] == pytest.approx(real["fid"])
     with pytest.raises(ValueError, match="threshold"):
         generation_measures(digits[:10], train, classifier, threshold=1.5)
+    # the share alone: what generation_measures gives, without FID's reference pass
+    assert confident_share(digits[:200], classifier) == real["confident"]
+    assert confident_share(torch.zeros(200, 1, 32, 32), classifier) == flat["confident"]
+    assert confident_share(digits[:200], classifier, 0.999) < real["confident"]
+    # thresholds people pass: a percentage, a probability of 1
+    for wrong in (90, 1.0, 0):
+        with pytest.raises(ValueError, match=r"threshold must lie in \(0, 1\)"):
+            confident_share(digits[:10], classifier, wrong)
 
 
 def test_identity_along_trajectory_judges_each_estimate():
