@@ -151,3 +151,94 @@ def test_the_checker_is_fast():
     start = time.process_time()
     check_rmse(good_rmse)
     assert time.process_time() - start < 1.0
+
+
+# ---------------------------------------------------------------- the coarse step
+def _estimate(R, x, s):
+    return R(x, torch.full((x.shape[0],), s, dtype=torch.long))
+
+
+def good_step(R, D, x, s, s_next):
+    x0_hat = _estimate(R, x, s).clamp(-1, 1)
+    return x - D(x0_hat, s) + D(x0_hat, s_next)
+
+
+def _with(estimate_at, f):
+    """A step built from R's estimate at a level chosen by estimate_at(s, s_next), clamped."""
+    return lambda R, D, x, s, s_next: f(
+        D, x, _estimate(R, x, estimate_at(s, s_next)).clamp(-1, 1), s, s_next
+    )
+
+
+# The wrong steps people write, and the words their message must contain.
+WRONG_STEPS = [
+    (
+        "to s - 1",
+        _with(lambda s, n: s, lambda D, x, h, s, n: x - D(h, s) + D(h, s - 1)),
+        "you stepped to s - 1",
+    ),
+    (
+        "Algorithm 1",
+        _with(lambda s, n: s, lambda D, x, h, s, n: D(h, n)),
+        "Algorithm 1's step",
+    ),
+    (
+        "signs swapped",
+        _with(lambda s, n: s, lambda D, x, h, s, n: x + D(h, s) - D(h, n)),
+        "signs are swapped",
+    ),
+    (
+        "no clamp",
+        lambda R, D, x, s, n: (lambda h: x - D(h, s) + D(h, n))(_estimate(R, x, s)),
+        "not clamped",
+    ),
+    (
+        "R at s_next",
+        _with(lambda s, n: n, lambda D, x, h, s, n: x - D(h, s) + D(h, n)),
+        "R(x_s, s)",
+    ),
+    (
+        "the estimate",
+        _with(lambda s, n: s, lambda D, x, h, s, n: h),
+        "you returned the estimate",
+    ),
+    ("x unchanged", lambda R, D, x, s, n: x.clone(), "away from the library's"),
+    (
+        "in place",
+        _with(lambda s, n: s, lambda D, x, h, s, n: x.sub_(D(h, s)).add_(D(h, n))),
+        "changed x in place",
+    ),
+]
+
+
+def test_a_correct_coarse_step_passes(capsys):
+    from colddiff_lib.exercises.ch05 import check_coarse_step
+
+    assert check_coarse_step(good_step) is True
+    assert "Correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "wrong, words",
+    [(f, w) for _, f, w in WRONG_STEPS],
+    ids=[n for n, _, _ in WRONG_STEPS],
+)
+def test_each_wrong_coarse_step_is_named(wrong, words, capsys):
+    from colddiff_lib.exercises.ch05 import check_coarse_step
+
+    assert check_coarse_step(wrong) is False
+    out = capsys.readouterr().out
+    assert out.startswith("Not yet: ") and words in out, out
+
+
+def test_a_coarse_step_of_the_wrong_kind_is_refused():
+    from colddiff_lib.exercises.ch05 import check_coarse_step
+
+    with pytest.raises(ValueError, match=r"my_step must be a function"):
+        check_coarse_step("x - D(h, s) + D(h, s_next)")
+    with pytest.raises(
+        ValueError, match=r"a tensor of x's shape \(3, 1, 16, 16\), got float"
+    ):
+        check_coarse_step(lambda R, D, x, s, n: 0.5)
+    with pytest.raises(ValueError, match=r"got Tensor\(1, 16, 16\)"):
+        check_coarse_step(lambda R, D, x, s, n: good_step(R, D, x, s, n)[0])

@@ -195,3 +195,117 @@ def check_rmse(my_rmse: Callable) -> bool:
         "average each image's channels and pixels, take the square root, then average over "
         "the batch.",
     )
+
+
+def _step_cases():
+    """(R, D, x_s, s, s_next) on which to try a hand-written coarse step: a 16 px blur of T = 10, a
+    restorer that depends on its input and its level and overshoots [-1, 1] (so a missing clamp shows),
+    and steps of one level and of several (so that a step to s - 1 shows)."""
+    from ..degradations import GaussianBlur
+
+    g = torch.Generator().manual_seed(7)
+    D = GaussianBlur(T=10, kernel_size=5, std=1.0, channels=1)
+    x0 = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
+
+    def R(x, t):
+        level = t.float().view(-1, 1, 1, 1) / D.T
+        return 1.6 * x0.flip(0) * (1 - level) + 0.5 * x * level
+
+    return [(R, D, D(x0, s), s, s_next) for s, s_next in ((10, 4), (6, 0), (3, 2))]
+
+
+def _step_diagnoses(R, D, x, s, s_next):
+    """(value, what it is) of the usual wrong coarse steps of Algorithm 2 from level s to s_next."""
+    t = torch.full((x.shape[0],), s, dtype=torch.long)
+    h = R(x, t).clamp(-1, 1)
+    raw = R(x, t)
+    late = R(x, torch.full_like(t, s_next)).clamp(-1, 1)
+    return [
+        (
+            x - D(h, s) + D(h, s - 1),
+            "you stepped to s - 1: a coarse step goes to s_next, x - D(x0_hat, s) + D(x0_hat, s_next).",
+        ),
+        (
+            D(h, s_next),
+            "that is Algorithm 1's step, D(x0_hat, s_next); Algorithm 2 keeps x_s and moves it by "
+            "D(x0_hat, s_next) - D(x0_hat, s).",
+        ),
+        (
+            x + D(h, s) - D(h, s_next),
+            "the signs are swapped: subtract D(x0_hat, s), add D(x0_hat, s_next).",
+        ),
+        (
+            x - D(raw, s) + D(raw, s_next),
+            "R's estimate was not clamped: clamp x0_hat to [-1, 1] first, as sample() does "
+            "(a network can overshoot the range of an image).",
+        ),
+        (
+            x - D(late, s) + D(late, s_next),
+            "you called R at level s_next: the estimate comes from x_s, so R(x_s, s).",
+        ),
+        (h, "you returned the estimate x0_hat: return the next iterate, x_{s_next}."),
+    ]
+
+
+def check_coarse_step(my_step: Callable) -> bool:
+    """Check a hand-written step of Algorithm 2 over a coarser grid of levels.
+
+    The step from level s to a lower level s_next (:func:`colddiff_lib.sampling.sample` with ``levels``)
+    is x_{s_next} = x_s - D(x0_hat, s) + D(x0_hat, s_next) with x0_hat = R(x_s, s) clamped to [-1, 1].
+
+    Args:
+        my_step: ``my_step(R, D, x, s, s_next) -> x_next``: ``R(x, t)`` a restorer (x [B, C, H, W], t
+            LongTensor[B]), ``D`` the degradation, ``x`` the iterate x_s [B, C, H, W], ``s`` and
+            ``s_next`` ints with ``s_next < s``; it returns x_{s_next} [B, C, H, W].
+    Returns:
+        True when it agrees with the library's step to 1e-5 on a blur with steps of one and of several
+        levels.
+    Raises:
+        ValueError: if ``my_step`` is not a function, or returns something other than a tensor of x's shape.
+    """
+    from ..sampling import sample
+
+    if not callable(my_step):
+        raise ValueError(
+            f"my_step must be a function my_step(R, D, x, s, s_next) -> x_next, got "
+            f"{type(my_step).__name__}"
+        )
+    for R, D, x, s, s_next in _step_cases():
+        x_in = x.clone()
+        got = my_step(R, D, x_in, s, s_next)
+        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            raise ValueError(
+                f"my_step must return the next iterate, a tensor of x's shape {tuple(x.shape)}, got "
+                f"{type(got).__name__}{tuple(got.shape) if isinstance(got, torch.Tensor) else ''}"
+            )
+        if not torch.equal(x_in, x):
+            return report(
+                False,
+                "",
+                "your function changed x in place (for example x -= ...): the caller's iterate must "
+                "stay as it was; compute x - D(...) + D(...) into a new tensor.",
+            )
+        # the library's first step of a run over the levels s, s_next (, 0)
+        steps = []
+        sample(
+            R, D, x, s, levels=[s, s_next] + [0] * (s_next > 0), callback=steps.append
+        )
+        want = steps[0]["x_next"]
+        if torch.allclose(got.float(), want, atol=1e-5, rtol=0):
+            continue
+        for value, message in _step_diagnoses(R, D, x, s, s_next):
+            if torch.allclose(got.float(), value, atol=1e-5, rtol=0):
+                return report(False, "", f"from level {s} to {s_next}, {message}")
+        error = float((got.float() - want).abs().max())
+        return report(
+            False,
+            "",
+            f"from level {s} to {s_next} your x_next is up to {error:.4f} away from the library's. "
+            "Clamp x0_hat = R(x_s, s) to [-1, 1], then return x_s - D(x0_hat, s) + D(x0_hat, s_next).",
+        )
+    return report(
+        True,
+        "your step lands where sample(levels=[s, s_next, ...]) steps, for long steps and for "
+        "one-level ones.",
+        "",
+    )
