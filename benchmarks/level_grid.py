@@ -57,24 +57,35 @@ def main(argv=None) -> int:
     print(
         f"{'model':16s} {'method':34s} {'calls':>5s} {'RMSE':>7s} {'SSIM':>7s} {'s':>6s}"
     )
-    for name in args.names:
-        R, D = zoo.load_pretrained(name)
+
+    def report(name, method, calls, restore):
         start = time.perf_counter()
-        y = reconstruct(R, D, x0, methods=("direct",))["direct"]
+        y = restore()
         seconds = time.perf_counter() - start
         print(
-            f"{name:16s} {'direct':34s} {1:5d} {rmse(y, x0):7.4f} {ssim(y, x0):7.4f} {seconds:6.1f}"
+            f"{name:16s} {method:34s} {calls:5d} {rmse(y, x0):7.4f} {ssim(y, x0):7.4f} "
+            f"{seconds:6.1f}",
+            flush=True,
+        )
+
+    for name in args.names:
+        R, D = zoo.load_pretrained(name)
+        report(
+            name,
+            "direct",
+            1,
+            lambda: reconstruct(R, D, x0, methods=["direct"])["direct"],
         )
         for k in steps_to_try(D.T):
             grid = level_grid(D.T, k)
-            start = time.perf_counter()
-            y = reconstruct(R, D, x0, methods=("improved",), levels=grid)["improved"]
-            seconds = time.perf_counter() - start
             shown = ", ".join(map(str, grid)) if k <= 5 else f"every {D.T // k}"
-            print(
-                f"{name:16s} {'Algorithm 2, ' + shown:34s} {k:5d} {rmse(y, x0):7.4f} "
-                f"{ssim(y, x0):7.4f} {seconds:6.1f}",
-                flush=True,
+            report(
+                name,
+                f"Algorithm 2, {shown}",
+                k,
+                lambda: reconstruct(R, D, x0, methods=["improved"], levels=grid)[
+                    "improved"
+                ],
             )
     return 0
 
