@@ -287,21 +287,30 @@ def source_digest(names=BOOK_MODELS) -> str:
     cards (their weights' digests and settings), and the versions of the packages that trace the graphs
     and fit the priors. ``book.json`` records it (``made_from``): a folder with the current digest is what
     :func:`export_book` would write now (:func:`is_current`)."""
-    import hashlib
     from importlib import metadata
 
     from . import zoo
 
-    digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    for name in names:
-        digest.update(json.dumps(zoo.card(name), sort_keys=True).encode() + b"\0")
-    for dist in ("torch", "onnx", "onnxscript", "numpy", "scikit-learn", "mlxtend"):
-        digest.update(f"{dist}={metadata.version(dist)}\0".encode())
-    return digest.hexdigest()
+    made_from = {
+        "sources": {
+            str(path.relative_to(package)): files.sha256_file(path)
+            for path in sorted(package.rglob("*.py"))
+        },
+        "cards": {name: zoo.card(name) for name in names},
+        "packages": {
+            dist: metadata.version(dist)
+            for dist in (
+                "torch",
+                "onnx",
+                "onnxscript",
+                "numpy",
+                "scikit-learn",
+                "mlxtend",
+            )
+        },
+    }
+    return files.sha256_bytes(files.canonical_json(made_from))
 
 
 def is_current(folder: Path, names=BOOK_MODELS) -> bool:
