@@ -168,8 +168,8 @@ def _versions(*tensors) -> tuple:
     return tuple(t._version for t in tensors)
 
 
-# fid's memo of the last reference it computed: (key, versions, FIDReference)
-_LAST_REFERENCE: list = [None, None, None]
+# fid's memo of the last reference: (reference, classifier, backend, batch_size, versions, FIDReference)
+_LAST_REFERENCE: list = [None] * 6
 
 
 def fid(
@@ -206,12 +206,19 @@ def fid(
         if isinstance(classifier, torch.nn.Module)
         else []
     )
-    key = (id(reference), id(classifier), backend, batch_size)
     versions = _versions(reference, *state)
-    cached_key, cached_versions, cached = _LAST_REFERENCE
-    if cached is None or cached_key != key or cached_versions != versions:
-        cached = FIDReference(reference, classifier, backend, batch_size)
-        # the tensor and network themselves are held, so that their ids stay theirs
-        _LAST_REFERENCE[:] = [key, versions, cached]
-        cached.held = (reference, classifier)
-    return cached(x)
+    last = _LAST_REFERENCE
+    if not (
+        last[0] is reference
+        and last[1] is classifier
+        and last[2:5] == [backend, batch_size, versions]
+    ):
+        last[:] = [
+            reference,
+            classifier,
+            backend,
+            batch_size,
+            versions,
+            FIDReference(reference, classifier, backend, batch_size),
+        ]
+    return last[5](x)
