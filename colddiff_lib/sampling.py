@@ -134,7 +134,8 @@ def sample(
             noise schedule (``D.noise_schedule()``: the Gaussian-noise baseline, :class:`Noisy`), ``"ddim"``
             or ``"ancestral"`` (they re-estimate z from x_s, ignoring D's frozen z).
         callback: called once per step with a dict ``{"s", "x", "x0_hat", "x_next"}``: the level s,
-            x_s [B, C, H, W], the estimate R(x_s, s), and x_{s-1}.
+            x_s [B, C, H, W], the estimate R(x_s, s), and the next iterate (x_{s-1}, or x at the next of
+            ``levels``).
         clip_x0: clamp R's estimates to [-1, 1].
         generator: the fresh noise of ``"ancestral"`` (default: torch's global generator).
         levels: the levels visited, from ``t`` down to 0, e.g. ``[20, 10, 0]`` or :func:`level_grid`'s:

@@ -217,8 +217,8 @@ def _step_cases():
 def _step_diagnoses(R, D, x, s, s_next):
     """(value, what it is) of the usual wrong coarse steps of Algorithm 2 from level s to s_next."""
     t = torch.full((x.shape[0],), s, dtype=torch.long)
-    h = R(x, t).clamp(-1, 1)
     raw = R(x, t)
+    h = raw.clamp(-1, 1)
     late = R(x, torch.full_like(t, s_next)).clamp(-1, 1)
     return [
         (
