@@ -290,6 +290,35 @@ def test_merged_tables_take_every_parts_folder_of_a_model(tmp_path):
     assert json.loads((cards / "gen-c.json").read_text()) == {}
 
 
+def test_merged_reference_rows_come_from_a_model_of_the_build(tmp_path):
+    """The real digits' rows are copied from a parts folder of a model being built, never from
+    another model's folder that merely looks newer (a fresh checkout's file times are arbitrary)."""
+    from colddiff_lib.reproduce import to_csv
+    from colddiff_lib.zoo.build import merge_tables
+
+    results = tmp_path / "results"
+
+    def part(folder, model, machine):
+        (results / "parts" / folder).mkdir(parents=True)
+        (results / "parts" / folder / "generation.csv").write_text(
+            to_csv([{"model": model, "method": "Algorithm 1", "n": 10}])
+        )
+        (results / "parts" / folder / "generation_reference.csv").write_text(
+            to_csv([{"images": "held-out digits", "evaluated_on": machine}])
+        )
+
+    part("gen-a", "gen-a", "machine a")
+    part("gen-b", "gen-b", "machine b")  # written last: the newer file
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "gen-a.json").write_text("{}")
+    (results / "generation_reference.csv").write_text("images,evaluated_on\nold,old\n")
+    merge_tables(results, ["rec-c"], cards=tmp_path / "cards")  # no generator built
+    assert "old" in (results / "generation_reference.csv").read_text()
+    merge_tables(results, ["gen-a"], cards=tmp_path / "cards")
+    assert "machine a" in (results / "generation_reference.csv").read_text()
+    assert "held-out digits" in (results / "generation_reference.md").read_text()
+
+
 @pytest.mark.slow
 def test_a_trial_build_writes_only_into_its_own_folders(tmp_path):
     """``zoo.build --out DIR`` (CONTRIBUTING's trial build): a short build of one model trains, exports and

@@ -478,11 +478,19 @@ def merge_tables(results: Path, names, cards: Path = None) -> None:
     command), keeping the other models' rows; copy those rows' metrics onto the models' cards."""
     from ..tables import read_csv, to_csv, to_markdown
 
+    # the real digits' rows: the same whichever model's evaluation wrote them, so they are
+    # taken from a parts folder of a model of this build (its evaluation wrote them last),
+    # or left as they are (file times say nothing in a fresh checkout)
+    def of_this_build(reference: Path) -> bool:
+        generation = reference.parent / "generation.csv"
+        return generation.exists() and any(
+            row["model"] in names for row in read_csv(generation)
+        )
+
     references = sorted(
-        (results / "parts").glob("*/generation_reference.csv"),
+        filter(of_this_build, (results / "parts").glob("*/generation_reference.csv")),
         key=lambda p: p.stat().st_mtime,
     )
-    # the real digits' rows: the same whichever model's evaluation wrote them last
     if references:
         rows = read_csv(references[-1])
         files.write_text(to_csv(rows), results / "generation_reference.csv")
