@@ -66,22 +66,24 @@ def _superres_degraded_ssim_agrees(t: Tables) -> bool:
     )
 
 
-def _inpaint_degraded_ssim_differs_rmse_agrees(t: Tables) -> bool:
+def _inpaint_degraded_agrees(t: Tables) -> bool:
     paper = PAPER["mnist"]["reconstruction"]["mnist-inpaint"]["degraded"]
     ours_ssim = t.value("mnist-inpaint", "Degraded", "ssim_as_paper")
     ours_rmse = t.value("mnist-inpaint", "Degraded", "rmse_as_paper")
-    return paper["ssim"] - ours_ssim > 0.2 and abs(ours_rmse - paper["rmse"]) < 0.01
+    return (
+        abs(ours_ssim - paper["ssim"]) < 0.03 and abs(ours_rmse - paper["rmse"]) < 0.01
+    )
 
 
-def _superres_keeps_most_blur_least(t: Tables) -> bool:
+def _blur_keeps_least_superres_and_inpaint_split(t: Tables) -> bool:
     models = ("mnist-blur", "mnist-inpaint", "mnist-superres")
     ssim = {m: t.value(m, "Degraded", "ssim") for m in models}
     rmse = {m: t.value(m, "Degraded", "rmse") for m in models}
     return (
-        max(ssim, key=ssim.get) == "mnist-superres"
-        and min(rmse, key=rmse.get) == "mnist-superres"
-        and min(ssim, key=ssim.get) == "mnist-blur"
+        min(ssim, key=ssim.get) == "mnist-blur"
         and max(rmse, key=rmse.get) == "mnist-blur"
+        and min(rmse, key=rmse.get) == "mnist-superres"
+        and max(ssim, key=ssim.get) == "mnist-inpaint"
     )
 
 
@@ -116,22 +118,22 @@ CLAIMS: List[Claim] = [
     ),
     Claim(
         "05_reconstruction",
-        "inpaint-ssim-differs",
-        "is far above ours",
-        _inpaint_degraded_ssim_differs_rmse_agrees,
+        "inpaint-degraded-agrees",
+        "Its degraded-inpainting row agrees with ours as well",
+        _inpaint_degraded_agrees,
     ),
     Claim(
         "05_reconstruction",
         "degraded-rmse-agrees",
-        "although the degraded RMSEs agree",
+        "the degraded RMSEs agree for all three tasks",
         _degraded_rmse_agrees_with_paper,
     ),
     Claim(
         "05_reconstruction",
-        "superres-keeps-most",
-        "super-resolution keeps the most (the highest degraded SSIM and lowest degraded RMSE of the three), "
-        "blur the least",
-        _superres_keeps_most_blur_least,
+        "blur-keeps-least",
+        "blur keeps the least (the lowest degraded SSIM and highest degraded RMSE of the three). "
+        "Super-resolution has the lowest degraded RMSE and inpainting the highest degraded SSIM",
+        _blur_keeps_least_superres_and_inpaint_split,
     ),
 ]
 

@@ -111,7 +111,7 @@ TAMPERINGS = {
             ("mnist-blur", "Degraded", "ssim_as_paper"),
         )
     ],
-    "inpaint-ssim-differs": [
+    "inpaint-degraded-agrees": [
         (
             ("mnist-inpaint", "Degraded", "ssim_as_paper"),
             ("mnist-inpaint", "Algorithm 2", "ssim_as_paper"),
@@ -123,8 +123,8 @@ TAMPERINGS = {
             ("mnist-inpaint", "Direct", "rmse_as_paper"),
         )
     ],
-    "superres-keeps-most": [
-        (("mnist-superres", "Degraded", "ssim"), ("mnist-blur", "Degraded", "ssim"))
+    "blur-keeps-least": [
+        (("mnist-inpaint", "Degraded", "ssim"), ("mnist-blur", "Degraded", "ssim"))
     ],
 }
 

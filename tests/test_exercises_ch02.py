@@ -103,7 +103,7 @@ def test_effective_sigma_wrong_types_raise(kwargs, name):
 # --- check_masked_fraction
 # ---------------------------------------------------------------------
 def fraction(t, threshold=0.5):
-    D = dg.Inpainting(T=50, std=0.1, initial_mask=5.0)
+    D = dg.Inpainting(T=50, std=0.1, initial_mask=11.0)
     a = D.cumulative_masks(torch.zeros(1, 1, 32, 32))[0, t]
     return float((a < threshold).double().mean())
 
@@ -126,7 +126,7 @@ def test_the_book_answers_rounded_pass():
 
 
 def test_masked_fraction_typical_slips(capsys):
-    D = dg.Inpainting(T=50, std=0.1, initial_mask=5.0)
+    D = dg.Inpainting(T=50, std=0.1, initial_mask=11.0)
     step = float((D.step_masks(torch.zeros(1, 1, 32, 32))[0, 24] < 0.5).double().mean())
     assert (
         len({round(v, 6) for v in (fraction(24), fraction(25), fraction(26), step)})

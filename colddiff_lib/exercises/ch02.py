@@ -190,14 +190,15 @@ def check_masked_fraction(
     threshold: float = 0.5,
     T: int = 50,
     std: float = 0.1,
-    initial_mask: float = 5.0,
+    initial_mask: float = 11.0,
     size: int = 32,
 ) -> bool:
     """Check the fraction of pixels that the centred Gaussian inpainting masks at level t.
 
     A pixel counts as masked when its cumulative mask a_t = prod_{i<=t} m_i is below ``threshold``
-    (a_t = 1: untouched, a_t = 0: erased). The defaults are the book's MNIST operator (the zoo's
-    ``mnist-inpaint``: T = 50, std = 0.1, initial_mask = 5, 32 x 32 images, centred hole).
+    (a_t = 1: untouched, a_t = 0: erased). The defaults are the widths of the book's MNIST operator
+    (the zoo's ``mnist-inpaint``: T = 50, std = 0.1, initial_mask = 11, 32 x 32 images), with the
+    hole in the middle (the zoo's model draws its centre at random per image).
 
     Args:
         answer: your fraction, a real number in [0, 1].
