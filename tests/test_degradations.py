@@ -155,6 +155,26 @@ def test_inpainting_cumulative_mask_equals_steps(random_centre, x0):
         assert mask[0, 0, 16, 16] < 0.05 and mask[0, 0, 0, 0] > mask[0, 0, 16, 16]
 
 
+@pytest.mark.parametrize("fill", [False, True])
+def test_random_holes_at_per_image_levels_are_the_cumulative_masks(fill, x0):
+    """D(x0, t) with a level per image multiplies by each image's own a_t, read from
+    cumulative_masks (a_0 = 1; the fill variant's a_T = 0, so x_T is its colour)."""
+    D = (dg.InpaintingFill if fill else dg.Inpainting)(
+        T=30, std=0.2, random_centre=True
+    )
+    batch = x0.repeat(2, 1, 1, 1)[:6]
+    D = D.freeze(batch, torch.Generator().manual_seed(5))
+    t = torch.tensor([0, 1, 7, 29, 30, 30])
+    a = D.cumulative_masks(batch)[torch.arange(6), t].unsqueeze(1).to(batch.dtype)
+    colour = D.colours.view(6, 1, 1, 1) if fill else 0
+    torch.testing.assert_close(
+        D(batch, t), a * batch + (1 - a) * colour, atol=1e-6, rtol=0
+    )
+    if fill:
+        torch.testing.assert_close(D(batch, t)[4:], colour[4:].expand_as(batch[4:]))
+    assert torch.equal(D(batch, torch.zeros(6, dtype=torch.long)), batch)
+
+
 def test_inpainting_fill_ends_at_the_colour(x0):
     D = dg.InpaintingFill(T=40, std=0.2)
     colour = D.prior(4, (1, 32, 32), generator=torch.Generator().manual_seed(0))

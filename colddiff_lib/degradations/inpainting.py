@@ -29,12 +29,13 @@ def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tens
         [B, S, H, W] with 0 at the centre and values in [0, 1).
     """
     H, W = size
-    rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H, 1)
-    cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, 1, W)
-    d2 = (rows - centre[:, 0].view(-1, 1, 1, 1)) ** 2 + (
-        cols - centre[:, 1].view(-1, 1, 1, 1)
-    ) ** 2
-    return 1 - torch.exp(-d2 / (2 * _floor(sigma).view(1, -1, 1, 1) ** 2))
+    # the Gaussian is separable: H + W exponentials per mask instead of H * W
+    two_var = 2 * _floor(sigma).view(1, -1, 1) ** 2
+    rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H)
+    cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, W)
+    g_rows = torch.exp(-((rows - centre[:, :1, None]) ** 2) / two_var)  # [B, S, H]
+    g_cols = torch.exp(-((cols - centre[:, 1:, None]) ** 2) / two_var)  # [B, S, W]
+    return 1 - g_rows.unsqueeze(-1) * g_cols.unsqueeze(-2)
 
 
 def _floor(sigma: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,8 @@ class Inpainting(Degradation, name="inpaint"):
     compositional = True
     # the mask's position is known to the restorer, as in the paper
     state_is_observed = True
+    # a_T forced to 0, so that nothing of x0 is left at T (the fill variant)
+    covers_at_T = False
 
     def __init__(
         self,
@@ -111,7 +114,10 @@ class Inpainting(Degradation, name="inpaint"):
         """a_t = prod_{i<=t} m_i for t = 0..T: [B, T + 1, H, W] (float64, a_0 = 1)."""
         m = self.step_masks(x)
         ones = torch.ones_like(m[:, :1])
-        return torch.cumprod(torch.cat([ones, m], dim=1), dim=1)
+        a = torch.cumprod(torch.cat([ones, m], dim=1), dim=1)
+        if self.covers_at_T:
+            a[:, -1] = 0
+        return a
 
     def _mask_at(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         # one mask set for the whole batch: cache it per size and device
@@ -121,8 +127,19 @@ class Inpainting(Degradation, name="inpaint"):
                 self._cache = self.cumulative_masks(x[:1])[0]
                 self._cache_key = key
             return self._cache[t].unsqueeze(1)
-        a = self.cumulative_masks(x)
-        return a[torch.arange(x.shape[0], device=x.device), t].unsqueeze(1)
+        # a mask set per image: multiply each image's own m_1..m_t, and no further level
+        # than the batch needs (cumprod over every level cost ten times as much)
+        last = int(t.max())
+        centres = self._centres(x).to(torch.float64)
+        m = gaussian_hole(x.shape[-2:], self.sigmas[:last].to(x.device), centres)
+        levels = torch.arange(1, last + 1, device=x.device).view(1, -1, 1, 1)
+        m = torch.where(levels <= t.view(-1, 1, 1, 1), m, torch.ones((), dtype=m.dtype))
+        a = m.prod(dim=1, keepdim=True)
+        if self.covers_at_T:
+            a = torch.where(
+                t.view(-1, 1, 1, 1) == self.T, torch.zeros((), dtype=a.dtype), a
+            )
+        return a
 
     def degrade(self, x0, t):
         return x0 * self._mask_at(x0, t).to(x0.dtype)
@@ -151,6 +168,7 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
     compositional = False
     random = True
     state_is_observed = False  # the fill colour is the corruption
+    covers_at_T = True
 
     def __init__(
         self,
@@ -198,11 +216,6 @@ class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
         frozen = self.freeze(x_t)
         frozen.colours = x_t[:, :, hidden].mean(-1)
         return frozen
-
-    def cumulative_masks(self, x):
-        a = super().cumulative_masks(x)
-        a[:, -1] = 0
-        return a
 
     def degrade(self, x0, t):
         a = self._mask_at(x0, t).to(x0.dtype)
