@@ -83,7 +83,7 @@ def noise_step(
 
     ``D`` has a :meth:`~colddiff_lib.degradations.Degradation.noise_schedule`; x, x0_hat are [B, C, H, W].
     """
-    s_prev = s - 1 if s_next is None else s_next
+    s_next = s - 1 if s_next is None else s_next
     schedule = D.noise_schedule()
     if schedule is None:
         raise ValueError(
@@ -91,19 +91,19 @@ def noise_step(
             f"cannot be re-estimated: use algorithm 'improved' or 'naive'"
         )
     signal, sigma = (v.to(dtype=torch.float64) for v in schedule)
-    a_s, a_prev = signal[s], signal[s_prev]
-    sig_s, sig_prev = sigma[s], sigma[s_prev]
+    a_s, a_next = signal[s], signal[s_next]
+    sig_s, sig_next = sigma[s], sigma[s_next]
     z_hat = (x.double() - D.clean(x0_hat, s).double()) / sig_s
-    # DDPM's posterior variance for the step s -> s_prev (DDIM's sigma with eta)
+    # DDPM's posterior variance for the step s -> s_next (DDIM's sigma with eta)
     c2 = (
-        (eta**2) * sig_prev**2 * (1 - (a_s * sig_prev / (a_prev * sig_s)) ** 2)
-        if s_prev > 0
-        else sig_prev * 0
+        (eta**2) * sig_next**2 * (1 - (a_s * sig_next / (a_next * sig_s)) ** 2)
+        if s_next > 0
+        else sig_next * 0
     )
     c2 = c2.clamp(min=0.0)
     x_next = (
-        D.clean(x0_hat, s_prev).double()
-        + (sig_prev**2 - c2).clamp(min=0).sqrt() * z_hat
+        D.clean(x0_hat, s_next).double()
+        + (sig_next**2 - c2).clamp(min=0).sqrt() * z_hat
     )
     if eta:
         x_next = x_next + c2.sqrt() * D.fresh_noise(x, generator).double()
@@ -188,9 +188,10 @@ def sample(
 def level_grid(t: int, steps: int) -> List[int]:
     """``steps + 1`` levels from ``t`` down to 0, as evenly spaced as integers allow (``level_grid(20, 2)``
     is ``[20, 10, 0]``): a coarser run of :func:`sample` (its ``levels``), ``steps`` calls of R."""
-    if not (isinstance(t, int) and t >= 1):
+    # a bool is an int to Python, never a level
+    if not (isinstance(t, int) and not isinstance(t, bool) and t >= 1):
         raise ValueError(f"t must be an int >= 1, got {t!r}")
-    if not (isinstance(steps, int) and 1 <= steps <= t):
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= t):
         raise ValueError(f"steps must be an int in 1..t={t}, got {steps!r}")
     return [round(t * (1 - k / steps)) for k in range(steps + 1)]
 

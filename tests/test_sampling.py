@@ -325,6 +325,13 @@ def test_level_grid_and_bad_levels(x0):
         level_grid(20, 40)
     with pytest.raises(ValueError, match="t must be an int >= 1, got 2.5"):
         level_grid(2.5, 1)
+    # True == 1 to Python, but a flag passed for a level is a mistake
+    with pytest.raises(ValueError, match="t must be an int >= 1, got True"):
+        level_grid(True, 1)
+    with pytest.raises(
+        ValueError, match=r"steps must be an int in 1\.\.t=20, got True"
+    ):
+        level_grid(20, True)
     D = dg.GaussianBlur(T=6, kernel_size=5, std=1.0)
     x_t = D(x0, 6)
     # the wrong grids people write: not ending at 0, increasing, from another level, fractions, one level
