@@ -28,6 +28,7 @@ from typing import Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 
+from .checks import is_int
 from .degradations.base import TimeLike, as_time_tensor, check_images
 
 ALGORITHMS = ("improved", "naive", "ddim", "ancestral")
@@ -188,10 +189,9 @@ def sample(
 def level_grid(t: int, steps: int) -> List[int]:
     """``steps + 1`` levels from ``t`` down to 0, as evenly spaced as integers allow (``level_grid(20, 2)``
     is ``[20, 10, 0]``): a coarser run of :func:`sample` (its ``levels``), ``steps`` calls of R."""
-    # a bool is an int to Python, never a level
-    if not (isinstance(t, int) and not isinstance(t, bool) and t >= 1):
+    if not (is_int(t) and t >= 1):
         raise ValueError(f"t must be an int >= 1, got {t!r}")
-    if not (isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= t):
+    if not (is_int(steps) and 1 <= steps <= t):
         raise ValueError(f"steps must be an int in 1..t={t}, got {steps!r}")
     return [round(t * (1 - k / steps)) for k in range(steps + 1)]
 
