@@ -23,14 +23,14 @@ def gaussian_hole(size, sigma: torch.Tensor, centre: torch.Tensor) -> torch.Tens
 
     Args:
         size: (H, W).
-        sigma: widths [S] in pixels.
+        sigma: widths [S] in pixels, the same for every image, or [B, S], one row per image.
         centre: (row, col) centres [B, 2] in pixels.
     Returns:
         [B, S, H, W] with 0 at the centre and values in [0, 1).
     """
     H, W = size
     # the Gaussian is separable: H + W exponentials per mask instead of H * W
-    two_var = 2 * _floor(sigma).view(1, -1, 1) ** 2
+    two_var = 2 * _floor(sigma).unsqueeze(-1) ** 2  # [S, 1] or [B, S, 1]
     rows = torch.arange(H, dtype=sigma.dtype, device=sigma.device).view(1, 1, H)
     cols = torch.arange(W, dtype=sigma.dtype, device=sigma.device).view(1, 1, W)
     g_rows = torch.exp(-((rows - centre[:, :1, None]) ** 2) / two_var)  # [B, S, H]
@@ -147,13 +147,9 @@ class Inpainting(Degradation, name="inpaint"):
     def step_op(self, x, t):
         centres = self._centres(x).to(torch.float64)
         # image b needs the mask of its own step t[b]
-        sigma = _floor(self.sigmas.to(x.device)[t - 1])
-        H, W = x.shape[-2:]
-        rows = torch.arange(H, dtype=torch.float64, device=x.device).view(1, H, 1)
-        cols = torch.arange(W, dtype=torch.float64, device=x.device).view(1, 1, W)
-        d2 = (rows - centres[:, :1, None]) ** 2 + (cols - centres[:, 1:, None]) ** 2
-        mask = 1 - torch.exp(-d2 / (2 * sigma.view(-1, 1, 1) ** 2))
-        return x * mask.unsqueeze(1).to(x.dtype)
+        sigma = self.sigmas.to(x.device)[t - 1].view(-1, 1)
+        mask = gaussian_hole(x.shape[-2:], sigma, centres)  # [B, 1, H, W]
+        return x * mask.to(x.dtype)
 
 
 class InpaintingFill(FlatEnd, Inpainting, name="inpaint_fill"):
