@@ -168,8 +168,9 @@ def _versions(*tensors) -> tuple:
     return tuple(t._version for t in tensors)
 
 
-# fid's memo of the last reference: (reference, classifier, backend, batch_size, versions, FIDReference)
-_LAST_REFERENCE: list = [None] * 6
+# fid's memo of the last reference: [reference, classifier, (backend, batch_size, versions),
+# FIDReference]; the tensor and the network are compared by identity
+_LAST_REFERENCE: list = [None] * 4
 
 
 def fid(
@@ -206,19 +207,9 @@ def fid(
         if isinstance(classifier, torch.nn.Module)
         else []
     )
-    versions = _versions(reference, *state)
-    last = _LAST_REFERENCE
-    if not (
-        last[0] is reference
-        and last[1] is classifier
-        and last[2:5] == [backend, batch_size, versions]
-    ):
-        last[:] = [
-            reference,
-            classifier,
-            backend,
-            batch_size,
-            versions,
-            FIDReference(reference, classifier, backend, batch_size),
-        ]
-    return last[5](x)
+    settings = (backend, batch_size, _versions(reference, *state))
+    held, network, held_settings, features = _LAST_REFERENCE
+    if not (held is reference and network is classifier and held_settings == settings):
+        features = FIDReference(reference, classifier, backend, batch_size)
+        _LAST_REFERENCE[:] = [reference, classifier, settings, features]
+    return features(x)
